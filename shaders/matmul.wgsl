@@ -1,0 +1,101 @@
+// C = op(A) · op(B) with a fused epilogue, register-tiled: each invocation
+// computes a TILE_M x 4 block of C, so every loaded value feeds several
+// multiply-adds. Edge tiles clamp their load indices into range (valid memory,
+// discarded results) and mask their stores, so any shape is correct.
+
+// A is stored K x M (we multiply by its transpose) instead of M x K.
+override TRANSPOSE_A: bool = false;
+// B is stored N x K instead of K x N.
+override TRANSPOSE_B: bool = false;
+// 0: C = AB; 1: C = AB + bias; 2: C = relu(AB + bias);
+// 3: C = AB * relu'(mask), mask being the relu output of the same shape (backward).
+override EPILOGUE: u32 = 0u;
+// Which dimension is the batch and takes the step's row count: 0 none, 1 M, 2 K.
+override BATCH_DIM: u32 = 0u;
+
+struct Dims {
+    m: u32,
+    k: u32,
+    n: u32,
+    _pad: u32,
+}
+
+@group(0) @binding(0) var<storage, read> a: array<f32>;
+@group(0) @binding(1) var<storage, read> b: array<f32>;
+@group(0) @binding(2) var<storage, read_write> c: array<f32>;
+// The bias (epilogues 1 and 2) or the relu mask (epilogue 3).
+@group(0) @binding(3) var<storage, read> extra: array<f32>;
+@group(0) @binding(4) var<uniform> dims: Dims;
+
+const TILE_M: u32 = 4u;
+const TILE_N: u32 = 4u;
+
+@compute @workgroup_size(8, 8, 1)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+    var m = dims.m;
+    var k = dims.k;
+    if BATCH_DIM == 1u {
+        m = step.rows;
+    }
+    if BATCH_DIM == 2u {
+        k = step.rows;
+    }
+    let n = dims.n;
+    let m0 = gid.y * TILE_M;
+    let n0 = gid.x * TILE_N;
+    if m0 >= m || n0 >= n {
+        return;
+    }
+
+    // Element (row, kk) of op(A) is at a_base[i] + kk * a_step; likewise for B.
+    var a_base: array<u32, 4>;
+    var b_base: array<u32, 4>;
+    for (var i = 0u; i < 4u; i++) {
+        let row = min(m0 + i, m - 1u);
+        let col = min(n0 + i, n - 1u);
+        a_base[i] = select(row * k, row, TRANSPOSE_A);
+        b_base[i] = select(col, col * k, TRANSPOSE_B);
+    }
+    let a_step = select(1u, m, TRANSPOSE_A);
+    let b_step = select(n, 1u, TRANSPOSE_B);
+
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
+    for (var kk = 0u; kk < k; kk++) {
+        let bo = kk * b_step;
+        let bv = vec4<f32>(b[b_base[0] + bo], b[b_base[1] + bo], b[b_base[2] + bo], b[b_base[3] + bo]);
+        let ao = kk * a_step;
+        acc0 = fma(vec4<f32>(a[a_base[0] + ao]), bv, acc0);
+        acc1 = fma(vec4<f32>(a[a_base[1] + ao]), bv, acc1);
+        acc2 = fma(vec4<f32>(a[a_base[2] + ao]), bv, acc2);
+        acc3 = fma(vec4<f32>(a[a_base[3] + ao]), bv, acc3);
+    }
+
+    var acc = array<vec4<f32>, 4>(acc0, acc1, acc2, acc3);
+    for (var i = 0u; i < TILE_M; i++) {
+        let row = m0 + i;
+        if row >= m {
+            break;
+        }
+        for (var j = 0u; j < TILE_N; j++) {
+            let col = n0 + j;
+            if col >= n {
+                break;
+            }
+            let idx = row * n + col;
+            var v = acc[i][j];
+            if EPILOGUE == 1u || EPILOGUE == 2u {
+                v += extra[col];
+            }
+            if EPILOGUE == 2u {
+                v = max(v, 0.0);
+            }
+            if EPILOGUE == 3u && extra[idx] <= 0.0 {
+                v = 0.0;
+            }
+            c[idx] = v;
+        }
+    }
+}

@@ -1,0 +1,56 @@
+// One optimizer update over every parameter at once (parameters, gradients and
+// state each live in one buffer), with Keras' formulas, as in src/optim.rs.
+
+// 0 sgd, 1 sgd + momentum, 2 sgd + nesterov momentum, 3 rmsprop, 4 adam.
+override RULE: u32 = 3u;
+
+struct Hyper {
+    lr: f32,
+    momentum: f32,
+    rho: f32,
+    beta1: f32,
+    beta2: f32,
+    epsilon: f32,
+    count: u32,
+    // Optimizer steps taken before this epoch's first step.
+    steps_before: u32,
+}
+
+@group(0) @binding(0) var<storage, read_write> params: array<f32>;
+@group(0) @binding(1) var<storage, read> grads: array<f32>;
+@group(0) @binding(2) var<storage, read_write> state1: array<f32>;
+@group(0) @binding(3) var<storage, read_write> state2: array<f32>;
+@group(0) @binding(4) var<uniform> hyper: Hyper;
+
+@compute @workgroup_size(64, 1, 1)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    // Adam's bias-corrected step size at the 1-based step t.
+    let t = f32(hyper.steps_before + step.slot + 1u);
+    let adam_lr = hyper.lr * sqrt(1.0 - pow(hyper.beta2, t)) / (1.0 - pow(hyper.beta1, t));
+    // A grid-stride loop, so any parameter count fits the dispatch limits.
+    for (var i = gid.x; i < hyper.count; i += groups.x * 64u) {
+        let g = grads[i];
+        switch RULE {
+            case 0u: {
+                params[i] -= hyper.lr * g;
+            }
+            case 1u, 2u: {
+                let v = hyper.momentum * state1[i] - hyper.lr * g;
+                state1[i] = v;
+                params[i] += select(v, hyper.momentum * v - hyper.lr * g, RULE == 2u);
+            }
+            case 3u: {
+                let v = hyper.rho * state1[i] + (1.0 - hyper.rho) * g * g;
+                state1[i] = v;
+                params[i] -= hyper.lr * g / sqrt(v + hyper.epsilon);
+            }
+            default: {
+                let m = state1[i] + (g - state1[i]) * (1.0 - hyper.beta1);
+                let v = state2[i] + (g * g - state2[i]) * (1.0 - hyper.beta2);
+                state1[i] = m;
+                state2[i] = v;
+                params[i] -= adam_lr * m / (sqrt(v) + hyper.epsilon);
+            }
+        }
+    }
+}

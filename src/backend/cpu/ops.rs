@@ -1,0 +1,136 @@
+//! The CPU reference math, one function per kernel of the GPU backend, written to
+//! read like the book. Every function writes into caller-owned buffers, so a
+//! training step allocates nothing.
+
+use ndarray::linalg::general_mat_mul;
+use ndarray::{ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis, Zip};
+
+use crate::data::Dataset;
+
+/// Builds the `f32` batch `pixels / 255` for the examples `indices`.
+pub fn gather_batch(data: &Dataset, indices: &[u32], mut out: ArrayViewMut2<f32>) {
+    for (row, &i) in out.rows_mut().into_iter().zip(indices) {
+        for (o, &p) in row.into_iter().zip(data.image(i as usize)) {
+            *o = p as f32 * (1.0 / 255.0);
+        }
+    }
+}
+
+/// `out = x · w + bias`, then relu when asked.
+pub fn dense_forward(
+    x: ArrayView2<f32>,
+    w: ArrayView2<f32>,
+    bias: &[f32],
+    relu: bool,
+    mut out: ArrayViewMut2<f32>,
+) {
+    general_mat_mul(1.0, &x, &w, 0.0, &mut out);
+    for mut row in out.rows_mut() {
+        for (o, b) in row.iter_mut().zip(bias) {
+            let z = *o + b;
+            *o = if relu { z.max(0.0) } else { z };
+        }
+    }
+}
+
+/// `c = a · b` (any of the operands may be a transposed view).
+pub fn matmul(a: ArrayView2<f32>, b: ArrayView2<f32>, mut c: ArrayViewMut2<f32>) {
+    general_mat_mul(1.0, &a, &b, 0.0, &mut c);
+}
+
+/// Multiplies the gradient by relu's derivative, read from the layer's output
+/// (`relu(z) > 0` exactly where `z > 0`).
+pub fn relu_backward(mut grad: ArrayViewMut2<f32>, activation: ArrayView2<f32>) {
+    Zip::from(&mut grad).and(&activation).for_each(|g, &a| {
+        if a <= 0.0 {
+            *g = 0.0;
+        }
+    });
+}
+
+/// Column sums of `grad` into `out` (the bias gradient).
+pub fn column_sums(grad: ArrayView2<f32>, mut out: ArrayViewMut1<f32>) {
+    out.fill(0.0);
+    for row in grad.rows() {
+        out += &row;
+    }
+}
+
+/// Labels of a batch for the loss: integer classes or one-hot (or any
+/// probability) rows.
+#[derive(Clone, Copy)]
+pub enum Targets<'a> {
+    Sparse(&'a [u8]),
+    Dense(ArrayView2<'a, f32>),
+}
+
+impl Targets<'_> {
+    fn row_class(&self, r: usize) -> usize {
+        match self {
+            Targets::Sparse(labels) => labels[r] as usize,
+            Targets::Dense(t) => argmax(t.row(r).iter().copied()),
+        }
+    }
+}
+
+/// Index of the largest value (the first one on ties, as numpy's argmax).
+pub fn argmax(values: impl Iterator<Item = f32>) -> usize {
+    let mut best = (0, f32::NEG_INFINITY);
+    for (i, v) in values.enumerate() {
+        if v > best.1 {
+            best = (i, v);
+        }
+    }
+    best.0
+}
+
+/// Fused, numerically stable softmax + cross-entropy over the rows of `logits`.
+/// Returns the summed loss and the number of rows whose argmax is the target
+/// class, and writes `grad_scale * dloss/dlogits = grad_scale * (softmax * sum(t) - t)`
+/// into `grad` (which may alias nothing; pass `1 / batch` for the mean loss).
+pub fn softmax_cross_entropy(
+    logits: ArrayView2<f32>,
+    targets: Targets,
+    grad_scale: f32,
+    mut grad: ArrayViewMut2<f32>,
+) -> (f64, u64) {
+    let mut loss_sum = 0.0f64;
+    let mut correct = 0u64;
+    for (r, (z, mut g)) in logits.rows().into_iter().zip(grad.rows_mut()).enumerate() {
+        let max = z.fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+        let sum_exp: f32 = z.iter().map(|&v| (v - max).exp()).sum();
+        let log_sum_exp = max + sum_exp.ln();
+        let class = targets.row_class(r);
+        if argmax(z.iter().copied()) == class {
+            correct += 1;
+        }
+        match targets {
+            Targets::Sparse(labels) => {
+                let label = labels[r] as usize;
+                loss_sum += (log_sum_exp - z[label]) as f64;
+                for (c, (gv, &zv)) in g.iter_mut().zip(&z).enumerate() {
+                    let p = (zv - log_sum_exp).exp();
+                    *gv = grad_scale * (p - if c == label { 1.0 } else { 0.0 });
+                }
+            }
+            Targets::Dense(t) => {
+                let t = t.row(r);
+                let t_sum: f32 = t.sum();
+                for ((gv, &zv), &tv) in g.iter_mut().zip(&z).zip(&t) {
+                    loss_sum += (tv * (log_sum_exp - zv)) as f64;
+                    let p = (zv - log_sum_exp).exp();
+                    *gv = grad_scale * (p * t_sum - tv);
+                }
+            }
+        }
+    }
+    (loss_sum, correct)
+}
+
+/// Writes one-hot rows for `labels` into `out`.
+pub fn one_hot(labels: &[u8], mut out: ArrayViewMut2<f32>) {
+    out.fill(0.0);
+    for (mut row, &l) in out.axis_iter_mut(Axis(0)).zip(labels) {
+        row[l as usize] = 1.0;
+    }
+}

@@ -1,0 +1,166 @@
+//! Choosing an adapter and opening a device on it, with the limits this engine needs.
+
+use wgpu::{Adapter, Backends, DeviceType};
+
+use super::GpuError;
+
+/// What `gpu-mnist devices` prints about one adapter.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AdapterSummary {
+    pub index: usize,
+    pub name: String,
+    pub backend: String,
+    pub device_type: String,
+    pub driver: String,
+    pub max_storage_buffer_binding_size: u64,
+    pub max_buffer_size: u64,
+    pub max_compute_invocations_per_workgroup: u32,
+    pub max_compute_workgroup_storage_size: u32,
+    pub timestamp_queries: bool,
+}
+
+impl std::fmt::Display for AdapterSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "[{}] {} ({}, {}, driver: {}) max storage binding {} MiB, max buffer {} MiB, \
+             {} invocations/workgroup, {} KiB workgroup memory, timestamps: {}",
+            self.index,
+            self.name,
+            self.backend,
+            self.device_type,
+            self.driver,
+            self.max_storage_buffer_binding_size >> 20,
+            self.max_buffer_size >> 20,
+            self.max_compute_invocations_per_workgroup,
+            self.max_compute_workgroup_storage_size >> 10,
+            if self.timestamp_queries { "yes" } else { "no" },
+        )
+    }
+}
+
+fn summarise(index: usize, adapter: &Adapter) -> AdapterSummary {
+    let info = adapter.get_info();
+    let limits = adapter.limits();
+    AdapterSummary {
+        index,
+        name: info.name,
+        backend: format!("{:?}", info.backend).to_lowercase(),
+        device_type: format!("{:?}", info.device_type),
+        driver: [info.driver, info.driver_info]
+            .into_iter()
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>()
+            .join(" "),
+        max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size as u64,
+        max_buffer_size: limits.max_buffer_size,
+        max_compute_invocations_per_workgroup: limits.max_compute_invocations_per_workgroup,
+        max_compute_workgroup_storage_size: limits.max_compute_workgroup_storage_size,
+        timestamp_queries: adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY),
+    }
+}
+
+fn instance(backends: Backends) -> wgpu::Instance {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+    desc.backends = backends;
+    wgpu::Instance::new(desc)
+}
+
+/// Adapters of `backends`, most capable kind first (discrete, integrated,
+/// virtual, then software), so index 0 is the one `auto` picks.
+pub fn adapters(backends: Backends) -> Vec<Adapter> {
+    let rank = |t: DeviceType| match t {
+        DeviceType::DiscreteGpu => 0,
+        DeviceType::IntegratedGpu => 1,
+        DeviceType::VirtualGpu => 2,
+        DeviceType::Cpu => 3,
+        DeviceType::Other => 4,
+    };
+    let mut found = pollster::block_on(instance(backends).enumerate_adapters(backends));
+    found.sort_by_key(|a| rank(a.get_info().device_type));
+    found
+}
+
+pub fn list(backends: Backends) -> Vec<AdapterSummary> {
+    adapters(backends)
+        .iter()
+        .enumerate()
+        .map(|(i, a)| summarise(i, a))
+        .collect()
+}
+
+/// An open device and what it can do.
+pub struct GpuContext {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub summary: AdapterSummary,
+    pub limits: wgpu::Limits,
+}
+
+impl GpuContext {
+    /// Opens adapter `index` (default: the first in [`adapters`] order) of `backends`.
+    pub fn open(backends: Backends, index: Option<usize>) -> Result<Self, GpuError> {
+        let mut found = adapters(backends);
+        if found.is_empty() {
+            return Err(GpuError::NoAdapter {
+                requested: backend_names(backends),
+            });
+        }
+        let index = index.unwrap_or(0);
+        if index >= found.len() {
+            return Err(GpuError::AdapterIndex {
+                index,
+                available: found.iter().enumerate().map(|(i, a)| summarise(i, a).to_string()).collect(),
+            });
+        }
+        let adapter = found.swap_remove(index);
+        let summary = summarise(index, &adapter);
+        // Ask for everything the adapter offers: the data set needs a large storage binding.
+        let limits = adapter.limits();
+        let mut features = wgpu::Features::empty();
+        if summary.timestamp_queries {
+            features |= wgpu::Features::TIMESTAMP_QUERY;
+        }
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("gpu-mnist"),
+            required_features: features,
+            required_limits: limits.clone(),
+            ..Default::default()
+        }))
+        .map_err(|e| GpuError::RequestDevice(e.to_string()))?;
+        Ok(Self {
+            device,
+            queue,
+            summary,
+            limits,
+        })
+    }
+
+    /// Fails with a clear message when a buffer of `bytes` cannot be bound.
+    pub fn check_binding_size(&self, what: &str, bytes: u64) -> Result<(), GpuError> {
+        let limit = (self.limits.max_storage_buffer_binding_size as u64).min(self.limits.max_buffer_size);
+        if bytes > limit {
+            return Err(GpuError::TooLarge {
+                what: what.to_string(),
+                bytes,
+                limit,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Lowercase names of the backends in a set, for messages.
+pub fn backend_names(backends: Backends) -> String {
+    let names: Vec<&str> = [
+        (Backends::VULKAN, "vulkan"),
+        (Backends::GL, "gl"),
+        (Backends::METAL, "metal"),
+        (Backends::DX12, "dx12"),
+    ]
+    .into_iter()
+    .filter(|(b, _)| backends.contains(*b))
+    .map(|(_, n)| n)
+    .collect();
+    names.join("/")
+}

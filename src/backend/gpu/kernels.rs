@@ -1,0 +1,263 @@
+//! The WGSL kernels: bind group layouts, and pipelines specialised through
+//! override constants, built once and reused for every step.
+
+use wgpu::{BindGroupLayout, BindingResource, Buffer, ComputePipeline, Device, ShaderModule};
+
+/// Every kernel source is prefixed with `step.wgsl`, the per-step uniform.
+macro_rules! kernel_source {
+    ($file:literal) => {
+        concat!(
+            include_str!("../../../shaders/step.wgsl"),
+            include_str!(concat!("../../../shaders/", $file))
+        )
+    };
+}
+
+/// The fused operation after a matmul (see `matmul.wgsl`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Epilogue {
+    None = 0,
+    Bias = 1,
+    BiasRelu = 2,
+    ReluMask = 3,
+}
+
+/// Which matmul dimension is the batch and takes the step's row count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BatchDim {
+    None = 0,
+    M = 1,
+    K = 2,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct MatmulVariant {
+    pub transpose_a: bool,
+    pub transpose_b: bool,
+    pub epilogue: Epilogue,
+    pub batch_dim: BatchDim,
+}
+
+/// Outputs per matmul invocation (`TILE_M x TILE_N` in `matmul.wgsl`) times the
+/// 8 x 8 workgroup: the C block one workgroup covers.
+pub const MATMUL_BLOCK: u32 = 32;
+/// Invocations per workgroup of the one-dimensional kernels.
+pub const LINEAR_WORKGROUP: u32 = 64;
+
+/// Matches `Dims` in the WGSL sources.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct Dims {
+    pub m: u32,
+    pub k: u32,
+    pub n: u32,
+    pub _pad: u32,
+}
+
+/// Matches `Shape` in `gather.wgsl` and `softmax_xent.wgsl`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct Shape {
+    pub features: u32,
+    pub classes: u32,
+    pub _pad: [u32; 2],
+}
+
+/// Matches `Step` in `step.wgsl`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct StepParams {
+    pub rows: u32,
+    pub row_offset: u32,
+    pub slot: u32,
+    pub _pad: u32,
+}
+
+/// Matches `Hyper` in `optimizer.wgsl`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct Hyper {
+    pub lr: f32,
+    pub momentum: f32,
+    pub rho: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub epsilon: f32,
+    pub count: u32,
+    pub steps_before: u32,
+}
+
+/// Byte offset of `Hyper::steps_before`, rewritten once per epoch.
+pub const STEPS_BEFORE_OFFSET: u64 = 28;
+
+#[derive(Clone, Copy)]
+enum Binding {
+    Read,
+    ReadWrite,
+    Uniform,
+    DynamicUniform,
+}
+
+fn layout(device: &Device, label: &str, bindings: &[Binding]) -> BindGroupLayout {
+    let entries: Vec<wgpu::BindGroupLayoutEntry> = bindings
+        .iter()
+        .enumerate()
+        .map(|(i, b)| wgpu::BindGroupLayoutEntry {
+            binding: i as u32,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: match b {
+                Binding::Read | Binding::ReadWrite => wgpu::BindingType::Buffer {
+                    ty: wgpu::BufferBindingType::Storage {
+                        read_only: matches!(b, Binding::Read),
+                    },
+                    has_dynamic_offset: false,
+                    min_binding_size: None,
+                },
+                Binding::Uniform | Binding::DynamicUniform => wgpu::BindingType::Buffer {
+                    ty: wgpu::BufferBindingType::Uniform,
+                    has_dynamic_offset: matches!(b, Binding::DynamicUniform),
+                    min_binding_size: None,
+                },
+            },
+            count: None,
+        })
+        .collect();
+    device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+        label: Some(label),
+        entries: &entries,
+    })
+}
+
+pub struct Kernels {
+    device: Device,
+    pub step_layout: BindGroupLayout,
+    pub matmul_layout: BindGroupLayout,
+    pub gather_layout: BindGroupLayout,
+    pub xent_layout: BindGroupLayout,
+    pub column_sums_layout: BindGroupLayout,
+    pub optimizer_layout: BindGroupLayout,
+    matmul: ShaderModule,
+    gather: ShaderModule,
+    xent: ShaderModule,
+    column_sums: ShaderModule,
+    optimizer: ShaderModule,
+}
+
+impl Kernels {
+    pub fn new(device: &Device) -> Self {
+        use Binding::*;
+        let module = |label: &str, source: &'static str| {
+            device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(label),
+                source: wgpu::ShaderSource::Wgsl(source.into()),
+            })
+        };
+        Self {
+            device: device.clone(),
+            step_layout: layout(device, "step", &[DynamicUniform]),
+            matmul_layout: layout(device, "matmul", &[Read, Read, ReadWrite, Read, Uniform]),
+            gather_layout: layout(device, "gather", &[Read, Read, Read, ReadWrite, ReadWrite, Uniform]),
+            xent_layout: layout(
+                device,
+                "softmax_xent",
+                &[Read, ReadWrite, Read, Read, Read, ReadWrite, ReadWrite, Uniform],
+            ),
+            column_sums_layout: layout(device, "column_sums", &[Read, ReadWrite, Uniform]),
+            optimizer_layout: layout(device, "optimizer", &[ReadWrite, Read, ReadWrite, ReadWrite, Uniform]),
+            matmul: module("matmul", kernel_source!("matmul.wgsl")),
+            gather: module("gather", kernel_source!("gather.wgsl")),
+            xent: module("softmax_xent", kernel_source!("softmax_xent.wgsl")),
+            column_sums: module("column_sums", kernel_source!("column_sums.wgsl")),
+            optimizer: module("optimizer", kernel_source!("optimizer.wgsl")),
+        }
+    }
+
+    fn pipeline(
+        &self,
+        label: &str,
+        module: &ShaderModule,
+        layout: &BindGroupLayout,
+        constants: &[(&str, f64)],
+    ) -> ComputePipeline {
+        let pipeline_layout = self.device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some(label),
+            bind_group_layouts: &[Some(layout), Some(&self.step_layout)],
+            immediate_size: 0,
+        });
+        self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(label),
+            layout: Some(&pipeline_layout),
+            module,
+            entry_point: Some("main"),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants,
+                zero_initialize_workgroup_memory: false,
+            },
+            cache: None,
+        })
+    }
+
+    pub fn matmul(&self, v: MatmulVariant) -> ComputePipeline {
+        let flag = |b: bool| if b { 1.0 } else { 0.0 };
+        self.pipeline(
+            "matmul",
+            &self.matmul,
+            &self.matmul_layout,
+            &[
+                ("TRANSPOSE_A", flag(v.transpose_a)),
+                ("TRANSPOSE_B", flag(v.transpose_b)),
+                ("EPILOGUE", v.epilogue as u32 as f64),
+                ("BATCH_DIM", v.batch_dim as u32 as f64),
+            ],
+        )
+    }
+
+    pub fn gather(&self, one_hot: bool) -> ComputePipeline {
+        let one_hot = if one_hot { 1.0 } else { 0.0 };
+        self.pipeline("gather", &self.gather, &self.gather_layout, &[("ONE_HOT", one_hot)])
+    }
+
+    pub fn softmax_xent(&self, dense_targets: bool, write_grad: bool) -> ComputePipeline {
+        let flag = |b: bool| if b { 1.0 } else { 0.0 };
+        self.pipeline(
+            "softmax_xent",
+            &self.xent,
+            &self.xent_layout,
+            &[
+                ("DENSE_TARGETS", flag(dense_targets)),
+                ("WRITE_GRAD", flag(write_grad)),
+            ],
+        )
+    }
+
+    pub fn column_sums(&self) -> ComputePipeline {
+        self.pipeline("column_sums", &self.column_sums, &self.column_sums_layout, &[])
+    }
+
+    /// `rule` as in `optimizer.wgsl`: 0 sgd, 1 momentum, 2 nesterov, 3 rmsprop, 4 adam.
+    pub fn optimizer(&self, rule: u32) -> ComputePipeline {
+        self.pipeline("optimizer", &self.optimizer, &self.optimizer_layout, &[("RULE", rule as f64)])
+    }
+
+    /// A bind group over whole buffers or sub-ranges, bound in order.
+    pub fn bind_group(&self, layout: &BindGroupLayout, resources: &[BindingResource]) -> wgpu::BindGroup {
+        let entries: Vec<wgpu::BindGroupEntry> = resources
+            .iter()
+            .enumerate()
+            .map(|(i, r)| wgpu::BindGroupEntry {
+                binding: i as u32,
+                resource: r.clone(),
+            })
+            .collect();
+        self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: None,
+            layout,
+            entries: &entries,
+        })
+    }
+}
+
+/// The whole of a buffer as a binding.
+pub fn whole(buffer: &Buffer) -> BindingResource<'_> {
+    buffer.as_entire_binding()
+}

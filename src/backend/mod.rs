@@ -1,0 +1,101 @@
+//! What every backend offers the trainer: train an epoch over a given example
+//! order, evaluate, and exchange parameters with the host.
+
+pub mod cpu;
+pub mod gpu;
+
+use crate::loss::LossKind;
+use crate::model::Params;
+use crate::optim::OptimizerSpec;
+
+/// Loss sum and correct predictions over some samples.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct Metrics {
+    pub samples: u64,
+    pub steps: u64,
+    pub loss_sum: f64,
+    pub correct: u64,
+}
+
+impl Metrics {
+    /// Mean loss per sample.
+    pub fn loss(&self) -> f64 {
+        self.loss_sum / self.samples.max(1) as f64
+    }
+
+    pub fn accuracy(&self) -> f64 {
+        self.correct as f64 / self.samples.max(1) as f64
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Split {
+    Train,
+    Test,
+}
+
+/// Counts a backend keeps of its own work (the GPU backend fills all of them).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Counters {
+    pub steps: u64,
+    pub dispatches: u64,
+    pub submits: u64,
+    /// Times the host waited for the device.
+    pub blocking_syncs: u64,
+    pub bytes_to_device: u64,
+    pub bytes_from_device: u64,
+}
+
+/// Settings shared by all backends.
+#[derive(Debug, Clone, Copy)]
+pub struct TrainSettings {
+    pub batch_size: usize,
+    pub optimizer: OptimizerSpec,
+    pub loss: LossKind,
+    /// Steps between progress reports (and, on the GPU, read-backs).
+    pub report_every: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("{0}")]
+    Gpu(#[from] gpu::GpuError),
+    #[error("parameters for a {found:?} network do not fit this {expected:?} network")]
+    ShapeMismatch {
+        expected: crate::model::ModelSpec,
+        found: crate::model::ModelSpec,
+    },
+}
+
+pub trait Backend {
+    /// One line naming the backend and its device.
+    fn describe(&self) -> String;
+
+    /// Trains one step per `batch_size` slice of `order` (the last may be
+    /// shorter), calling `report` with the epoch's running metrics every
+    /// `report_every` steps.
+    fn train_epoch(
+        &mut self,
+        order: &[u32],
+        report: &mut dyn FnMut(&Metrics),
+    ) -> Result<Metrics, BackendError>;
+
+    fn evaluate(&mut self, split: Split) -> Result<Metrics, BackendError>;
+
+    fn params(&mut self) -> Result<Params, BackendError>;
+
+    /// Replaces the parameters (the optimizer state is kept).
+    fn set_params(&mut self, params: &Params) -> Result<(), BackendError>;
+
+    fn counters(&self) -> Counters;
+}
+
+/// Fails unless `new` has the layer sizes of `current`.
+pub fn check_same_shape(current: &Params, new: &Params) -> Result<(), BackendError> {
+    let (expected, found) = (current.spec(), new.spec());
+    if expected == found {
+        Ok(())
+    } else {
+        Err(BackendError::ShapeMismatch { expected, found })
+    }
+}

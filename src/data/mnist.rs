@@ -1,0 +1,171 @@
+//! Where the four MNIST files come from: an explicit directory, the
+//! `GPU_MNIST_DATA` environment variable, `data/mnist` under the working directory,
+//! or the per-user cache (filled by a verified download when nothing else has them).
+
+use std::path::{Path, PathBuf};
+
+use super::dataset::{Dataset, Mnist};
+use super::download::{self, DownloadError};
+use super::idx::{self, IdxError, IMAGES_MAGIC, LABELS_MAGIC};
+
+/// Environment variable naming a directory that holds the MNIST files.
+pub const DATA_ENV: &str = "GPU_MNIST_DATA";
+
+/// One of the four files, with the SHA-256 of its decompressed upstream content.
+#[derive(Debug, Clone, Copy)]
+pub struct MnistFile {
+    /// Canonical name without `.gz`, e.g. `train-images-idx3-ubyte`.
+    pub stem: &'static str,
+    pub magic: u32,
+    pub sha256: &'static str,
+}
+
+impl MnistFile {
+    /// Names accepted on disk, in order of preference: gzip or raw, and the
+    /// `train-images.idx3-ubyte` spelling some mirrors use.
+    pub fn accepted_names(&self) -> [String; 4] {
+        let dotted = self.stem.replacen("-idx", ".idx", 1);
+        [
+            format!("{}.gz", self.stem),
+            self.stem.to_string(),
+            format!("{dotted}.gz"),
+            dotted,
+        ]
+    }
+
+    pub fn find_in(&self, dir: &Path) -> Option<PathBuf> {
+        self.accepted_names()
+            .iter()
+            .map(|name| dir.join(name))
+            .find(|p| p.is_file())
+    }
+}
+
+pub const TRAIN_IMAGES: MnistFile = MnistFile {
+    stem: "train-images-idx3-ubyte",
+    magic: IMAGES_MAGIC,
+    sha256: "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+};
+pub const TRAIN_LABELS: MnistFile = MnistFile {
+    stem: "train-labels-idx1-ubyte",
+    magic: LABELS_MAGIC,
+    sha256: "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+};
+pub const TEST_IMAGES: MnistFile = MnistFile {
+    stem: "t10k-images-idx3-ubyte",
+    magic: IMAGES_MAGIC,
+    sha256: "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+};
+pub const TEST_LABELS: MnistFile = MnistFile {
+    stem: "t10k-labels-idx1-ubyte",
+    magic: LABELS_MAGIC,
+    sha256: "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+};
+
+pub const FILES: [MnistFile; 4] = [TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS];
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    #[error("{0}")]
+    Idx(#[from] IdxError),
+    #[error(
+        "MNIST files not found in {dir}: missing {missing}",
+        dir = .dir.display(),
+        missing = .missing.join(", ")
+    )]
+    MissingInExplicitDir { dir: PathBuf, missing: Vec<String> },
+    #[error(
+        "MNIST files ({files}) not found in {searched} and the download failed ({cause}); \
+         pass --data-dir DIR (or set {DATA_ENV}) to a directory holding them",
+        files = FILES.map(|f| f.stem).join(", "),
+        searched = .searched.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+    )]
+    Unavailable {
+        searched: Vec<PathBuf>,
+        cause: DownloadError,
+    },
+}
+
+/// The per-user cache directory: `$XDG_CACHE_HOME/gpu-mnist/mnist`, else
+/// `$HOME/.cache/gpu-mnist/mnist`.
+pub fn cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("gpu-mnist").join("mnist"))
+}
+
+/// Directories searched when no `--data-dir` is given, in order.
+pub fn default_search_dirs() -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    if let Some(env) = std::env::var_os(DATA_ENV).filter(|v| !v.is_empty()) {
+        dirs.push(PathBuf::from(env));
+    }
+    dirs.push(PathBuf::from("data").join("mnist"));
+    dirs.extend(cache_dir());
+    dirs
+}
+
+/// Paths of all four files in `dir`, or the stems that are missing.
+fn complete_set(dir: &Path) -> Result<[PathBuf; 4], Vec<String>> {
+    let found = FILES.map(|f| f.find_in(dir));
+    let missing: Vec<String> = FILES
+        .iter()
+        .zip(&found)
+        .filter(|(_, p)| p.is_none())
+        .map(|(f, _)| f.stem.to_string())
+        .collect();
+    if missing.is_empty() {
+        Ok(found.map(Option::unwrap))
+    } else {
+        Err(missing)
+    }
+}
+
+/// Finds the directory holding all four files. With `explicit`, only that
+/// directory counts; otherwise the default search runs, then a download into the
+/// cache directory when `allow_download` is set.
+pub fn locate(explicit: Option<&Path>, allow_download: bool) -> Result<[PathBuf; 4], DataError> {
+    if let Some(dir) = explicit {
+        return complete_set(dir).map_err(|missing| DataError::MissingInExplicitDir {
+            dir: dir.to_path_buf(),
+            missing,
+        });
+    }
+    let searched = default_search_dirs();
+    if let Some(paths) = searched.iter().find_map(|d| complete_set(d).ok()) {
+        return Ok(paths);
+    }
+    let cause = match (allow_download, cache_dir()) {
+        (false, _) => DownloadError::Disabled,
+        (true, None) => DownloadError::NoCacheDir,
+        (true, Some(dir)) => match download::download_all(&dir, &download::mirrors(), true) {
+            Ok(paths) => return Ok(paths),
+            Err(e) => e,
+        },
+    };
+    Err(DataError::Unavailable { searched, cause })
+}
+
+/// Loads both splits from the four files.
+pub fn load_files(paths: &[PathBuf; 4]) -> Result<Mnist, DataError> {
+    let read = |i: usize| idx::read_file(&paths[i], FILES[i].magic);
+    let pair = |images: usize, labels: usize| -> Result<Dataset, DataError> {
+        Dataset::from_idx(read(images)?, read(labels)?).map_err(|problem| {
+            DataError::Idx(IdxError {
+                file: format!("{} + {}", paths[images].display(), paths[labels].display()),
+                problem,
+            })
+        })
+    };
+    Ok(Mnist {
+        train: pair(0, 1)?,
+        test: pair(2, 3)?,
+    })
+}
+
+/// Locates, downloads if needed, and loads MNIST.
+pub fn load(explicit: Option<&Path>, allow_download: bool) -> Result<Mnist, DataError> {
+    load_files(&locate(explicit, allow_download)?)
+}

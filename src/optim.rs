@@ -1,0 +1,102 @@
+//! Optimizers with Keras' defaults and update rules. The CPU backend applies them
+//! here; the GPU backend's `optimizer.wgsl` implements the same formulas.
+
+/// Which update rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+pub enum OptimizerKind {
+    Sgd,
+    Rmsprop,
+    Adam,
+}
+
+/// Hyper-parameters of one optimizer. Fields that a rule does not use are ignored.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct OptimizerSpec {
+    pub kind: OptimizerKind,
+    pub lr: f32,
+    /// SGD momentum; 0 is plain SGD.
+    pub momentum: f32,
+    pub nesterov: bool,
+    /// RMSprop decay of the squared-gradient average.
+    pub rho: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub epsilon: f32,
+}
+
+impl OptimizerSpec {
+    /// Keras defaults: sgd lr 1e-2; rmsprop lr 1e-3, rho 0.9; adam lr 1e-3,
+    /// betas 0.9 / 0.999; epsilon 1e-7.
+    pub fn keras_default(kind: OptimizerKind) -> Self {
+        Self {
+            kind,
+            lr: match kind {
+                OptimizerKind::Sgd => 1e-2,
+                OptimizerKind::Rmsprop | OptimizerKind::Adam => 1e-3,
+            },
+            momentum: 0.0,
+            nesterov: false,
+            rho: 0.9,
+            beta1: 0.9,
+            beta2: 0.999,
+            epsilon: 1e-7,
+        }
+    }
+
+    /// State tensors kept per parameter tensor.
+    pub fn state_slots(&self) -> usize {
+        match self.kind {
+            OptimizerKind::Sgd if self.momentum == 0.0 => 0,
+            OptimizerKind::Sgd | OptimizerKind::Rmsprop => 1,
+            OptimizerKind::Adam => 2,
+        }
+    }
+
+    /// Adam's bias-corrected step size at 1-based step `t`, as Keras computes it:
+    /// `lr * sqrt(1 - beta2^t) / (1 - beta1^t)`.
+    pub fn adam_step_size(&self, t: u64) -> f32 {
+        let t = t as f64;
+        let (b1, b2) = (self.beta1 as f64, self.beta2 as f64);
+        (self.lr as f64 * (1.0 - b2.powf(t)).sqrt() / (1.0 - b1.powf(t))) as f32
+    }
+
+    /// Applies one update to `param` given its gradient and state (`state_slots`
+    /// vectors of the same length); `t` is the 1-based step number.
+    pub fn apply(&self, t: u64, param: &mut [f32], grad: &[f32], state: &mut [Vec<f32>]) {
+        let lr = self.lr;
+        match (self.kind, state) {
+            (OptimizerKind::Sgd, []) => {
+                for (w, g) in param.iter_mut().zip(grad) {
+                    *w -= lr * g;
+                }
+            }
+            (OptimizerKind::Sgd, [velocity]) => {
+                let m = self.momentum;
+                for ((w, g), v) in param.iter_mut().zip(grad).zip(velocity.iter_mut()) {
+                    *v = m * *v - lr * g;
+                    *w += if self.nesterov { m * *v - lr * g } else { *v };
+                }
+            }
+            (OptimizerKind::Rmsprop, [avg_sq]) => {
+                let rho = self.rho;
+                for ((w, g), v) in param.iter_mut().zip(grad).zip(avg_sq.iter_mut()) {
+                    *v = rho * *v + (1.0 - rho) * g * g;
+                    *w -= lr * g / (*v + self.epsilon).sqrt();
+                }
+            }
+            (OptimizerKind::Adam, [m1, m2]) => {
+                let step = self.adam_step_size(t);
+                let (b1, b2) = (self.beta1, self.beta2);
+                for (((w, g), m), v) in param.iter_mut().zip(grad).zip(m1.iter_mut()).zip(m2.iter_mut()) {
+                    *m += (g - *m) * (1.0 - b1);
+                    *v += (g * g - *v) * (1.0 - b2);
+                    *w -= step * *m / (v.sqrt() + self.epsilon);
+                }
+            }
+            (kind, state) => panic!(
+                "{kind:?} with {} state slots: state must come from state_slots()",
+                state.len()
+            ),
+        }
+    }
+}

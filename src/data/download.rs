@@ -120,13 +120,24 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     result
 }
 
-/// Downloads any of the four files that `dir` lacks, trying the mirrors in order,
-/// and returns their paths once all four are verified.
+/// Downloads any of the four MNIST files that `dir` lacks, trying the mirrors in
+/// order, and returns their paths once all four are verified.
 pub fn download_all(
     dir: &Path,
     mirrors: &[String],
     show_progress: bool,
 ) -> Result<[PathBuf; 4], DownloadError> {
+    let paths = download_files(dir, &FILES, mirrors, show_progress)?;
+    Ok(paths.try_into().expect("one path per file"))
+}
+
+/// Downloads `<stem>.gz` for each of `files` that `dir` lacks a verified copy of.
+pub fn download_files(
+    dir: &Path,
+    files: &[MnistFile],
+    mirrors: &[String],
+    show_progress: bool,
+) -> Result<Vec<PathBuf>, DownloadError> {
     if mirrors.is_empty() {
         return Err(DownloadError::NoMirrors);
     }
@@ -135,8 +146,8 @@ pub fn download_all(
         .timeout_global(Some(Duration::from_secs(600)))
         .build()
         .into();
-    let mut paths = Vec::with_capacity(FILES.len());
-    for file in &FILES {
+    let mut paths = Vec::with_capacity(files.len());
+    for file in files {
         if let Some(path) = already_verified(file, dir) {
             paths.push(path);
             continue;
@@ -177,5 +188,5 @@ pub fn download_all(
             }
         }
     }
-    Ok(paths.try_into().expect("one path per file"))
+    Ok(paths)
 }

@@ -71,16 +71,19 @@ pub fn decompress_if_gzip(bytes: Vec<u8>) -> Result<Vec<u8>, IdxProblem> {
 pub fn parse(bytes: &[u8], expected_magic: u32) -> Result<IdxArray, IdxProblem> {
     let rank = (expected_magic & 0xff) as usize;
     let header_len = 4 + 4 * rank;
-    if bytes.len() < header_len {
+    let word = |i: usize| u32::from_be_bytes(bytes[4 * i..4 * i + 4].try_into().unwrap());
+    if bytes.len() < 4 {
         return Err(IdxProblem::TooShortForHeader { found: bytes.len() });
     }
-    let word = |i: usize| u32::from_be_bytes(bytes[4 * i..4 * i + 4].try_into().unwrap());
     let magic = word(0);
     if magic != expected_magic {
         return Err(IdxProblem::BadMagic {
             found: magic,
             expected: expected_magic,
         });
+    }
+    if bytes.len() < header_len {
+        return Err(IdxProblem::TooShortForHeader { found: bytes.len() });
     }
     let dims: Vec<usize> = (1..=rank).map(|i| word(i) as usize).collect();
     if let Some(index) = dims.iter().position(|&d| d == 0) {

@@ -122,7 +122,10 @@ impl CpuBackend {
         )
     }
 
-    fn train_step(&mut self, indices: &[u32]) -> (f64, u64) {
+    /// Forward and backward pass over `indices` of the training set: leaves the
+    /// gradients of the mean loss in `self.grads` and returns the loss sum and
+    /// correct count.
+    fn backward(&mut self, indices: &[u32]) -> (f64, u64) {
         let b = indices.len();
         let ws = &mut self.train_ws;
         let (loss_sum, correct) = Self::forward_and_loss(
@@ -152,6 +155,18 @@ impl CpuBackend {
                 ops::relu_backward(prev, ws.outputs[l - 1].slice(s![..b, ..]));
             }
         }
+        (loss_sum, correct)
+    }
+
+    /// Gradients of the mean loss over `indices` of the training set, tensor by
+    /// tensor in `Params::tensors` order, with the loss sum (no update is made).
+    pub fn gradients(&mut self, indices: &[u32]) -> (f64, Vec<Vec<f32>>) {
+        let (loss_sum, _) = self.backward(indices);
+        (loss_sum, self.grads.clone())
+    }
+
+    fn train_step(&mut self, indices: &[u32]) -> (f64, u64) {
+        let (loss_sum, correct) = self.backward(indices);
         self.counters.steps += 1;
         let t = self.counters.steps;
         let optimizer = self.settings.optimizer;

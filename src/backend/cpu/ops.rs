@@ -11,7 +11,7 @@ use crate::data::Dataset;
 pub fn gather_batch(data: &Dataset, indices: &[u32], mut out: ArrayViewMut2<f32>) {
     for (row, &i) in out.rows_mut().into_iter().zip(indices) {
         for (o, &p) in row.into_iter().zip(data.image(i as usize)) {
-            *o = p as f32 * (1.0 / 255.0);
+            *o = p as f32 / 255.0;
         }
     }
 }

@@ -1,0 +1,89 @@
+//! Helpers shared by the integration tests. Each test binary uses a subset.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+
+use gpu_mnist::backend::gpu::GpuContext;
+use gpu_mnist::data::{mnist, Dataset, Mnist};
+
+/// Set (as CI does) to make a missing GPU adapter fail the GPU tests instead of
+/// skipping them.
+pub const REQUIRE_ADAPTER_ENV: &str = "GPU_MNIST_REQUIRE_ADAPTER";
+/// Set (as CI does) to make missing MNIST files fail the data tests.
+pub const REQUIRE_DATA_ENV: &str = "GPU_MNIST_REQUIRE_DATA";
+
+fn required(var: &str) -> bool {
+    std::env::var(var).is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+/// The MNIST directory: `$GPU_MNIST_DATA`, else `../shared/data/mnist`.
+pub fn mnist_dir() -> Option<PathBuf> {
+    let dir = std::env::var_os(mnist::DATA_ENV)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/mnist"));
+    if mnist::FILES.iter().all(|f| f.find_in(&dir).is_some()) {
+        Some(dir)
+    } else if required(REQUIRE_DATA_ENV) {
+        panic!("{REQUIRE_DATA_ENV} is set but the MNIST files are not in {}", dir.display());
+    } else {
+        eprintln!("notice: MNIST not found in {}; skipping this test", dir.display());
+        None
+    }
+}
+
+/// MNIST, loaded once per test binary.
+pub fn mnist() -> Option<Arc<Mnist>> {
+    static DATA: OnceLock<Option<Arc<Mnist>>> = OnceLock::new();
+    DATA.get_or_init(|| {
+        let dir = mnist_dir()?;
+        Some(Arc::new(mnist::load(Some(&dir), false).expect("MNIST loads")))
+    })
+    .clone()
+}
+
+/// A device on the Vulkan adapter (or `$GPU_MNIST_TEST_BACKENDS`, e.g. `gl`), or
+/// `None` with a notice when there is none, unless an adapter is required.
+pub fn gpu() -> Option<GpuContext> {
+    let backends = match std::env::var("GPU_MNIST_TEST_BACKENDS").as_deref() {
+        Ok("gl") => wgpu::Backends::GL,
+        Ok("all") => wgpu::Backends::all(),
+        _ => wgpu::Backends::VULKAN,
+    };
+    match GpuContext::open(backends, None) {
+        Ok(ctx) => Some(ctx),
+        Err(e) if required(REQUIRE_ADAPTER_ENV) => panic!("{REQUIRE_ADAPTER_ENV} is set: {e}"),
+        Err(e) => {
+            eprintln!("notice: skipping a GPU test: {e}");
+            None
+        }
+    }
+}
+
+/// Deterministic pseudo-random numbers for test inputs (a 64-bit LCG; quality
+/// is irrelevant, reproducibility is all).
+pub struct Lcg(pub u64);
+
+impl Lcg {
+    pub fn next_u32(&mut self) -> u32 {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (self.0 >> 33) as u32
+    }
+
+    /// Uniform in [-1, 1).
+    pub fn signed(&mut self) -> f32 {
+        self.next_u32() as f32 / (1u64 << 30) as f32 - 1.0
+    }
+
+    pub fn vec(&mut self, n: usize) -> Vec<f32> {
+        (0..n).map(|_| self.signed()).collect()
+    }
+}
+
+/// A small data set of random pixels and labels.
+pub fn synthetic(len: usize, features: usize, seed: u64) -> Dataset {
+    let mut rng = Lcg(seed);
+    let images = (0..len * features).map(|_| rng.next_u32() as u8).collect();
+    let labels = (0..len).map(|_| (rng.next_u32() % 10) as u8).collect();
+    Dataset::new(images, labels, features).unwrap()
+}

@@ -1,0 +1,167 @@
+//! The IDX reader and the data-set checks, on small files the tests write.
+
+use std::io::Write;
+
+use flate2::write::GzEncoder;
+use gpu_mnist::data::idx::{self, IdxProblem, IMAGES_MAGIC, LABELS_MAGIC};
+use gpu_mnist::data::mnist::{self, DataError, TRAIN_IMAGES};
+use gpu_mnist::data::Dataset;
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut enc = GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    enc.write_all(bytes).unwrap();
+    enc.finish().unwrap()
+}
+
+fn images(n: usize) -> Vec<u8> {
+    let pixels: Vec<u8> = (0..n * 4 * 3).map(|i| i as u8).collect();
+    idx::encode(&[n, 4, 3], &pixels)
+}
+
+#[test]
+fn parses_raw_and_gzip_images() {
+    let raw = images(5);
+    let parsed = idx::parse(&raw, IMAGES_MAGIC).unwrap();
+    assert_eq!(parsed.dims, vec![5, 4, 3]);
+    assert_eq!(parsed.data.len(), 60);
+    assert_eq!(parsed.data[13], 13);
+    let unzipped = idx::decompress_if_gzip(gzip(&raw)).unwrap();
+    assert_eq!(idx::parse(&unzipped, IMAGES_MAGIC).unwrap(), parsed);
+}
+
+#[test]
+fn rejects_wrong_magic() {
+    let err = idx::parse(&images(2), LABELS_MAGIC).unwrap_err();
+    assert_eq!(
+        err,
+        IdxProblem::BadMagic {
+            found: IMAGES_MAGIC,
+            expected: LABELS_MAGIC
+        }
+    );
+    assert_eq!(err.to_string(), "wrong magic number 0x00000803, expected 0x00000801");
+}
+
+#[test]
+fn rejects_truncated_and_overlong_data() {
+    let mut raw = images(3);
+    raw.pop();
+    assert_eq!(
+        idx::parse(&raw, IMAGES_MAGIC).unwrap_err(),
+        IdxProblem::LengthMismatch { expected: 36, found: 35 }
+    );
+    raw.extend([0, 0]);
+    assert_eq!(
+        idx::parse(&raw, IMAGES_MAGIC).unwrap_err(),
+        IdxProblem::LengthMismatch { expected: 36, found: 37 }
+    );
+}
+
+#[test]
+fn rejects_short_header_and_zero_dimension() {
+    assert_eq!(
+        idx::parse(&[0, 0, 8, 3, 0, 0, 0, 1], IMAGES_MAGIC).unwrap_err(),
+        IdxProblem::TooShortForHeader { found: 8 }
+    );
+    let zero = idx::encode(&[0], &[]);
+    assert_eq!(
+        idx::parse(&zero, LABELS_MAGIC).unwrap_err(),
+        IdxProblem::ZeroDimension { index: 0 }
+    );
+}
+
+#[test]
+fn rejects_corrupt_gzip() {
+    let mut gz = gzip(&images(4));
+    gz.truncate(gz.len() / 2);
+    assert!(matches!(idx::decompress_if_gzip(gz), Err(IdxProblem::Gzip(_))));
+}
+
+#[test]
+fn dataset_checks_counts_and_labels() {
+    let imgs = idx::parse(&images(3), IMAGES_MAGIC).unwrap();
+    let two_labels = idx::parse(&idx::encode(&[2], &[1, 2]), LABELS_MAGIC).unwrap();
+    let err = Dataset::from_idx(imgs.clone(), two_labels).unwrap_err();
+    assert_eq!(err.to_string(), "3 images but 2 labels");
+    let bad_label = idx::parse(&idx::encode(&[3], &[1, 10, 2]), LABELS_MAGIC).unwrap();
+    let err = Dataset::from_idx(imgs.clone(), bad_label).unwrap_err();
+    assert_eq!(err.to_string(), "label 10 at index 1 is not below the class count 10");
+    let labels = idx::parse(&idx::encode(&[3], &[1, 9, 2]), LABELS_MAGIC).unwrap();
+    let data = Dataset::from_idx(imgs, labels).unwrap();
+    assert_eq!((data.len, data.features), (3, 12));
+    assert_eq!(data.image(1), &(12u8..24).collect::<Vec<_>>()[..]);
+}
+
+/// Writes a complete set of small, valid files under the given names.
+fn write_set(dir: &std::path::Path, names: [&str; 4], n_train: usize) {
+    let labels = |n: usize| idx::encode(&[n], &vec![3; n]);
+    std::fs::write(dir.join(names[0]), gzip(&images(n_train))).unwrap();
+    std::fs::write(dir.join(names[1]), labels(n_train)).unwrap();
+    std::fs::write(dir.join(names[2]), images(2)).unwrap();
+    std::fs::write(dir.join(names[3]), gzip(&labels(2))).unwrap();
+}
+
+#[test]
+fn loads_both_spellings_gzip_or_raw() {
+    let dir = tempfile::tempdir().unwrap();
+    write_set(
+        dir.path(),
+        [
+            "train-images-idx3-ubyte.gz",
+            "train-labels.idx1-ubyte",
+            "t10k-images.idx3-ubyte",
+            "t10k-labels-idx1-ubyte.gz",
+        ],
+        5,
+    );
+    let data = mnist::load(Some(dir.path()), false).unwrap();
+    assert_eq!((data.train.len, data.test.len, data.train.features), (5, 2, 12));
+    assert_eq!(data.train.labels, vec![3; 5]);
+}
+
+#[test]
+fn explicit_dir_missing_files_names_them() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("train-images-idx3-ubyte"), images(1)).unwrap();
+    let err = mnist::load(Some(dir.path()), true).unwrap_err();
+    assert!(matches!(err, DataError::MissingInExplicitDir { .. }));
+    let msg = err.to_string();
+    assert!(msg.contains("missing train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte"), "{msg}");
+    assert!(!msg.contains("missing train-images"), "{msg}");
+}
+
+#[test]
+fn errors_name_the_file_and_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    write_set(
+        dir.path(),
+        [
+            "train-images-idx3-ubyte",
+            "train-labels-idx1-ubyte",
+            "t10k-images-idx3-ubyte",
+            "t10k-labels-idx1-ubyte",
+        ],
+        4,
+    );
+    // Labels for 3 images where the images file holds 4.
+    std::fs::write(dir.path().join("train-labels-idx1-ubyte"), idx::encode(&[3], &[0, 1, 2])).unwrap();
+    let msg = mnist::load(Some(dir.path()), false).unwrap_err().to_string();
+    assert!(msg.contains("train-labels-idx1-ubyte") && msg.ends_with("4 images but 3 labels"), "{msg}");
+    // A labels file where an images file belongs.
+    std::fs::write(dir.path().join("train-images-idx3-ubyte"), idx::encode(&[3], &[0, 1, 2])).unwrap();
+    let msg = mnist::load(Some(dir.path()), false).unwrap_err().to_string();
+    assert!(msg.contains("train-images-idx3-ubyte: wrong magic number 0x00000801, expected 0x00000803"), "{msg}");
+}
+
+#[test]
+fn accepted_names_cover_gzip_raw_and_dotted() {
+    assert_eq!(
+        TRAIN_IMAGES.accepted_names(),
+        [
+            "train-images-idx3-ubyte.gz",
+            "train-images-idx3-ubyte",
+            "train-images.idx3-ubyte.gz",
+            "train-images.idx3-ubyte"
+        ]
+    );
+}

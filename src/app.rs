@@ -10,7 +10,9 @@ use crate::backend::cpu::{ops, CpuBackend};
 use crate::backend::gpu::{context, GpuBackend};
 use crate::backend::{Backend, Split, TrainSettings};
 use crate::checkpoint;
-use crate::cli::{BackendChoice, Cli, Command, DataArgs, DeviceArgs, EvaluateArgs, PredictArgs, TrainArgs};
+use crate::cli::{
+    BackendChoice, Cli, Command, DataArgs, DeviceArgs, EvaluateArgs, PredictArgs, TrainArgs,
+};
 use crate::data::{self, mnist, Mnist};
 use crate::loss::LossKind;
 use crate::model::Params;
@@ -30,7 +32,10 @@ pub fn run(cli: Cli) -> Result<(), AppError> {
 }
 
 fn load_data(args: &DataArgs) -> Result<Arc<Mnist>, AppError> {
-    Ok(Arc::new(mnist::load(args.data_dir.as_deref(), !args.no_download)?))
+    Ok(Arc::new(mnist::load(
+        args.data_dir.as_deref(),
+        !args.no_download,
+    )?))
 }
 
 /// The wgpu backends a `--backend` choice allows; `None` for the CPU.
@@ -97,9 +102,18 @@ fn train(args: &TrainArgs) -> Result<(), AppError> {
         seed: args.seed,
         verbose: !args.quiet,
     };
-    let history = train::fit(backend.as_mut(), data.train.len, settings.batch_size, &config)?;
+    let history = train::fit(
+        backend.as_mut(),
+        data.train.len,
+        settings.batch_size,
+        &config,
+    )?;
     let test = backend.evaluate(Split::Test)?;
-    println!("test_loss: {:.4}  test_acc: {:.4}", test.loss(), test.accuracy());
+    println!(
+        "test_loss: {:.4}  test_acc: {:.4}",
+        test.loss(),
+        test.accuracy()
+    );
     if let Some(path) = &args.save {
         let metadata = HashMap::from([
             ("format".to_string(), "gpu-mnist".to_string()),
@@ -153,7 +167,11 @@ fn evaluate(args: &EvaluateArgs) -> Result<(), AppError> {
     };
     let mut backend = open_backend(&args.device, data, params, settings)?;
     let test = backend.evaluate(Split::Test)?;
-    println!("test_loss: {:.4}  test_acc: {:.4}", test.loss(), test.accuracy());
+    println!(
+        "test_loss: {:.4}  test_acc: {:.4}",
+        test.loss(),
+        test.accuracy()
+    );
     Ok(())
 }
 
@@ -162,7 +180,11 @@ fn predict(args: &PredictArgs) -> Result<(), AppError> {
     let params = load_checkpoint(&args.checkpoint, &data)?;
     let test = &data.test;
     if let Some(&bad) = args.indices.iter().find(|&&i| i as usize >= test.len) {
-        return Err(format!("index {bad} is out of range: the test set has {} images", test.len).into());
+        return Err(format!(
+            "index {bad} is out of range: the test set has {} images",
+            test.len
+        )
+        .into());
     }
     let mut activations = Array2::zeros((args.indices.len(), test.features));
     ops::gather_batch(test, &args.indices, activations.view_mut());

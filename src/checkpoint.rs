@@ -18,7 +18,10 @@ pub struct CheckpointError {
 }
 
 fn tensor_names(layer: usize) -> (String, String) {
-    (format!("dense_{layer}.kernel"), format!("dense_{layer}.bias"))
+    (
+        format!("dense_{layer}.kernel"),
+        format!("dense_{layer}.bias"),
+    )
 }
 
 /// Writes `params` (and string `metadata`) atomically to `path`.
@@ -37,8 +40,14 @@ pub fn save(
         let w = layer.weights.as_slice().expect("standard layout");
         let b = layer.bias.as_slice().expect("standard layout");
         let shape = layer.weights.shape().to_vec();
-        views.push((kernel, TensorView::new(Dtype::F32, shape, bytemuck::cast_slice(w))));
-        views.push((bias, TensorView::new(Dtype::F32, vec![b.len()], bytemuck::cast_slice(b))));
+        views.push((
+            kernel,
+            TensorView::new(Dtype::F32, shape, bytemuck::cast_slice(w)),
+        ));
+        views.push((
+            bias,
+            TensorView::new(Dtype::F32, vec![b.len()], bytemuck::cast_slice(b)),
+        ));
     }
     let views: Vec<(String, TensorView)> = views
         .into_iter()
@@ -82,21 +91,32 @@ pub fn load(path: &Path) -> Result<Params, CheckpointError> {
             s => return Err(err(format!("{kernel_name} has shape {s:?}, expected 2-D"))),
         };
         if bias.shape() != [cols] {
-            return Err(err(format!("{bias_name} has shape {:?}, expected [{cols}]", bias.shape())));
+            return Err(err(format!(
+                "{bias_name} has shape {:?}, expected [{cols}]",
+                bias.shape()
+            )));
         }
         if let Some(prev) = layers.last() {
             if prev.bias.len() != rows {
-                return Err(err(format!("{kernel_name} takes {rows} inputs, the layer before gives {}", prev.bias.len())));
+                return Err(err(format!(
+                    "{kernel_name} takes {rows} inputs, the layer before gives {}",
+                    prev.bias.len()
+                )));
             }
         }
         layers.push(Dense {
-            weights: Array2::from_shape_vec((rows, cols), f32_values(&kernel, &kernel_name).map_err(&err)?)
-                .map_err(|e| err(e.to_string()))?,
+            weights: Array2::from_shape_vec(
+                (rows, cols),
+                f32_values(&kernel, &kernel_name).map_err(&err)?,
+            )
+            .map_err(|e| err(e.to_string()))?,
             bias: Array1::from(f32_values(&bias, &bias_name).map_err(&err)?),
         });
     }
     if layers.is_empty() {
-        return Err(err("no dense_0.kernel tensor: not a gpu-mnist checkpoint".into()));
+        return Err(err(
+            "no dense_0.kernel tensor: not a gpu-mnist checkpoint".into()
+        ));
     }
     Ok(Params { layers })
 }

@@ -9,7 +9,11 @@ use crate::model::{Init, ModelSpec};
 use crate::optim::{OptimizerKind, OptimizerSpec};
 
 #[derive(Debug, Parser)]
-#[command(name = "gpu-mnist", version, about = "Train the MNIST MLP on the GPU (wgpu) or the CPU")]
+#[command(
+    name = "gpu-mnist",
+    version,
+    about = "Train the MNIST MLP on the GPU (wgpu) or the CPU"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -150,7 +154,9 @@ fn parse_hidden(s: &str) -> Result<HiddenLayers, String> {
             Ok(0) => Err("hidden layer widths must be at least 1".to_string()),
             Ok(n) if n > 65_536 => Err(format!("hidden width {n} is above the limit of 65536")),
             Ok(n) => Ok(n),
-            Err(_) => Err(format!("'{w}' is not a layer width (expected e.g. 512 or 512,256)")),
+            Err(_) => Err(format!(
+                "'{w}' is not a layer width (expected e.g. 512 or 512,256)"
+            )),
         })
         .collect::<Result<_, _>>()
         .map(HiddenLayers)

@@ -87,7 +87,12 @@ impl OptimizerSpec {
             (OptimizerKind::Adam, [m1, m2]) => {
                 let step = self.adam_step_size(t);
                 let (b1, b2) = (self.beta1, self.beta2);
-                for (((w, g), m), v) in param.iter_mut().zip(grad).zip(m1.iter_mut()).zip(m2.iter_mut()) {
+                for (((w, g), m), v) in param
+                    .iter_mut()
+                    .zip(grad)
+                    .zip(m1.iter_mut())
+                    .zip(m2.iter_mut())
+                {
                     *m += (g - *m) * (1.0 - b1);
                     *v += (g * g - *v) * (1.0 - b2);
                     *w -= step * *m / (v.sqrt() + self.epsilon);

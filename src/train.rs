@@ -36,9 +36,7 @@ pub struct History {
 pub enum TrainError {
     #[error("{0}")]
     Backend(#[from] BackendError),
-    #[error(
-        "training diverged: the loss is {loss} after epoch {epoch}; try a smaller --lr"
-    )]
+    #[error("training diverged: the loss is {loss} after epoch {epoch}; try a smaller --lr")]
     Diverged { epoch: usize, loss: f64 },
 }
 
@@ -81,11 +79,9 @@ fn progress_bar(steps: u64, verbose: bool) -> indicatif::ProgressBar {
     }
     let bar = indicatif::ProgressBar::new(steps);
     bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{pos}/{len} [{bar:30}] {elapsed_precise} {msg}",
-        )
-        .expect("static template")
-        .progress_chars("=> "),
+        indicatif::ProgressStyle::with_template("{pos}/{len} [{bar:30}] {elapsed_precise} {msg}")
+            .expect("static template")
+            .progress_chars("=> "),
     );
     bar
 }
@@ -106,7 +102,11 @@ pub fn fit(
         let start = Instant::now();
         let metrics = backend.train_epoch(order.next_epoch(), &mut |m: &Metrics| {
             bar.set_position(m.steps);
-            bar.set_message(format!("loss: {:.4} - accuracy: {:.4}", m.loss(), m.accuracy()));
+            bar.set_message(format!(
+                "loss: {:.4} - accuracy: {:.4}",
+                m.loss(),
+                m.accuracy()
+            ));
         })?;
         bar.finish_and_clear();
         let record = EpochRecord {

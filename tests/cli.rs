@@ -29,29 +29,48 @@ fn assert_fails(out: &Output, code: i32, needle: &str) {
     let err = stderr(out);
     assert_eq!(out.status.code(), Some(code), "stderr: {err}");
     assert!(err.contains(needle), "expected {needle:?} in: {err}");
-    assert!(!err.contains("panicked") && !err.contains("RUST_BACKTRACE"), "{err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
+        "{err}"
+    );
 }
 
 #[test]
 fn absurd_flags_are_rejected_with_a_clear_message() {
     let cases: [(&[&str], &str); 10] = [
-        (&["--batch-size", "0"], "invalid value '0' for '--batch-size <BATCH_SIZE>'"),
-        (&["--epochs", "0"], "invalid value '0' for '--epochs <EPOCHS>'"),
+        (
+            &["--batch-size", "0"],
+            "invalid value '0' for '--batch-size <BATCH_SIZE>'",
+        ),
+        (
+            &["--epochs", "0"],
+            "invalid value '0' for '--epochs <EPOCHS>'",
+        ),
         (&["--lr", "-1"], "must be greater than 0, got -1"),
         (&["--lr", "0"], "must be greater than 0, got 0"),
         (&["--lr", "NaN"], "NaN is not a finite number"),
         (&["--lr", "fast"], "'fast' is not a number"),
         (&["--hidden", "0"], "hidden layer widths must be at least 1"),
         (&["--hidden", "512,x"], "'x' is not a layer width"),
-        (&["--optimizer", "adagrad"], "invalid value 'adagrad' for '--optimizer <OPTIMIZER>'"),
-        (&["--backend", "cuda"], "invalid value 'cuda' for '--backend <BACKEND>'"),
+        (
+            &["--optimizer", "adagrad"],
+            "invalid value 'adagrad' for '--optimizer <OPTIMIZER>'",
+        ),
+        (
+            &["--backend", "cuda"],
+            "invalid value 'cuda' for '--backend <BACKEND>'",
+        ),
     ];
     for (flags, message) in cases {
         let mut args = vec!["train"];
         args.extend_from_slice(flags);
         assert_fails(&gpu_mnist(&args), 2, message);
     }
-    assert_fails(&gpu_mnist(&["train", "--momentum", "1"]), 2, "must be in [0, 1), got 1");
+    assert_fails(
+        &gpu_mnist(&["train", "--momentum", "1"]),
+        2,
+        "must be in [0, 1), got 1",
+    );
 }
 
 /// Writes four small, valid MNIST-format files into `dir`.
@@ -73,16 +92,33 @@ fn bad_data_gets_one_line_naming_the_file() {
     assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
 
     write_small_set(dir.path());
-    let ok = gpu_mnist(&["train", "--backend", "cpu", "--data-dir", d, "--epochs", "1", "--quiet"]);
+    let ok = gpu_mnist(&[
+        "train",
+        "--backend",
+        "cpu",
+        "--data-dir",
+        d,
+        "--epochs",
+        "1",
+        "--quiet",
+    ]);
     assert!(ok.status.success(), "{}", stderr(&ok));
-    assert!(stdout(&ok).ends_with("test_acc: 1.0000\n"), "all labels are 1, learnt at once: {}", stdout(&ok));
+    assert!(
+        stdout(&ok).ends_with("test_acc: 1.0000\n"),
+        "all labels are 1, learnt at once: {}",
+        stdout(&ok)
+    );
 
     let images = dir.path().join("t10k-images-idx3-ubyte");
     let mut bytes = std::fs::read(&images).unwrap();
     bytes.truncate(bytes.len() - 10);
     std::fs::write(&images, &bytes).unwrap();
     let out = gpu_mnist(&["train", "--backend", "cpu", "--data-dir", d]);
-    assert_fails(&out, 1, "t10k-images-idx3-ubyte: expected 3920 data bytes after the header, found 3910");
+    assert_fails(
+        &out,
+        1,
+        "t10k-images-idx3-ubyte: expected 3920 data bytes after the header, found 3910",
+    );
 
     std::fs::write(&images, idx::encode(&[5], &[0; 5])).unwrap();
     assert_fails(
@@ -92,7 +128,11 @@ fn bad_data_gets_one_line_naming_the_file() {
     );
 
     std::fs::write(&images, idx::encode(&[4, 28, 28], &vec![0; 4 * 784])).unwrap();
-    assert_fails(&gpu_mnist(&["train", "--data-dir", d]), 1, "4 images but 5 labels");
+    assert_fails(
+        &gpu_mnist(&["train", "--data-dir", d]),
+        1,
+        "4 images but 5 labels",
+    );
 }
 
 #[test]
@@ -110,73 +150,178 @@ fn offline_without_data_says_where_it_looked() {
         .unwrap();
     let err = stderr(&out);
     assert_fails(&out, 1, "not found in data/mnist");
-    assert!(err.contains("train-images-idx3-ubyte, train-labels-idx1-ubyte"), "{err}");
-    assert!(err.contains("the download failed") && err.contains("pass --data-dir DIR"), "{err}");
-    assert!(!home.path().join("cache/gpu-mnist/mnist/train-images-idx3-ubyte.gz").exists());
+    assert!(
+        err.contains("train-images-idx3-ubyte, train-labels-idx1-ubyte"),
+        "{err}"
+    );
+    assert!(
+        err.contains("the download failed") && err.contains("pass --data-dir DIR"),
+        "{err}"
+    );
+    assert!(!home
+        .path()
+        .join("cache/gpu-mnist/mnist/train-images-idx3-ubyte.gz")
+        .exists());
 }
 
 /// The epoch lines and test metrics of a run, without the timings.
 fn metrics_only(out: &str) -> Vec<String> {
     out.lines()
         .filter(|l| l.starts_with("Epoch") || l.starts_with("test_"))
-        .map(|l| l.split(" - ").filter(|part| !part.ends_with('s')).collect::<Vec<_>>().join(" - "))
+        .map(|l| {
+            l.split(" - ")
+                .filter(|part| !part.ends_with('s'))
+                .collect::<Vec<_>>()
+                .join(" - ")
+        })
         .collect()
 }
 
 #[test]
 fn training_is_reproducible_and_checkpoints_round_trip() {
-    let Some(dir) = common::mnist_dir() else { return };
+    let Some(dir) = common::mnist_dir() else {
+        return;
+    };
     let d = dir.to_str().unwrap();
     let work = tempfile::tempdir().unwrap();
     let ckpt = work.path().join("model.safetensors");
     let history = work.path().join("history.json");
     let train = |extra: &[&str]| {
-        let mut args = vec!["train", "--backend", "cpu", "--data-dir", d, "--epochs", "2", "--train-samples", "3000"];
+        let mut args = vec![
+            "train",
+            "--backend",
+            "cpu",
+            "--data-dir",
+            d,
+            "--epochs",
+            "2",
+            "--train-samples",
+            "3000",
+        ];
         args.extend_from_slice(extra);
         gpu_mnist(&args)
     };
-    let first = train(&["--save", ckpt.to_str().unwrap(), "--history", history.to_str().unwrap()]);
+    let first = train(&[
+        "--save",
+        ckpt.to_str().unwrap(),
+        "--history",
+        history.to_str().unwrap(),
+    ]);
     assert!(first.status.success(), "{}", stderr(&first));
     let second = train(&[]);
-    let (a, b) = (metrics_only(&stdout(&first)), metrics_only(&stdout(&second)));
+    let (a, b) = (
+        metrics_only(&stdout(&first)),
+        metrics_only(&stdout(&second)),
+    );
     assert_eq!(a.len(), 3, "{a:?}");
     assert_eq!(a, b, "the same seed prints the same metrics");
     assert_ne!(a, metrics_only(&stdout(&train(&["--seed", "2"]))));
 
-    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&history).unwrap()).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&history).unwrap()).unwrap();
     assert_eq!(json["epochs"].as_array().unwrap().len(), 2);
     assert_eq!(json["counters"]["steps"], 2 * 24);
 
-    let eval = gpu_mnist(&["evaluate", "--backend", "cpu", "--data-dir", d, "--checkpoint", ckpt.to_str().unwrap()]);
+    let eval = gpu_mnist(&[
+        "evaluate",
+        "--backend",
+        "cpu",
+        "--data-dir",
+        d,
+        "--checkpoint",
+        ckpt.to_str().unwrap(),
+    ]);
     assert!(eval.status.success(), "{}", stderr(&eval));
-    assert_eq!(metrics_only(&stdout(&eval)), a[2..].to_vec(), "the checkpoint evaluates as trained");
+    assert_eq!(
+        metrics_only(&stdout(&eval)),
+        a[2..].to_vec(),
+        "the checkpoint evaluates as trained"
+    );
 
-    let predict = gpu_mnist(&["predict", "--data-dir", d, "--checkpoint", ckpt.to_str().unwrap(), "--index", "0", "1"]);
+    let predict = gpu_mnist(&[
+        "predict",
+        "--data-dir",
+        d,
+        "--checkpoint",
+        ckpt.to_str().unwrap(),
+        "--index",
+        "0",
+        "1",
+    ]);
     let lines: Vec<String> = stdout(&predict).lines().map(String::from).collect();
     assert_eq!(lines.len(), 2, "{lines:?}");
-    assert!(lines[0].starts_with("image 0: predicted 7 (label 7)"), "{lines:?}");
-    assert!(lines[1].starts_with("image 1: predicted 2 (label 2)"), "{lines:?}");
+    assert!(
+        lines[0].starts_with("image 0: predicted 7 (label 7)"),
+        "{lines:?}"
+    );
+    assert!(
+        lines[1].starts_with("image 1: predicted 2 (label 2)"),
+        "{lines:?}"
+    );
 
-    let out = gpu_mnist(&["predict", "--data-dir", d, "--checkpoint", ckpt.to_str().unwrap(), "--index", "10000"]);
-    assert_fails(&out, 1, "index 10000 is out of range: the test set has 10000 images");
+    let out = gpu_mnist(&[
+        "predict",
+        "--data-dir",
+        d,
+        "--checkpoint",
+        ckpt.to_str().unwrap(),
+        "--index",
+        "10000",
+    ]);
+    assert_fails(
+        &out,
+        1,
+        "index 10000 is out of range: the test set has 10000 images",
+    );
     std::fs::write(&ckpt, b"not a checkpoint").unwrap();
-    let out = gpu_mnist(&["evaluate", "--data-dir", d, "--checkpoint", ckpt.to_str().unwrap()]);
+    let out = gpu_mnist(&[
+        "evaluate",
+        "--data-dir",
+        d,
+        "--checkpoint",
+        ckpt.to_str().unwrap(),
+    ]);
     assert_fails(&out, 1, "error: checkpoint ");
 }
 
 #[test]
 fn vulkan_backend_trains_from_the_command_line() {
-    let Some(dir) = common::mnist_dir() else { return };
+    let Some(dir) = common::mnist_dir() else {
+        return;
+    };
     if common::gpu().is_none() {
         return;
     }
     let out = gpu_mnist(&[
-        "train", "--backend", "vulkan", "--data-dir", dir.to_str().unwrap(), "--epochs", "1",
-        "--train-samples", "2000", "--hidden", "64",
+        "train",
+        "--backend",
+        "vulkan",
+        "--data-dir",
+        dir.to_str().unwrap(),
+        "--epochs",
+        "1",
+        "--train-samples",
+        "2000",
+        "--hidden",
+        "64",
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
-    assert!(text.starts_with("backend: ") && text.contains("(vulkan, "), "{text}");
-    let acc: f64 = text.lines().last().unwrap().rsplit(' ').next().unwrap().parse().unwrap();
-    assert!(acc > 0.7, "one epoch of 2,000 images reaches over 70% (chance is 10%): {text}");
+    assert!(
+        text.starts_with("backend: ") && text.contains("(vulkan, "),
+        "{text}"
+    );
+    let acc: f64 = text
+        .lines()
+        .last()
+        .unwrap()
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        acc > 0.7,
+        "one epoch of 2,000 images reaches over 70% (chance is 10%): {text}"
+    );
 }

@@ -43,17 +43,33 @@ fn serve(routes: HashMap<String, Reply>) -> (String, Arc<AtomicUsize>) {
                 line.clear();
             }
             counter.fetch_add(1, Ordering::SeqCst);
-            let path = request_line.split_whitespace().nth(1).unwrap_or("").to_string();
+            let path = request_line
+                .split_whitespace()
+                .nth(1)
+                .unwrap_or("")
+                .to_string();
             let _ = match routes.get(&path) {
                 Some(Reply::Body(body)) => {
-                    let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
-                    stream.write_all(head.as_bytes()).and_then(|()| stream.write_all(body))
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        body.len()
+                    );
+                    stream
+                        .write_all(head.as_bytes())
+                        .and_then(|()| stream.write_all(body))
                 }
                 Some(Reply::Truncated(body)) => {
-                    let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
-                    stream.write_all(head.as_bytes()).and_then(|()| stream.write_all(&body[..body.len() / 2]))
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        body.len()
+                    );
+                    stream
+                        .write_all(head.as_bytes())
+                        .and_then(|()| stream.write_all(&body[..body.len() / 2]))
                 }
-                None => stream.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+                None => stream.write_all(
+                    b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                ),
             };
         }
     });
@@ -83,7 +99,10 @@ fn route(reply: Reply) -> HashMap<String, Reply> {
 
 fn entries(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
-        .map(|rd| rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect())
+        .map(|rd| {
+            rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
         .unwrap_or_default();
     names.sort();
     names
@@ -95,12 +114,16 @@ fn good_download_is_verified_kept_and_not_fetched_again() {
     let (base, hits) = serve(route(Reply::Body(gz.clone())));
     let dir = tempfile::tempdir().unwrap();
     let target = dir.path().join("cache");
-    let paths = download_files(&target, &[file], &[base.clone()], false).unwrap();
+    let paths = download_files(&target, &[file], std::slice::from_ref(&base), false).unwrap();
     assert_eq!(paths, vec![target.join("tiny-labels-idx1-ubyte.gz")]);
     assert_eq!(std::fs::read(&paths[0]).unwrap(), gz);
     assert_eq!(entries(&target), vec!["tiny-labels-idx1-ubyte.gz"]);
     download_files(&target, &[file], &[base], false).unwrap();
-    assert_eq!(hits.load(Ordering::SeqCst), 1, "a verified file is not downloaded again");
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        1,
+        "a verified file is not downloaded again"
+    );
 }
 
 #[test]
@@ -113,7 +136,13 @@ fn corrupted_mirror_falls_back_to_the_next() {
     let dir = tempfile::tempdir().unwrap();
     let paths = download_files(dir.path(), &[file], &[bad, good], false).unwrap();
     assert_eq!(std::fs::read(&paths[0]).unwrap(), gz);
-    assert_eq!((bad_hits.load(Ordering::SeqCst), good_hits.load(Ordering::SeqCst)), (1, 1));
+    assert_eq!(
+        (
+            bad_hits.load(Ordering::SeqCst),
+            good_hits.load(Ordering::SeqCst)
+        ),
+        (1, 1)
+    );
 }
 
 #[test]
@@ -124,8 +153,14 @@ fn hash_mismatch_everywhere_keeps_nothing() {
     let err = download_files(dir.path(), &[file], &[bad], false).unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, DownloadError::AllMirrorsFailed { .. }));
-    assert!(msg.starts_with("tiny-labels-idx1-ubyte.gz: every mirror failed"), "{msg}");
-    assert!(msg.contains("SHA-256 of the decompressed content is") && msg.contains(file.sha256), "{msg}");
+    assert!(
+        msg.starts_with("tiny-labels-idx1-ubyte.gz: every mirror failed"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("SHA-256 of the decompressed content is") && msg.contains(file.sha256),
+        "{msg}"
+    );
     assert!(msg.contains("nothing was written"), "{msg}");
     assert_eq!(entries(dir.path()), Vec::<String>::new());
 }
@@ -139,19 +174,27 @@ fn truncated_transfer_and_missing_file_keep_nothing() {
     let msg = download_files(dir.path(), &[file], &[truncated, empty], false)
         .unwrap_err()
         .to_string();
-    assert!(msg.contains("transfer failed") || msg.contains("not a valid gzip stream"), "{msg}");
+    assert!(
+        msg.contains("transfer failed") || msg.contains("not a valid gzip stream"),
+        "{msg}"
+    );
     assert!(msg.contains("404"), "{msg}");
     assert_eq!(entries(dir.path()), Vec::<String>::new());
 }
 
 #[test]
 fn cli_download_fetches_and_verifies_real_mnist() {
-    let Some(shared) = common::mnist_dir() else { return };
+    let Some(shared) = common::mnist_dir() else {
+        return;
+    };
     let routes: HashMap<String, Reply> = gpu_mnist::data::mnist::FILES
         .iter()
         .map(|f| {
             let name = format!("{}.gz", f.stem);
-            (format!("/mirror/{name}"), Reply::Body(std::fs::read(shared.join(&name)).unwrap()))
+            (
+                format!("/mirror/{name}"),
+                Reply::Body(std::fs::read(shared.join(&name)).unwrap()),
+            )
         })
         .collect();
     let (base, _) = serve(routes);
@@ -163,7 +206,11 @@ fn cli_download_fetches_and_verifies_real_mnist() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(stdout.matches("verified ").count(), 4, "{stdout}");
     let data = gpu_mnist::data::mnist::load(Some(dir.path()), false).unwrap();
     assert_eq!((data.train.len, data.test.len), (60_000, 10_000));

@@ -63,9 +63,17 @@ fn check(loss: LossKind) {
     let mut backend = CpuBackend::new(data, params.clone(), settings);
     let (loss_sum, grads) = backend.gradients(&[0, 1, 2, 3, 4, 5]);
 
-    let mut p64: Vec<Vec<f64>> = params.tensors().iter().map(|t| t.iter().map(|&v| v as f64).collect()).collect();
+    let mut p64: Vec<Vec<f64>> = params
+        .tensors()
+        .iter()
+        .map(|t| t.iter().map(|&v| v as f64).collect())
+        .collect();
     let reference = loss_f64(&p64, &spec, &train);
-    assert!((loss_sum / 6.0 - reference).abs() < 1e-5, "loss {} vs f64 {reference}", loss_sum / 6.0);
+    assert!(
+        (loss_sum / 6.0 - reference).abs() < 1e-5,
+        "loss {} vs f64 {reference}",
+        loss_sum / 6.0
+    );
 
     let h = 1e-6;
     let mut checked = 0;

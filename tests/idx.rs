@@ -39,7 +39,10 @@ fn rejects_wrong_magic() {
             expected: LABELS_MAGIC
         }
     );
-    assert_eq!(err.to_string(), "wrong magic number 0x00000803, expected 0x00000801");
+    assert_eq!(
+        err.to_string(),
+        "wrong magic number 0x00000803, expected 0x00000801"
+    );
 }
 
 #[test]
@@ -48,12 +51,18 @@ fn rejects_truncated_and_overlong_data() {
     raw.pop();
     assert_eq!(
         idx::parse(&raw, IMAGES_MAGIC).unwrap_err(),
-        IdxProblem::LengthMismatch { expected: 36, found: 35 }
+        IdxProblem::LengthMismatch {
+            expected: 36,
+            found: 35
+        }
     );
     raw.extend([0, 0]);
     assert_eq!(
         idx::parse(&raw, IMAGES_MAGIC).unwrap_err(),
-        IdxProblem::LengthMismatch { expected: 36, found: 37 }
+        IdxProblem::LengthMismatch {
+            expected: 36,
+            found: 37
+        }
     );
 }
 
@@ -74,7 +83,10 @@ fn rejects_short_header_and_zero_dimension() {
 fn rejects_corrupt_gzip() {
     let mut gz = gzip(&images(4));
     gz.truncate(gz.len() / 2);
-    assert!(matches!(idx::decompress_if_gzip(gz), Err(IdxProblem::Gzip(_))));
+    assert!(matches!(
+        idx::decompress_if_gzip(gz),
+        Err(IdxProblem::Gzip(_))
+    ));
 }
 
 #[test]
@@ -85,7 +97,10 @@ fn dataset_checks_counts_and_labels() {
     assert_eq!(err.to_string(), "3 images but 2 labels");
     let bad_label = idx::parse(&idx::encode(&[3], &[1, 10, 2]), LABELS_MAGIC).unwrap();
     let err = Dataset::from_idx(imgs.clone(), bad_label).unwrap_err();
-    assert_eq!(err.to_string(), "label 10 at index 1 is not below the class count 10");
+    assert_eq!(
+        err.to_string(),
+        "label 10 at index 1 is not below the class count 10"
+    );
     let labels = idx::parse(&idx::encode(&[3], &[1, 9, 2]), LABELS_MAGIC).unwrap();
     let data = Dataset::from_idx(imgs, labels).unwrap();
     assert_eq!((data.len, data.features), (3, 12));
@@ -115,7 +130,10 @@ fn loads_both_spellings_gzip_or_raw() {
         5,
     );
     let data = mnist::load(Some(dir.path()), false).unwrap();
-    assert_eq!((data.train.len, data.test.len, data.train.features), (5, 2, 12));
+    assert_eq!(
+        (data.train.len, data.test.len, data.train.features),
+        (5, 2, 12)
+    );
     assert_eq!(data.train.labels, vec![3; 5]);
 }
 
@@ -126,7 +144,12 @@ fn explicit_dir_missing_files_names_them() {
     let err = mnist::load(Some(dir.path()), true).unwrap_err();
     assert!(matches!(err, DataError::MissingInExplicitDir { .. }));
     let msg = err.to_string();
-    assert!(msg.contains("missing train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte"), "{msg}");
+    assert!(
+        msg.contains(
+            "missing train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte"
+        ),
+        "{msg}"
+    );
     assert!(!msg.contains("missing train-images"), "{msg}");
 }
 
@@ -144,13 +167,31 @@ fn errors_name_the_file_and_the_problem() {
         4,
     );
     // Labels for 3 images where the images file holds 4.
-    std::fs::write(dir.path().join("train-labels-idx1-ubyte"), idx::encode(&[3], &[0, 1, 2])).unwrap();
-    let msg = mnist::load(Some(dir.path()), false).unwrap_err().to_string();
-    assert!(msg.contains("train-labels-idx1-ubyte") && msg.ends_with("4 images but 3 labels"), "{msg}");
+    std::fs::write(
+        dir.path().join("train-labels-idx1-ubyte"),
+        idx::encode(&[3], &[0, 1, 2]),
+    )
+    .unwrap();
+    let msg = mnist::load(Some(dir.path()), false)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("train-labels-idx1-ubyte") && msg.ends_with("4 images but 3 labels"),
+        "{msg}"
+    );
     // A labels file where an images file belongs.
-    std::fs::write(dir.path().join("train-images-idx3-ubyte"), idx::encode(&[3], &[0, 1, 2])).unwrap();
-    let msg = mnist::load(Some(dir.path()), false).unwrap_err().to_string();
-    assert!(msg.contains("train-images-idx3-ubyte: wrong magic number 0x00000801, expected 0x00000803"), "{msg}");
+    std::fs::write(
+        dir.path().join("train-images-idx3-ubyte"),
+        idx::encode(&[3], &[0, 1, 2]),
+    )
+    .unwrap();
+    let msg = mnist::load(Some(dir.path()), false)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("train-images-idx3-ubyte: wrong magic number 0x00000801, expected 0x00000803"),
+        "{msg}"
+    );
 }
 
 #[test]

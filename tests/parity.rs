@@ -32,9 +32,21 @@ fn check_matmul(probe: &Probe, variant: MatmulVariant, m: usize, k: usize, n: us
     let bias = rng.vec(n);
     // A relu output: zero in about half the places.
     let mask: Vec<f32> = rng.vec(m * n).into_iter().map(|v| v.max(0.0)).collect();
-    let stored_a = if variant.transpose_a { a.t().as_standard_layout().into_owned() } else { a.clone() };
-    let stored_b = if variant.transpose_b { b.t().as_standard_layout().into_owned() } else { b.clone() };
-    let extra = if variant.epilogue == Epilogue::ReluMask { &mask } else { &bias };
+    let stored_a = if variant.transpose_a {
+        a.t().as_standard_layout().into_owned()
+    } else {
+        a.clone()
+    };
+    let stored_b = if variant.transpose_b {
+        b.t().as_standard_layout().into_owned()
+    } else {
+        b.clone()
+    };
+    let extra = if variant.epilogue == Epilogue::ReluMask {
+        &mask
+    } else {
+        &bias
+    };
     let kernel = probe.prepare_matmul(
         variant,
         stored_a.as_slice().unwrap(),
@@ -55,7 +67,10 @@ fn check_matmul(probe: &Probe, variant: MatmulVariant, m: usize, k: usize, n: us
         }
         Epilogue::ReluMask => {
             ops::matmul(a.view(), b.view(), expected.view_mut());
-            ops::relu_backward(expected.view_mut(), ArrayView2::from_shape((m, n), &mask).unwrap());
+            ops::relu_backward(
+                expected.view_mut(),
+                ArrayView2::from_shape((m, n), &mask).unwrap(),
+            );
         }
     }
     let magnitude = a.mapv(f32::abs).dot(&b.mapv(f32::abs));
@@ -77,7 +92,12 @@ const SHAPES: [(usize, usize, usize); 6] = [
     (128, 512, 10),
 ];
 
-fn variant(transpose_a: bool, transpose_b: bool, epilogue: Epilogue, batch_dim: BatchDim) -> MatmulVariant {
+fn variant(
+    transpose_a: bool,
+    transpose_b: bool,
+    epilogue: Epilogue,
+    batch_dim: BatchDim,
+) -> MatmulVariant {
     MatmulVariant {
         transpose_a,
         transpose_b,
@@ -91,7 +111,14 @@ fn matmul_forward_forms_match_cpu() {
     let Some(probe) = probe() else { return };
     for (i, &(m, k, n)) in SHAPES.iter().enumerate() {
         for epilogue in [Epilogue::None, Epilogue::Bias, Epilogue::BiasRelu] {
-            check_matmul(&probe, variant(false, false, epilogue, BatchDim::M), m, k, n, i as u64);
+            check_matmul(
+                &probe,
+                variant(false, false, epilogue, BatchDim::M),
+                m,
+                k,
+                n,
+                i as u64,
+            );
         }
     }
 }
@@ -101,10 +128,31 @@ fn matmul_transposed_forms_match_cpu() {
     let Some(probe) = probe() else { return };
     for (i, &(m, k, n)) in SHAPES.iter().enumerate() {
         // dW = Xᵀ·delta: A transposed, the batch is K.
-        check_matmul(&probe, variant(true, false, Epilogue::None, BatchDim::K), m, k, n, 10 + i as u64);
+        check_matmul(
+            &probe,
+            variant(true, false, Epilogue::None, BatchDim::K),
+            m,
+            k,
+            n,
+            10 + i as u64,
+        );
         // delta·Wᵀ fused with relu's derivative.
-        check_matmul(&probe, variant(false, true, Epilogue::ReluMask, BatchDim::M), m, k, n, 20 + i as u64);
-        check_matmul(&probe, variant(true, true, Epilogue::None, BatchDim::None), m, k, n, 30 + i as u64);
+        check_matmul(
+            &probe,
+            variant(false, true, Epilogue::ReluMask, BatchDim::M),
+            m,
+            k,
+            n,
+            20 + i as u64,
+        );
+        check_matmul(
+            &probe,
+            variant(true, true, Epilogue::None, BatchDim::None),
+            m,
+            k,
+            n,
+            30 + i as u64,
+        );
     }
 }
 
@@ -114,15 +162,28 @@ fn softmax_cross_entropy_matches_cpu() {
     for (rows, classes, seed) in [(1, 1, 1u64), (3, 10, 2), (128, 10, 3), (100, 7, 4)] {
         let mut rng = common::Lcg(seed);
         // Large logits exercise the log-sum-exp's stability.
-        let logits: Vec<f32> = rng.vec(rows * classes).into_iter().map(|v| 40.0 * v).collect();
-        let labels: Vec<u8> = (0..rows).map(|_| (rng.next_u32() % classes as u32) as u8).collect();
+        let logits: Vec<f32> = rng
+            .vec(rows * classes)
+            .into_iter()
+            .map(|v| 40.0 * v)
+            .collect();
+        let labels: Vec<u8> = (0..rows)
+            .map(|_| (rng.next_u32() % classes as u32) as u8)
+            .collect();
         let mut one_hot = Array2::zeros((rows, classes));
         ops::one_hot(&labels, one_hot.view_mut());
-        let soft: Vec<f32> = rng.vec(rows * classes).into_iter().map(|v| v.abs()).collect();
+        let soft: Vec<f32> = rng
+            .vec(rows * classes)
+            .into_iter()
+            .map(|v| v.abs())
+            .collect();
         let logits_view = ArrayView2::from_shape((rows, classes), &logits).unwrap();
         let cases: [(ops::Targets, ProbeTargets); 3] = [
             (ops::Targets::Sparse(&labels), ProbeTargets::Sparse(&labels)),
-            (ops::Targets::Dense(one_hot.view()), ProbeTargets::Dense(one_hot.as_slice().unwrap())),
+            (
+                ops::Targets::Dense(one_hot.view()),
+                ProbeTargets::Dense(one_hot.as_slice().unwrap()),
+            ),
             (
                 ops::Targets::Dense(ArrayView2::from_shape((rows, classes), &soft).unwrap()),
                 ProbeTargets::Dense(&soft),
@@ -130,14 +191,25 @@ fn softmax_cross_entropy_matches_cpu() {
         ];
         for (cpu_targets, gpu_targets) in cases {
             let mut grad = Array2::zeros((rows, classes));
-            let (loss, correct) =
-                ops::softmax_cross_entropy(logits_view, cpu_targets, 1.0 / rows as f32, grad.view_mut());
-            let (gpu_grad, gpu_loss, gpu_correct) =
-                probe.softmax_xent(&logits, classes, gpu_targets, true).unwrap();
+            let (loss, correct) = ops::softmax_cross_entropy(
+                logits_view,
+                cpu_targets,
+                1.0 / rows as f32,
+                grad.view_mut(),
+            );
+            let (gpu_grad, gpu_loss, gpu_correct) = probe
+                .softmax_xent(&logits, classes, gpu_targets, true)
+                .unwrap();
             assert_eq!(gpu_correct as u64, correct, "{rows}x{classes}");
-            assert!((gpu_loss as f64 - loss).abs() <= 1e-5 * loss.abs() + 1e-4, "loss {gpu_loss} vs {loss}");
+            assert!(
+                (gpu_loss as f64 - loss).abs() <= 1e-5 * loss.abs() + 1e-4,
+                "loss {gpu_loss} vs {loss}"
+            );
             for (g, c) in gpu_grad.iter().zip(grad.iter()) {
-                assert!((g - c).abs() <= 1e-6, "gradient {g} vs {c} ({rows}x{classes})");
+                assert!(
+                    (g - c).abs() <= 1e-6,
+                    "gradient {g} vs {c} ({rows}x{classes})"
+                );
             }
         }
     }
@@ -151,9 +223,14 @@ fn column_sums_match_cpu() {
         let view = ArrayView2::from_shape((rows, cols), &values).unwrap();
         let mut expected = ndarray::Array1::zeros(cols);
         ops::column_sums(view, expected.view_mut());
-        let gpu = probe.run(&probe.prepare_column_sums(&values, rows, cols)).unwrap();
+        let gpu = probe
+            .run(&probe.prepare_column_sums(&values, rows, cols))
+            .unwrap();
         for (g, e) in gpu.iter().zip(expected.iter()) {
-            assert!((g - e).abs() <= 1e-6 * rows as f32, "{rows}x{cols}: {g} vs {e}");
+            assert!(
+                (g - e).abs() <= 1e-6 * rows as f32,
+                "{rows}x{cols}: {g} vs {e}"
+            );
         }
     }
 }
@@ -163,8 +240,15 @@ fn optimizer_updates_match_cpu() {
     let Some(probe) = probe() else { return };
     let specs = [
         OptimizerSpec::keras_default(OptimizerKind::Sgd),
-        OptimizerSpec { momentum: 0.9, ..OptimizerSpec::keras_default(OptimizerKind::Sgd) },
-        OptimizerSpec { momentum: 0.9, nesterov: true, ..OptimizerSpec::keras_default(OptimizerKind::Sgd) },
+        OptimizerSpec {
+            momentum: 0.9,
+            ..OptimizerSpec::keras_default(OptimizerKind::Sgd)
+        },
+        OptimizerSpec {
+            momentum: 0.9,
+            nesterov: true,
+            ..OptimizerSpec::keras_default(OptimizerKind::Sgd)
+        },
         OptimizerSpec::keras_default(OptimizerKind::Rmsprop),
         OptimizerSpec::keras_default(OptimizerKind::Adam),
     ];
@@ -179,14 +263,24 @@ fn optimizer_updates_match_cpu() {
         for t in 1..=5 {
             let grads = rng.vec(n);
             spec.apply(t, &mut cpu_params, &grads, &mut cpu_state);
-            gpu_params = probe.optimizer_step(&spec, t, &gpu_params, &grads, &mut gpu_state).unwrap();
+            gpu_params = probe
+                .optimizer_step(&spec, t, &gpu_params, &grads, &mut gpu_state)
+                .unwrap();
         }
         for (g, c) in gpu_params.iter().zip(&cpu_params) {
-            assert!((g - c).abs() <= 1e-6 + 1e-5 * c.abs(), "{:?}: {g} vs {c}", spec.kind);
+            assert!(
+                (g - c).abs() <= 1e-6 + 1e-5 * c.abs(),
+                "{:?}: {g} vs {c}",
+                spec.kind
+            );
         }
         for (gs, cs) in gpu_state.iter().zip(&cpu_state) {
             for (g, c) in gs.iter().zip(cs) {
-                assert!((g - c).abs() <= 1e-6 + 1e-5 * c.abs(), "{:?} state: {g} vs {c}", spec.kind);
+                assert!(
+                    (g - c).abs() <= 1e-6 + 1e-5 * c.abs(),
+                    "{:?} state: {g} vs {c}",
+                    spec.kind
+                );
             }
         }
     }
@@ -200,7 +294,11 @@ fn gather_matches_cpu() {
     let (x, targets) = probe.gather(&data, &indices, true).unwrap();
     let mut expected = Array2::zeros((indices.len(), 13));
     ops::gather_batch(&data, &indices, expected.view_mut());
-    assert_eq!(x, expected.into_raw_vec_and_offset().0, "pixels / 255, bit for bit");
+    assert_eq!(
+        x,
+        expected.into_raw_vec_and_offset().0,
+        "pixels / 255, bit for bit"
+    );
     let labels: Vec<u8> = indices.iter().map(|&i| data.labels[i as usize]).collect();
     let mut one_hot = Array2::zeros((indices.len(), 10));
     ops::one_hot(&labels, one_hot.view_mut());
@@ -240,14 +338,24 @@ fn one_training_step_matches_cpu_for_every_optimizer() {
         (OptimizerKind::Adam, LossKind::Categorical),
         (OptimizerKind::Sgd, LossKind::SparseCategorical),
     ] {
-        let Some((mut cpu, mut gpu, _)) = backends(128, &spec, OptimizerSpec::keras_default(kind), loss) else {
+        let Some((mut cpu, mut gpu, _)) =
+            backends(128, &spec, OptimizerSpec::keras_default(kind), loss)
+        else {
             return;
         };
         let order: Vec<u32> = (0..128).rev().collect();
         let c = cpu.train_epoch(&order, &mut |_| {}).unwrap();
         let g = gpu.train_epoch(&order, &mut |_| {}).unwrap();
-        assert_eq!((g.samples, g.steps, g.correct), (c.samples, c.steps, c.correct));
-        assert!((g.loss() - c.loss()).abs() < 1e-5, "{kind:?}: loss {} vs {}", g.loss(), c.loss());
+        assert_eq!(
+            (g.samples, g.steps, g.correct),
+            (c.samples, c.steps, c.correct)
+        );
+        assert!(
+            (g.loss() - c.loss()).abs() < 1e-5,
+            "{kind:?}: loss {} vs {}",
+            g.loss(),
+            c.loss()
+        );
         // RMSprop and Adam move each weight by about lr = 1e-3 whatever the
         // gradient's size, so tiny gradient differences cannot grow past it.
         let diff = gpu.params().unwrap().max_abs_diff(&cpu.params().unwrap());
@@ -264,20 +372,39 @@ fn fifty_steps_stay_on_the_cpu_trajectory_with_a_partial_batch() {
         classes: 10,
     };
     let optimizer = OptimizerSpec::keras_default(OptimizerKind::Rmsprop);
-    let Some((mut cpu, mut gpu, _)) = backends(6350, &spec, optimizer, LossKind::SparseCategorical) else {
+    let Some((mut cpu, mut gpu, _)) = backends(6350, &spec, optimizer, LossKind::SparseCategorical)
+    else {
         return;
     };
     let order: Vec<u32> = (0..6350).collect();
     let mut reports = Vec::new();
     let c = cpu.train_epoch(&order, &mut |_| {}).unwrap();
-    let g = gpu.train_epoch(&order, &mut |m| reports.push(m.steps)).unwrap();
+    let g = gpu
+        .train_epoch(&order, &mut |m| reports.push(m.steps))
+        .unwrap();
     assert_eq!((g.samples, g.steps), (6350, 50));
     assert_eq!(reports, vec![10, 20, 30, 40, 50]);
-    assert!((g.accuracy() - c.accuracy()).abs() <= 2.0 / 6350.0, "{} vs {}", g.accuracy(), c.accuracy());
-    assert!((g.loss() - c.loss()).abs() < 1e-3, "loss {} vs {}", g.loss(), c.loss());
+    assert!(
+        (g.accuracy() - c.accuracy()).abs() <= 2.0 / 6350.0,
+        "{} vs {}",
+        g.accuracy(),
+        c.accuracy()
+    );
+    assert!(
+        (g.loss() - c.loss()).abs() < 1e-3,
+        "loss {} vs {}",
+        g.loss(),
+        c.loss()
+    );
     let diff = gpu.params().unwrap().max_abs_diff(&cpu.params().unwrap());
-    assert!(diff < 2e-3, "after 50 steps the parameters differ by {diff}");
-    let (ce, ge) = (cpu.evaluate(Split::Test).unwrap(), gpu.evaluate(Split::Test).unwrap());
+    assert!(
+        diff < 2e-3,
+        "after 50 steps the parameters differ by {diff}"
+    );
+    let (ce, ge) = (
+        cpu.evaluate(Split::Test).unwrap(),
+        gpu.evaluate(Split::Test).unwrap(),
+    );
     assert!((ge.loss() - ce.loss()).abs() < 1e-3 && ge.correct.abs_diff(ce.correct) <= 3);
 }
 

@@ -31,7 +31,10 @@ pub enum DownloadError {
     #[error("{file}: every mirror failed: {}", .attempts.join("; "))]
     AllMirrorsFailed { file: String, attempts: Vec<String> },
     #[error("cannot write {}: {cause}", .path.display())]
-    Write { path: PathBuf, cause: std::io::Error },
+    Write {
+        path: PathBuf,
+        cause: std::io::Error,
+    },
 }
 
 /// Mirror base URLs: `GPU_MNIST_MIRRORS` when set, else the public defaults.
@@ -167,11 +170,10 @@ pub fn download_files(
             match verify(file, body.clone()) {
                 Ok(()) => {
                     let path = dir.join(&name);
-                    write_atomically(&path, &body)
-                        .map_err(|cause| DownloadError::Write {
-                            path: path.clone(),
-                            cause,
-                        })?;
+                    write_atomically(&path, &body).map_err(|cause| DownloadError::Write {
+                        path: path.clone(),
+                        cause,
+                    })?;
                     saved = Some(path);
                     break;
                 }

@@ -43,7 +43,10 @@ pub enum IdxProblem {
     #[error("expected {expected} data bytes after the header, found {found}")]
     LengthMismatch { expected: usize, found: usize },
     #[error("dimensions {found:?} differ from the expected {expected:?}")]
-    UnexpectedShape { found: Vec<usize>, expected: Vec<usize> },
+    UnexpectedShape {
+        found: Vec<usize>,
+        expected: Vec<usize>,
+    },
     #[error("label {label} at index {index} is not below the class count {classes}")]
     LabelOutOfRange {
         index: usize,

@@ -25,9 +25,15 @@ pub fn mnist_dir() -> Option<PathBuf> {
     if mnist::FILES.iter().all(|f| f.find_in(&dir).is_some()) {
         Some(dir)
     } else if required(REQUIRE_DATA_ENV) {
-        panic!("{REQUIRE_DATA_ENV} is set but the MNIST files are not in {}", dir.display());
+        panic!(
+            "{REQUIRE_DATA_ENV} is set but the MNIST files are not in {}",
+            dir.display()
+        );
     } else {
-        eprintln!("notice: MNIST not found in {}; skipping this test", dir.display());
+        eprintln!(
+            "notice: MNIST not found in {}; skipping this test",
+            dir.display()
+        );
         None
     }
 }
@@ -37,7 +43,9 @@ pub fn mnist() -> Option<Arc<Mnist>> {
     static DATA: OnceLock<Option<Arc<Mnist>>> = OnceLock::new();
     DATA.get_or_init(|| {
         let dir = mnist_dir()?;
-        Some(Arc::new(mnist::load(Some(&dir), false).expect("MNIST loads")))
+        Some(Arc::new(
+            mnist::load(Some(&dir), false).expect("MNIST loads"),
+        ))
     })
     .clone()
 }
@@ -66,7 +74,10 @@ pub struct Lcg(pub u64);
 
 impl Lcg {
     pub fn next_u32(&mut self) -> u32 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (self.0 >> 33) as u32
     }
 

@@ -151,7 +151,11 @@ impl CpuBackend {
             if l > 0 {
                 let (below, here) = ws.deltas.split_at_mut(l);
                 let mut prev = below[l - 1].slice_mut(s![..b, ..]);
-                ops::matmul(here[0].slice(s![..b, ..]), layer.weights.t(), prev.view_mut());
+                ops::matmul(
+                    here[0].slice(s![..b, ..]),
+                    layer.weights.t(),
+                    prev.view_mut(),
+                );
                 ops::relu_backward(prev, ws.outputs[l - 1].slice(s![..b, ..]));
             }
         }

@@ -52,11 +52,17 @@ pub fn pack_bytes(bytes: &[u8]) -> Vec<u8> {
 
 /// Little-endian `f32`s from bytes of any alignment.
 pub fn f32s(bytes: &[u8]) -> Vec<f32> {
-    bytes.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()
+    bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect()
 }
 
 pub fn u32s(bytes: &[u8]) -> Vec<u32> {
-    bytes.chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().unwrap())).collect()
+    bytes
+        .chunks_exact(4)
+        .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
+        .collect()
 }
 
 /// Copies `size` bytes at `offset` of `buffer` to the host, waiting for the device.
@@ -184,7 +190,8 @@ impl StepTable {
                 _pad: 0,
             };
             let at = s * self.stride as usize;
-            bytes[at..at + std::mem::size_of::<StepParams>()].copy_from_slice(bytemuck::bytes_of(&entry));
+            bytes[at..at + std::mem::size_of::<StepParams>()]
+                .copy_from_slice(bytemuck::bytes_of(&entry));
         }
         queue.write_buffer(&self.buffer, 0, &bytes);
         counters.bytes_to_device += bytes.len() as u64;
@@ -270,6 +277,9 @@ impl MetricsReadback {
         let bytes = map.wait(device, &self.staging[index], 8 * count as u64, counters)?;
         counters.bytes_from_device += bytes.len() as u64;
         let (losses, corrects) = bytes.split_at(4 * count);
-        Ok(Some((window, f32s(losses).into_iter().zip(u32s(corrects)).collect())))
+        Ok(Some((
+            window,
+            f32s(losses).into_iter().zip(u32s(corrects)).collect(),
+        )))
     }
 }

@@ -52,7 +52,7 @@ fn summarise(index: usize, adapter: &Adapter) -> AdapterSummary {
             .filter(|s| !s.is_empty())
             .collect::<Vec<_>>()
             .join(" "),
-        max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size as u64,
+        max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size,
         max_buffer_size: limits.max_buffer_size,
         max_compute_invocations_per_workgroup: limits.max_compute_invocations_per_workgroup,
         max_compute_workgroup_storage_size: limits.max_compute_workgroup_storage_size,
@@ -110,7 +110,11 @@ impl GpuContext {
         if index >= found.len() {
             return Err(GpuError::AdapterIndex {
                 index,
-                available: found.iter().enumerate().map(|(i, a)| summarise(i, a).to_string()).collect(),
+                available: found
+                    .iter()
+                    .enumerate()
+                    .map(|(i, a)| summarise(i, a).to_string())
+                    .collect(),
             });
         }
         let adapter = found.swap_remove(index);
@@ -138,7 +142,10 @@ impl GpuContext {
 
     /// Fails with a clear message when a buffer of `bytes` cannot be bound.
     pub fn check_binding_size(&self, what: &str, bytes: u64) -> Result<(), GpuError> {
-        let limit = (self.limits.max_storage_buffer_binding_size as u64).min(self.limits.max_buffer_size);
+        let limit = self
+            .limits
+            .max_storage_buffer_binding_size
+            .min(self.limits.max_buffer_size);
         if bytes > limit {
             return Err(GpuError::TooLarge {
                 what: what.to_string(),

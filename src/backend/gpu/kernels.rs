@@ -156,14 +156,24 @@ impl Kernels {
             device: device.clone(),
             step_layout: layout(device, "step", &[DynamicUniform]),
             matmul_layout: layout(device, "matmul", &[Read, Read, ReadWrite, Read, Uniform]),
-            gather_layout: layout(device, "gather", &[Read, Read, Read, ReadWrite, ReadWrite, Uniform]),
+            gather_layout: layout(
+                device,
+                "gather",
+                &[Read, Read, Read, ReadWrite, ReadWrite, Uniform],
+            ),
             xent_layout: layout(
                 device,
                 "softmax_xent",
-                &[Read, ReadWrite, Read, Read, Read, ReadWrite, ReadWrite, Uniform],
+                &[
+                    Read, ReadWrite, Read, Read, Read, ReadWrite, ReadWrite, Uniform,
+                ],
             ),
             column_sums_layout: layout(device, "column_sums", &[Read, ReadWrite, Uniform]),
-            optimizer_layout: layout(device, "optimizer", &[ReadWrite, Read, ReadWrite, ReadWrite, Uniform]),
+            optimizer_layout: layout(
+                device,
+                "optimizer",
+                &[ReadWrite, Read, ReadWrite, ReadWrite, Uniform],
+            ),
             matmul: module("matmul", kernel_source!("matmul.wgsl")),
             gather: module("gather", kernel_source!("gather.wgsl")),
             xent: module("softmax_xent", kernel_source!("softmax_xent.wgsl")),
@@ -179,22 +189,25 @@ impl Kernels {
         layout: &BindGroupLayout,
         constants: &[(&str, f64)],
     ) -> ComputePipeline {
-        let pipeline_layout = self.device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-            label: Some(label),
-            bind_group_layouts: &[Some(layout), Some(&self.step_layout)],
-            immediate_size: 0,
-        });
-        self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some(label),
-            layout: Some(&pipeline_layout),
-            module,
-            entry_point: Some("main"),
-            compilation_options: wgpu::PipelineCompilationOptions {
-                constants,
-                zero_initialize_workgroup_memory: false,
-            },
-            cache: None,
-        })
+        let pipeline_layout = self
+            .device
+            .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some(label),
+                bind_group_layouts: &[Some(layout), Some(&self.step_layout)],
+                immediate_size: 0,
+            });
+        self.device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(label),
+                layout: Some(&pipeline_layout),
+                module,
+                entry_point: Some("main"),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants,
+                    zero_initialize_workgroup_memory: false,
+                },
+                cache: None,
+            })
     }
 
     pub fn matmul(&self, v: MatmulVariant) -> ComputePipeline {
@@ -214,7 +227,12 @@ impl Kernels {
 
     pub fn gather(&self, one_hot: bool) -> ComputePipeline {
         let one_hot = if one_hot { 1.0 } else { 0.0 };
-        self.pipeline("gather", &self.gather, &self.gather_layout, &[("ONE_HOT", one_hot)])
+        self.pipeline(
+            "gather",
+            &self.gather,
+            &self.gather_layout,
+            &[("ONE_HOT", one_hot)],
+        )
     }
 
     pub fn softmax_xent(&self, dense_targets: bool, write_grad: bool) -> ComputePipeline {
@@ -231,16 +249,30 @@ impl Kernels {
     }
 
     pub fn column_sums(&self) -> ComputePipeline {
-        self.pipeline("column_sums", &self.column_sums, &self.column_sums_layout, &[])
+        self.pipeline(
+            "column_sums",
+            &self.column_sums,
+            &self.column_sums_layout,
+            &[],
+        )
     }
 
     /// `rule` as in `optimizer.wgsl`: 0 sgd, 1 momentum, 2 nesterov, 3 rmsprop, 4 adam.
     pub fn optimizer(&self, rule: u32) -> ComputePipeline {
-        self.pipeline("optimizer", &self.optimizer, &self.optimizer_layout, &[("RULE", rule as f64)])
+        self.pipeline(
+            "optimizer",
+            &self.optimizer,
+            &self.optimizer_layout,
+            &[("RULE", rule as f64)],
+        )
     }
 
     /// A bind group over whole buffers or sub-ranges, bound in order.
-    pub fn bind_group(&self, layout: &BindGroupLayout, resources: &[BindingResource]) -> wgpu::BindGroup {
+    pub fn bind_group(
+        &self,
+        layout: &BindGroupLayout,
+        resources: &[BindingResource],
+    ) -> wgpu::BindGroup {
         let entries: Vec<wgpu::BindGroupEntry> = resources
             .iter()
             .enumerate()

@@ -31,11 +31,20 @@ pub enum GpuError {
     )]
     NoAdapter { requested: String },
     #[error("there is no adapter {index}; available: {}", .available.join(" | "))]
-    AdapterIndex { index: usize, available: Vec<String> },
+    AdapterIndex {
+        index: usize,
+        available: Vec<String>,
+    },
     #[error("the adapter refused to open a device: {0}")]
     RequestDevice(String),
-    #[error("{what} needs {bytes} bytes in one storage buffer, above this adapter's limit of {limit}")]
-    TooLarge { what: String, bytes: u64, limit: u64 },
+    #[error(
+        "{what} needs {bytes} bytes in one storage buffer, above this adapter's limit of {limit}"
+    )]
+    TooLarge {
+        what: String,
+        bytes: u64,
+        limit: u64,
+    },
     #[error("the GPU reported an error: {0}")]
     Device(String),
 }
@@ -155,11 +164,22 @@ impl GpuBackend {
         Ok(Self::build(ctx, &data, params, settings)?)
     }
 
-    fn build(ctx: GpuContext, data: &Mnist, params: Params, settings: TrainSettings) -> Result<Self, GpuError> {
+    fn build(
+        ctx: GpuContext,
+        data: &Mnist,
+        params: Params,
+        settings: TrainSettings,
+    ) -> Result<Self, GpuError> {
         let device = ctx.device.clone();
         let spec = params.spec();
         let batch = settings.batch_size;
-        let widest = spec.layer_dims().iter().map(|d| d.1).max().unwrap_or(1).max(spec.inputs);
+        let widest = spec
+            .layer_dims()
+            .iter()
+            .map(|d| d.1)
+            .max()
+            .unwrap_or(1)
+            .max(spec.inputs);
         ctx.check_binding_size("the training images", data.train.images.len() as u64)?;
         ctx.check_binding_size("the test images", data.test.images.len() as u64)?;
         ctx.check_binding_size("one batch of activations", (4 * batch * widest) as u64)?;
@@ -173,7 +193,13 @@ impl GpuBackend {
         let params_buf = buffers::storage_with(&device, "params", bytemuck::cast_slice(&flat));
         let grads = buffers::storage(&device, "grads", f32_bytes(flat.len()));
         let slots = settings.optimizer.state_slots();
-        let state_len = |slot: usize| if slots > slot { f32_bytes(flat.len()) } else { 0 };
+        let state_len = |slot: usize| {
+            if slots > slot {
+                f32_bytes(flat.len())
+            } else {
+                0
+            }
+        };
         let state1 = buffers::storage(&device, "optimizer state 1", state_len(0));
         let state2 = buffers::storage(&device, "optimizer state 2", state_len(1));
         let hyper_buf = buffers::uniform_with(
@@ -186,10 +212,14 @@ impl GpuBackend {
         let x = buffers::storage(&device, "batch", f32_bytes(batch * spec.inputs));
         let targets = buffers::storage(&device, "targets", f32_bytes(batch * spec.classes));
         let dims = spec.layer_dims();
-        let outputs: Vec<Buffer> =
-            dims.iter().map(|d| buffers::storage(&device, "activations", f32_bytes(batch * d.1))).collect();
-        let deltas: Vec<Buffer> =
-            dims.iter().map(|d| buffers::storage(&device, "deltas", f32_bytes(batch * d.1))).collect();
+        let outputs: Vec<Buffer> = dims
+            .iter()
+            .map(|d| buffers::storage(&device, "activations", f32_bytes(batch * d.1)))
+            .collect();
+        let deltas: Vec<Buffer> = dims
+            .iter()
+            .map(|d| buffers::storage(&device, "deltas", f32_bytes(batch * d.1)))
+            .collect();
 
         let max_steps = data.train.len.max(data.test.len).div_ceil(batch);
         let loss_sums = buffers::storage(&device, "loss sums", f32_bytes(max_steps));
@@ -206,7 +236,8 @@ impl GpuBackend {
         let test_labels = upload("test labels", &data.test.labels, &mut counters);
         let order = buffers::storage(&device, "order", f32_bytes(data.train.len));
         let identity: Vec<u32> = (0..data.train.len.max(data.test.len) as u32).collect();
-        let identity = buffers::storage_with(&device, "identity order", bytemuck::cast_slice(&identity));
+        let identity =
+            buffers::storage_with(&device, "identity order", bytemuck::cast_slice(&identity));
         counters.bytes_to_device += 4 * identity.size();
 
         let shape = buffers::uniform_with(
@@ -222,7 +253,14 @@ impl GpuBackend {
         let source = |images: &Buffer, labels: &Buffer, order: &Buffer| SourceBindings {
             gather: kernels.bind_group(
                 &kernels.gather_layout,
-                &[whole(images), whole(labels), whole(order), whole(&x), whole(&targets), whole(&shape)],
+                &[
+                    whole(images),
+                    whole(labels),
+                    whole(order),
+                    whole(&x),
+                    whole(&targets),
+                    whole(&shape),
+                ],
             ),
             xent: kernels.bind_group(
                 &kernels.xent_layout,
@@ -306,7 +344,11 @@ impl GpuBackend {
                     ),
                     grad_bias: kernels.bind_group(
                         &kernels.column_sums_layout,
-                        &[whole(&deltas[l]), layout.binding(&grads, b), whole(&forward_dims)],
+                        &[
+                            whole(&deltas[l]),
+                            layout.binding(&grads, b),
+                            whole(&forward_dims),
+                        ],
                     ),
                     grad_input: (l > 0).then(|| {
                         kernels.bind_group(
@@ -325,7 +367,13 @@ impl GpuBackend {
             .collect();
         let optimizer = kernels.bind_group(
             &kernels.optimizer_layout,
-            &[whole(&params_buf), whole(&grads), whole(&state1), whole(&state2), whole(&hyper_buf)],
+            &[
+                whole(&params_buf),
+                whole(&grads),
+                whole(&state1),
+                whole(&state2),
+                whole(&hyper_buf),
+            ],
         );
         let recorder = StepRecorder {
             pipelines: Pipelines::new(
@@ -397,20 +445,36 @@ impl GpuBackend {
                 for s in range.clone() {
                     let offset = source.table.offset(s);
                     self.counters.dispatches += if training {
-                        self.recorder.record_train(&mut pass, &source.bindings, &source.table.bind_group, offset)
+                        self.recorder.record_train(
+                            &mut pass,
+                            &source.bindings,
+                            &source.table.bind_group,
+                            offset,
+                        )
                     } else {
-                        self.recorder.record_eval(&mut pass, &source.bindings, &source.table.bind_group, offset)
+                        self.recorder.record_eval(
+                            &mut pass,
+                            &source.bindings,
+                            &source.table.bind_group,
+                            offset,
+                        )
                     };
                 }
             }
-            self.readback
-                .record_copy(&mut encoder, &self.loss_sums, &self.correct_counts, range.clone());
+            self.readback.record_copy(
+                &mut encoder,
+                &self.loss_sums,
+                &self.correct_counts,
+                range.clone(),
+            );
             let submission = self.ctx.queue.submit([encoder.finish()]);
             self.counters.submits += 1;
             if training {
                 self.counters.steps += range.len() as u64;
             }
-            let done = self.readback.submitted(&self.ctx.device, range, submission, &mut self.counters)?;
+            let done =
+                self.readback
+                    .submitted(&self.ctx.device, range, submission, &mut self.counters)?;
             absorb(done, &mut metrics);
         }
         let done = self.readback.finish(&self.ctx.device, &mut self.counters)?;
@@ -425,7 +489,11 @@ impl Backend for GpuBackend {
         format!("{} ({}, {})", s.name, s.backend, s.device_type)
     }
 
-    fn train_epoch(&mut self, order: &[u32], report: &mut dyn FnMut(&Metrics)) -> Result<Metrics, BackendError> {
+    fn train_epoch(
+        &mut self,
+        order: &[u32],
+        report: &mut dyn FnMut(&Metrics),
+    ) -> Result<Metrics, BackendError> {
         if order.len() > self.train_len || order.iter().any(|&i| i as usize >= self.train_len) {
             return Err(GpuError::Device(format!(
                 "the example order must index the {} training images",
@@ -441,9 +509,12 @@ impl Backend for GpuBackend {
             bytemuck::bytes_of(&(self.counters.steps as u32)),
         );
         self.counters.bytes_to_device += 4 * order.len() as u64 + 4;
-        self.train
-            .table
-            .fill(queue, order.len(), self.settings.batch_size, &mut self.counters);
+        self.train.table.fill(
+            queue,
+            order.len(),
+            self.settings.batch_size,
+            &mut self.counters,
+        );
         let window = self.settings.report_every;
         Ok(self.run_steps(Split::Train, true, window, report)?)
     }
@@ -470,7 +541,9 @@ impl Backend for GpuBackend {
     fn set_params(&mut self, params: &Params) -> Result<(), BackendError> {
         check_same_shape(&Params::zeros(&self.spec), params)?;
         let flat = self.layout.flatten(params);
-        self.ctx.queue.write_buffer(&self.params, 0, bytemuck::cast_slice(&flat));
+        self.ctx
+            .queue
+            .write_buffer(&self.params, 0, bytemuck::cast_slice(&flat));
         self.counters.bytes_to_device += 4 * flat.len() as u64;
         Ok(())
     }

@@ -4,7 +4,9 @@
 use wgpu::{BindGroup, ComputePipeline};
 
 use super::buffers::{self, StepTable};
-use super::kernels::{whole, BatchDim, Dims, Kernels, MatmulVariant, Shape, LINEAR_WORKGROUP, MATMUL_BLOCK};
+use super::kernels::{
+    whole, BatchDim, Dims, Kernels, MatmulVariant, Shape, LINEAR_WORKGROUP, MATMUL_BLOCK,
+};
 use super::{hyper, optimizer_rule, GpuContext, GpuError};
 use crate::backend::Counters;
 use crate::data::Dataset;
@@ -85,13 +87,22 @@ impl Probe {
     }
 
     fn read(&self, buffer: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>, GpuError> {
-        buffers::read_blocking(&self.ctx.device, &self.ctx.queue, buffer, 0, bytes, &mut Counters::default())
+        buffers::read_blocking(
+            &self.ctx.device,
+            &self.ctx.queue,
+            buffer,
+            0,
+            bytes,
+            &mut Counters::default(),
+        )
     }
 
     /// Runs the kernel once and returns its output.
     pub fn run(&self, kernel: &PreparedKernel) -> Result<Vec<f32>, GpuError> {
         self.dispatch(kernel, 1)?;
-        Ok(buffers::f32s(&self.read(&kernel.output, kernel.output_bytes)?))
+        Ok(buffers::f32s(
+            &self.read(&kernel.output, kernel.output_bytes)?,
+        ))
     }
 
     /// `op(A) · op(B)` with an epilogue: A is `m x k` (stored `k x m` when
@@ -114,15 +125,30 @@ impl Probe {
             BatchDim::None | BatchDim::M => m,
             BatchDim::K => k,
         };
-        let (a, b, extra, dims) = (self.storage("a", a), self.storage("b", b), self.storage("extra", extra), self.dims(m, k, n));
+        let (a, b, extra, dims) = (
+            self.storage("a", a),
+            self.storage("b", b),
+            self.storage("extra", extra),
+            self.dims(m, k, n),
+        );
         PreparedKernel {
             pipeline: self.kernels.matmul(variant),
             bind_group: self.kernels.bind_group(
                 &self.kernels.matmul_layout,
-                &[whole(&a), whole(&b), whole(&output), whole(&extra), whole(&dims)],
+                &[
+                    whole(&a),
+                    whole(&b),
+                    whole(&output),
+                    whole(&extra),
+                    whole(&dims),
+                ],
             ),
             table: self.one_step(rows),
-            groups: (n.div_ceil(MATMUL_BLOCK as usize) as u32, m.div_ceil(MATMUL_BLOCK as usize) as u32, 1),
+            groups: (
+                n.div_ceil(MATMUL_BLOCK as usize) as u32,
+                m.div_ceil(MATMUL_BLOCK as usize) as u32,
+                1,
+            ),
             output,
             output_bytes,
         }
@@ -135,9 +161,10 @@ impl Probe {
         let (grad, dims) = (self.storage("grad", grad), self.dims(rows, 0, cols));
         PreparedKernel {
             pipeline: self.kernels.column_sums(),
-            bind_group: self
-                .kernels
-                .bind_group(&self.kernels.column_sums_layout, &[whole(&grad), whole(&output), whole(&dims)]),
+            bind_group: self.kernels.bind_group(
+                &self.kernels.column_sums_layout,
+                &[whole(&grad), whole(&output), whole(&dims)],
+            ),
             table: self.one_step(rows),
             groups: (cols.div_ceil(LINEAR_WORKGROUP as usize) as u32, 1, 1),
             output,
@@ -216,19 +243,33 @@ impl Probe {
         let n = params.len();
         let params_buf = self.storage("params", params);
         let grads = self.storage("grads", grads);
-        let empty = vec![0.0f32; 4];
+        let empty = [0.0f32; 4];
         let slot = |i: usize| self.storage("state", state.get(i).map_or(&empty[..], |v| &v[..]));
         let (s1, s2) = (slot(0), slot(1));
         // The probe's step table has slot 0, so steps_before = t - 1 gives step t.
-        let hyper = buffers::uniform_with(device, "hyper", bytemuck::bytes_of(&hyper(spec, n as u64, t - 1)));
+        let hyper = buffers::uniform_with(
+            device,
+            "hyper",
+            bytemuck::bytes_of(&hyper(spec, n as u64, t - 1)),
+        );
         let kernel = PreparedKernel {
             pipeline: self.kernels.optimizer(optimizer_rule(spec)),
             bind_group: self.kernels.bind_group(
                 &self.kernels.optimizer_layout,
-                &[whole(&params_buf), whole(&grads), whole(&s1), whole(&s2), whole(&hyper)],
+                &[
+                    whole(&params_buf),
+                    whole(&grads),
+                    whole(&s1),
+                    whole(&s2),
+                    whole(&hyper),
+                ],
             ),
             table: self.one_step(1),
-            groups: ((n.div_ceil(LINEAR_WORKGROUP as usize) as u32).clamp(1, 1024), 1, 1),
+            groups: (
+                (n.div_ceil(LINEAR_WORKGROUP as usize) as u32).clamp(1, 1024),
+                1,
+                1,
+            ),
             output: params_buf,
             output_bytes: (4 * n) as u64,
         };
@@ -241,7 +282,12 @@ impl Probe {
     }
 
     /// The normalised batch (and one-hot targets when asked) for `indices`.
-    pub fn gather(&self, data: &Dataset, indices: &[u32], one_hot: bool) -> Result<(Vec<f32>, Vec<f32>), GpuError> {
+    pub fn gather(
+        &self,
+        data: &Dataset,
+        indices: &[u32],
+        one_hot: bool,
+    ) -> Result<(Vec<f32>, Vec<f32>), GpuError> {
         let device = &self.ctx.device;
         let rows = indices.len();
         let images = buffers::storage_with(device, "images", &buffers::pack_bytes(&data.images));
@@ -260,10 +306,21 @@ impl Probe {
             pipeline: self.kernels.gather(one_hot),
             bind_group: self.kernels.bind_group(
                 &self.kernels.gather_layout,
-                &[whole(&images), whole(&labels), whole(&order), whole(&x), whole(&targets), whole(&shape)],
+                &[
+                    whole(&images),
+                    whole(&labels),
+                    whole(&order),
+                    whole(&x),
+                    whole(&targets),
+                    whole(&shape),
+                ],
             ),
             table: self.one_step(rows),
-            groups: (data.features.div_ceil(LINEAR_WORKGROUP as usize) as u32, rows as u32, 1),
+            groups: (
+                data.features.div_ceil(LINEAR_WORKGROUP as usize) as u32,
+                rows as u32,
+                1,
+            ),
             output: x,
             output_bytes: x_bytes,
         };

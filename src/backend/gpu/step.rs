@@ -85,7 +85,11 @@ impl StepRecorder {
         pass.dispatch_workgroups(blocks(self.features, LINEAR_WORKGROUP), self.batch, 1);
         let last = self.layers.len() - 1;
         for (l, layer) in self.layers.iter().enumerate() {
-            pass.set_pipeline(if l == last { &p.forward_output } else { &p.forward_hidden });
+            pass.set_pipeline(if l == last {
+                &p.forward_output
+            } else {
+                &p.forward_hidden
+            });
             pass.set_bind_group(0, &layer.forward, &[]);
             pass.dispatch_workgroups(
                 blocks(layer.fan_out, MATMUL_BLOCK),

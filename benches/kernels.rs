@@ -25,6 +25,7 @@ fn forms() -> Vec<(&'static str, MatmulVariant, usize, usize, usize)> {
         transpose_b,
         epilogue,
         batch_dim,
+        vec4: false,
     };
     vec![
         (
@@ -101,7 +102,8 @@ fn matmul(c: &mut Criterion) {
             bench.iter(|| ops::matmul(a_view.view(), b_view.view(), out.view_mut()))
         });
         if let Some(probe) = &probe {
-            let kernel = probe.prepare_matmul(variant, &a, &b, &extra, m, k, n);
+            let kernel =
+                probe.prepare_matmul(variant.fastest_for(m, k, n), &a, &b, &extra, m, k, n);
             group.throughput(Throughput::Elements((2 * m * k * n * DISPATCHES) as u64));
             group.bench_function(BenchmarkId::new("gpu", name), |bench| {
                 bench.iter(|| probe.dispatch(&kernel, DISPATCHES).unwrap())

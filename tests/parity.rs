@@ -83,10 +83,12 @@ fn check_matmul(probe: &Probe, variant: MatmulVariant, m: usize, k: usize, n: us
     }
 }
 
-const SHAPES: [(usize, usize, usize); 6] = [
+const SHAPES: [(usize, usize, usize); 8] = [
     (1, 1, 1),
     (3, 5, 7),
+    (4, 8, 12),
     (33, 17, 65),
+    (68, 36, 20),
     (127, 785, 513),
     (128, 784, 512),
     (128, 512, 10),
@@ -103,57 +105,50 @@ fn variant(
         transpose_b,
         epilogue,
         batch_dim,
+        vec4: false,
     }
+}
+
+/// Checks the scalar kernel and, where the shape allows it, the vec4 kernel.
+fn check_both(probe: &Probe, v: MatmulVariant, m: usize, k: usize, n: usize, seed: u64) -> usize {
+    check_matmul(probe, v, m, k, n, seed);
+    let fast = v.fastest_for(m, k, n);
+    if fast.vec4 {
+        check_matmul(probe, fast, m, k, n, seed);
+    }
+    fast.vec4 as usize
 }
 
 #[test]
 fn matmul_forward_forms_match_cpu() {
     let Some(probe) = probe() else { return };
+    let mut vec4_checked = 0;
     for (i, &(m, k, n)) in SHAPES.iter().enumerate() {
         for epilogue in [Epilogue::None, Epilogue::Bias, Epilogue::BiasRelu] {
-            check_matmul(
-                &probe,
-                variant(false, false, epilogue, BatchDim::M),
-                m,
-                k,
-                n,
-                i as u64,
-            );
+            let v = variant(false, false, epilogue, BatchDim::M);
+            vec4_checked += check_both(&probe, v, m, k, n, i as u64);
         }
     }
+    // (4,8,12), (68,36,20) and (128,784,512) take the vec4 kernel too.
+    assert_eq!(vec4_checked, 3 * 3);
 }
 
 #[test]
 fn matmul_transposed_forms_match_cpu() {
     let Some(probe) = probe() else { return };
+    let mut vec4_checked = 0;
     for (i, &(m, k, n)) in SHAPES.iter().enumerate() {
+        let seed = i as u64;
         // dW = Xᵀ·delta: A transposed, the batch is K.
-        check_matmul(
-            &probe,
-            variant(true, false, Epilogue::None, BatchDim::K),
-            m,
-            k,
-            n,
-            10 + i as u64,
-        );
+        let grad_weights = variant(true, false, Epilogue::None, BatchDim::K);
+        vec4_checked += check_both(&probe, grad_weights, m, k, n, 10 + seed);
         // delta·Wᵀ fused with relu's derivative.
-        check_matmul(
-            &probe,
-            variant(false, true, Epilogue::ReluMask, BatchDim::M),
-            m,
-            k,
-            n,
-            20 + i as u64,
-        );
-        check_matmul(
-            &probe,
-            variant(true, true, Epilogue::None, BatchDim::None),
-            m,
-            k,
-            n,
-            30 + i as u64,
-        );
+        let grad_input = variant(false, true, Epilogue::ReluMask, BatchDim::M);
+        vec4_checked += check_both(&probe, grad_input, m, k, n, 20 + seed);
+        let both = variant(true, true, Epilogue::None, BatchDim::None);
+        vec4_checked += check_both(&probe, both, m, k, n, 30 + seed);
     }
+    assert_eq!(vec4_checked, 6, "three shapes in each of two vec4 forms");
 }
 
 #[test]

@@ -1,6 +1,9 @@
 //! The WGSL kernels: bind group layouts, and pipelines specialised through
 //! override constants, built once and reused for every step.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
 use wgpu::{BindGroupLayout, BindingResource, Buffer, ComputePipeline, Device, ShaderModule};
 
 /// Every kernel source is prefixed with `step.wgsl`, the per-step uniform.
@@ -36,11 +39,51 @@ pub struct MatmulVariant {
     pub transpose_b: bool,
     pub epilogue: Epilogue,
     pub batch_dim: BatchDim,
+    /// Use `matmul_vec4.wgsl` (see [`MatmulVariant::vec4_fits`]).
+    pub vec4: bool,
 }
 
-/// Outputs per matmul invocation (`TILE_M x TILE_N` in `matmul.wgsl`) times the
-/// 8 x 8 workgroup: the C block one workgroup covers.
-pub const MATMUL_BLOCK: u32 = 32;
+impl MatmulVariant {
+    /// Whether `matmul_vec4.wgsl` computes this form for an `m x k x n` problem:
+    /// the dimensions it loads four at a time must be multiples of 4, and never
+    /// the batch dimension, whose size changes with the last batch.
+    pub fn vec4_fits(&self, m: usize, k: usize, n: usize) -> bool {
+        let vector_dim_is_batch = match self.batch_dim {
+            BatchDim::None => false,
+            BatchDim::M => self.transpose_a,
+            BatchDim::K => !self.transpose_a,
+        };
+        !(self.transpose_a && self.transpose_b)
+            && !vector_dim_is_batch
+            && n % 4 == 0
+            && if self.transpose_a {
+                m % 4 == 0
+            } else {
+                k % 4 == 0
+            }
+    }
+
+    /// This form with the fastest kernel that fits the shape.
+    pub fn fastest_for(self, m: usize, k: usize, n: usize) -> Self {
+        Self {
+            vec4: self.vec4_fits(m, k, n),
+            ..self
+        }
+    }
+}
+
+/// The C block one matmul workgroup covers, in both matmul kernels: 8 x 8
+/// invocations of 4 x 4 outputs each.
+const MATMUL_BLOCK: u32 = 32;
+
+/// Workgroups of a matmul whose C is `m x n`.
+pub fn matmul_groups(m: u32, n: u32) -> (u32, u32, u32) {
+    (
+        n.div_ceil(MATMUL_BLOCK).max(1),
+        m.div_ceil(MATMUL_BLOCK).max(1),
+        1,
+    )
+}
 /// Invocations per workgroup of the one-dimensional kernels.
 pub const LINEAR_WORKGROUP: u32 = 64;
 
@@ -137,6 +180,8 @@ pub struct Kernels {
     pub column_sums_layout: BindGroupLayout,
     pub optimizer_layout: BindGroupLayout,
     matmul: ShaderModule,
+    matmul_vec4: ShaderModule,
+    matmuls: Mutex<HashMap<MatmulVariant, ComputePipeline>>,
     gather: ShaderModule,
     xent: ShaderModule,
     column_sums: ShaderModule,
@@ -175,6 +220,8 @@ impl Kernels {
                 &[ReadWrite, Read, ReadWrite, ReadWrite, Uniform],
             ),
             matmul: module("matmul", kernel_source!("matmul.wgsl")),
+            matmul_vec4: module("matmul_vec4", kernel_source!("matmul_vec4.wgsl")),
+            matmuls: Mutex::default(),
             gather: module("gather", kernel_source!("gather.wgsl")),
             xent: module("softmax_xent", kernel_source!("softmax_xent.wgsl")),
             column_sums: module("column_sums", kernel_source!("column_sums.wgsl")),
@@ -210,11 +257,26 @@ impl Kernels {
             })
     }
 
+    /// The pipeline of a matmul variant, built on first use (layers of the same
+    /// shape share one).
     pub fn matmul(&self, v: MatmulVariant) -> ComputePipeline {
+        let mut cache = self.matmuls.lock().unwrap_or_else(|e| e.into_inner());
+        cache
+            .entry(v)
+            .or_insert_with(|| self.build_matmul(v))
+            .clone()
+    }
+
+    fn build_matmul(&self, v: MatmulVariant) -> ComputePipeline {
         let flag = |b: bool| if b { 1.0 } else { 0.0 };
+        let module = if v.vec4 {
+            &self.matmul_vec4
+        } else {
+            &self.matmul
+        };
         self.pipeline(
             "matmul",
-            &self.matmul,
+            module,
             &self.matmul_layout,
             &[
                 ("TRANSPOSE_A", flag(v.transpose_a)),

@@ -21,7 +21,7 @@ use crate::model::{ModelSpec, Params};
 use crate::optim::{OptimizerKind, OptimizerSpec};
 use buffers::{MetricsReadback, StepTable};
 use kernels::{whole, Dims, Hyper, Kernels, Shape, LINEAR_WORKGROUP, STEPS_BEFORE_OFFSET};
-use step::{LayerBindings, Pipelines, SourceBindings, StepRecorder};
+use step::{LayerBindings, Matmul, Pipelines, SourceBindings, StepRecorder};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GpuError {
@@ -318,11 +318,17 @@ impl GpuBackend {
                 let forward_dims = dims_uniform(batch, fan_in, fan_out);
                 let grad_w_dims = dims_uniform(fan_in, batch, fan_out);
                 let grad_in_dims = dims_uniform(batch, fan_out, fan_in);
+                let (forward, grad_weights, grad_input) =
+                    step::layer_variants(batch, fan_in, fan_out, l == last);
+                let matmul = |variant, resources: &[BindingResource]| Matmul {
+                    pipeline: kernels.matmul(variant),
+                    bind_group: kernels.bind_group(&kernels.matmul_layout, resources),
+                };
                 LayerBindings {
                     fan_in: fan_in as u32,
                     fan_out: fan_out as u32,
-                    forward: kernels.bind_group(
-                        &kernels.matmul_layout,
+                    forward: matmul(
+                        forward,
                         &[
                             whole(input),
                             layout.binding(&params_buf, w),
@@ -331,8 +337,8 @@ impl GpuBackend {
                             whole(&forward_dims),
                         ],
                     ),
-                    grad_weights: kernels.bind_group(
-                        &kernels.matmul_layout,
+                    grad_weights: matmul(
+                        grad_weights,
                         &[
                             whole(input),
                             whole(&deltas[l]),
@@ -351,8 +357,8 @@ impl GpuBackend {
                         ],
                     ),
                     grad_input: (l > 0).then(|| {
-                        kernels.bind_group(
-                            &kernels.matmul_layout,
+                        matmul(
+                            grad_input,
                             &[
                                 whole(&deltas[l]),
                                 layout.binding(&params_buf, w),

@@ -5,7 +5,7 @@ use wgpu::{BindGroup, ComputePipeline};
 
 use super::buffers::{self, StepTable};
 use super::kernels::{
-    whole, BatchDim, Dims, Kernels, MatmulVariant, Shape, LINEAR_WORKGROUP, MATMUL_BLOCK,
+    matmul_groups, whole, BatchDim, Dims, Kernels, MatmulVariant, Shape, LINEAR_WORKGROUP,
 };
 use super::{hyper, optimizer_rule, GpuContext, GpuError};
 use crate::backend::Counters;
@@ -144,11 +144,7 @@ impl Probe {
                 ],
             ),
             table: self.one_step(rows),
-            groups: (
-                n.div_ceil(MATMUL_BLOCK as usize) as u32,
-                m.div_ceil(MATMUL_BLOCK as usize) as u32,
-                1,
-            ),
+            groups: matmul_groups(m as u32, n as u32),
             output,
             output_bytes,
         }

@@ -4,15 +4,12 @@
 
 use wgpu::{BindGroup, ComputePass, ComputePipeline};
 
-use super::kernels::{BatchDim, Epilogue, Kernels, MatmulVariant, LINEAR_WORKGROUP, MATMUL_BLOCK};
+use super::kernels::{matmul_groups, BatchDim, Epilogue, Kernels, MatmulVariant, LINEAR_WORKGROUP};
 
-/// Pipelines of one training configuration.
+/// Pipelines of one training configuration (the matmuls are per layer, in
+/// [`LayerBindings`], since each layer's shape picks its kernel).
 pub struct Pipelines {
     pub gather: ComputePipeline,
-    pub forward_hidden: ComputePipeline,
-    pub forward_output: ComputePipeline,
-    pub grad_weights: ComputePipeline,
-    pub grad_input: ComputePipeline,
     pub column_sums: ComputePipeline,
     pub xent_train: ComputePipeline,
     pub xent_eval: ComputePipeline,
@@ -21,22 +18,8 @@ pub struct Pipelines {
 
 impl Pipelines {
     pub fn new(kernels: &Kernels, one_hot: bool, optimizer_rule: u32) -> Self {
-        let mm = |transpose_a, transpose_b, epilogue, batch_dim| {
-            kernels.matmul(MatmulVariant {
-                transpose_a,
-                transpose_b,
-                epilogue,
-                batch_dim,
-            })
-        };
         Self {
             gather: kernels.gather(one_hot),
-            forward_hidden: mm(false, false, Epilogue::BiasRelu, BatchDim::M),
-            forward_output: mm(false, false, Epilogue::Bias, BatchDim::M),
-            // dW = Xᵀ · delta, the batch being the reduced dimension.
-            grad_weights: mm(true, false, Epilogue::None, BatchDim::K),
-            // delta_below = (delta · Wᵀ) * relu'(activation below).
-            grad_input: mm(false, true, Epilogue::ReluMask, BatchDim::M),
             column_sums: kernels.column_sums(),
             xent_train: kernels.softmax_xent(one_hot, true),
             xent_eval: kernels.softmax_xent(one_hot, false),
@@ -45,15 +28,51 @@ impl Pipelines {
     }
 }
 
-/// Bind groups of one dense layer.
+/// A matmul pipeline with the bind group it runs on.
+pub struct Matmul {
+    pub pipeline: ComputePipeline,
+    pub bind_group: BindGroup,
+}
+
+/// The three matmul forms of a dense layer with `fan_in` inputs and `fan_out`
+/// outputs in a batch of `batch` rows.
+pub fn layer_variants(
+    batch: usize,
+    fan_in: usize,
+    fan_out: usize,
+    output_layer: bool,
+) -> (MatmulVariant, MatmulVariant, MatmulVariant) {
+    let v = |transpose_a, transpose_b, epilogue, batch_dim| MatmulVariant {
+        transpose_a,
+        transpose_b,
+        epilogue,
+        batch_dim,
+        vec4: false,
+    };
+    let activation = if output_layer {
+        Epilogue::Bias
+    } else {
+        Epilogue::BiasRelu
+    };
+    (
+        // Z = X · W + b, relu for hidden layers.
+        v(false, false, activation, BatchDim::M).fastest_for(batch, fan_in, fan_out),
+        // dW = Xᵀ · delta, the batch being the reduced dimension.
+        v(true, false, Epilogue::None, BatchDim::K).fastest_for(fan_in, batch, fan_out),
+        // delta_below = (delta · Wᵀ) * relu'(activation below).
+        v(false, true, Epilogue::ReluMask, BatchDim::M).fastest_for(batch, fan_out, fan_in),
+    )
+}
+
+/// Pipelines and bind groups of one dense layer.
 pub struct LayerBindings {
     pub fan_in: u32,
     pub fan_out: u32,
-    pub forward: BindGroup,
-    pub grad_weights: BindGroup,
+    pub forward: Matmul,
+    pub grad_weights: Matmul,
     pub grad_bias: BindGroup,
     /// Absent for the first layer: nobody needs the input's gradient.
-    pub grad_input: Option<BindGroup>,
+    pub grad_input: Option<Matmul>,
 }
 
 /// Bind groups that read one example source (images, labels, order).
@@ -83,19 +102,11 @@ impl StepRecorder {
         pass.set_pipeline(&p.gather);
         pass.set_bind_group(0, &source.gather, &[]);
         pass.dispatch_workgroups(blocks(self.features, LINEAR_WORKGROUP), self.batch, 1);
-        let last = self.layers.len() - 1;
-        for (l, layer) in self.layers.iter().enumerate() {
-            pass.set_pipeline(if l == last {
-                &p.forward_output
-            } else {
-                &p.forward_hidden
-            });
-            pass.set_bind_group(0, &layer.forward, &[]);
-            pass.dispatch_workgroups(
-                blocks(layer.fan_out, MATMUL_BLOCK),
-                blocks(self.batch, MATMUL_BLOCK),
-                1,
-            );
+        for layer in &self.layers {
+            pass.set_pipeline(&layer.forward.pipeline);
+            pass.set_bind_group(0, &layer.forward.bind_group, &[]);
+            let (x, y, z) = matmul_groups(self.batch, layer.fan_out);
+            pass.dispatch_workgroups(x, y, z);
         }
         pass.set_pipeline(if train { &p.xent_train } else { &p.xent_eval });
         pass.set_bind_group(0, &source.xent, &[]);
@@ -116,25 +127,19 @@ impl StepRecorder {
         let mut dispatches = self.record_forward(pass, source, true);
         let p = &self.pipelines;
         for layer in self.layers.iter().rev() {
-            pass.set_pipeline(&p.grad_weights);
-            pass.set_bind_group(0, &layer.grad_weights, &[]);
-            pass.dispatch_workgroups(
-                blocks(layer.fan_out, MATMUL_BLOCK),
-                blocks(layer.fan_in, MATMUL_BLOCK),
-                1,
-            );
+            pass.set_pipeline(&layer.grad_weights.pipeline);
+            pass.set_bind_group(0, &layer.grad_weights.bind_group, &[]);
+            let (x, y, z) = matmul_groups(layer.fan_in, layer.fan_out);
+            pass.dispatch_workgroups(x, y, z);
             pass.set_pipeline(&p.column_sums);
             pass.set_bind_group(0, &layer.grad_bias, &[]);
             pass.dispatch_workgroups(blocks(layer.fan_out, LINEAR_WORKGROUP), 1, 1);
             dispatches += 2;
             if let Some(grad_input) = &layer.grad_input {
-                pass.set_pipeline(&p.grad_input);
-                pass.set_bind_group(0, grad_input, &[]);
-                pass.dispatch_workgroups(
-                    blocks(layer.fan_in, MATMUL_BLOCK),
-                    blocks(self.batch, MATMUL_BLOCK),
-                    1,
-                );
+                pass.set_pipeline(&grad_input.pipeline);
+                pass.set_bind_group(0, &grad_input.bind_group, &[]);
+                let (x, y, z) = matmul_groups(self.batch, layer.fan_in);
+                pass.dispatch_workgroups(x, y, z);
                 dispatches += 1;
             }
         }

@@ -4,7 +4,7 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use gpu_mnist::backend::cpu::ops;
-use gpu_mnist::backend::gpu::kernels::{BatchDim, Epilogue, MatmulVariant};
+use gpu_mnist::backend::gpu::kernels::{BatchDim, Epilogue, MatmulKernel, MatmulVariant};
 use gpu_mnist::backend::gpu::probe::{Probe, ProbeTargets};
 use gpu_mnist::backend::gpu::GpuContext;
 use gpu_mnist::optim::{OptimizerKind, OptimizerSpec};
@@ -25,7 +25,7 @@ fn forms() -> Vec<(&'static str, MatmulVariant, usize, usize, usize)> {
         transpose_b,
         epilogue,
         batch_dim,
-        vec4: false,
+        kernel: MatmulKernel::Scalar,
     };
     vec![
         (
@@ -102,8 +102,15 @@ fn matmul(c: &mut Criterion) {
             bench.iter(|| ops::matmul(a_view.view(), b_view.view(), out.view_mut()))
         });
         if let Some(probe) = &probe {
-            let kernel =
-                probe.prepare_matmul(variant.fastest_for(m, k, n), &a, &b, &extra, m, k, n);
+            let kernel = probe.prepare_matmul(
+                variant.fastest_for(m, k, n, probe.ctx.subgroups_of_8),
+                &a,
+                &b,
+                &extra,
+                m,
+                k,
+                n,
+            );
             group.throughput(Throughput::Elements((2 * m * k * n * DISPATCHES) as u64));
             group.bench_function(BenchmarkId::new("gpu", name), |bench| {
                 bench.iter(|| probe.dispatch(&kernel, DISPATCHES).unwrap())

@@ -1,14 +1,14 @@
 // The fast path of matmul.wgsl for operands whose contiguous dimensions are
-// multiples of 4: every load brings in a vec4. On SIMD hardware, and above all on
-// software rasterisers such as lavapipe where each divergent load is a loop over
-// the lanes, the cost of a matmul is its loads, so each invocation computes a
-// 4 x 4 block of C from 8 vec4 loads per 4 steps of k (NN and NT forms) or 2 per
-// step (TN form): 8 multiply-adds per load instead of 2.
+// multiples of 4: every load brings in a vec4, and each invocation computes an
+// 8 x 8 block of C. On lavapipe (a software Vulkan driver) each load whose address
+// differs between invocations is a loop over the SIMD lanes, so a matmul costs its
+// loads: an 8 x 8 block does 4 multiply-adds per float loaded, twice what a 4 x 4
+// block does (measurements in the README).
 //
-// Requirements, checked by the host before choosing this kernel: K % 4 == 0
+// Requirements, checked by the host (`MatmulVariant::vec4_fits`): K % 4 == 0
 // unless A is transposed, M % 4 == 0 when it is, N % 4 == 0, and not both
-// operands transposed. The batch dimension (M or K, see BATCH_DIM) is never the
-// vectorised one, so a partial last batch is fine.
+// operands transposed. The batch dimension is never the vectorised one, so a
+// partial last batch is fine. Edge blocks clamp their loads and mask their stores.
 
 override TRANSPOSE_A: bool = false;
 override TRANSPOSE_B: bool = false;
@@ -30,6 +30,8 @@ struct Dims {
 @group(0) @binding(3) var<storage, read> extra: array<vec4<f32>>;
 @group(0) @binding(4) var<uniform> dims: Dims;
 
+const ROWS: u32 = 8u;
+
 @compute @workgroup_size(8, 8, 1)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     var m = dims.m;
@@ -41,82 +43,105 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         k = step.rows;
     }
     let n4 = dims.n / 4u;
-    let col4 = gid.x;
-    let row0 = gid.y * 4u;
-    if col4 >= n4 || row0 >= m {
+    // This invocation's columns: two vec4s, the second clamped into range.
+    let col_a = gid.x * 2u;
+    let col_b = min(col_a + 1u, n4 - 1u);
+    let row0 = gid.y * ROWS;
+    if col_a >= n4 || row0 >= m {
         return;
     }
 
-    var acc0 = vec4<f32>(0.0);
-    var acc1 = vec4<f32>(0.0);
-    var acc2 = vec4<f32>(0.0);
-    var acc3 = vec4<f32>(0.0);
+    // acc[2 * i + h]: row row0 + i, vec4 column h.
+    var acc: array<vec4<f32>, 16>;
+    for (var i = 0u; i < 16u; i++) {
+        acc[i] = vec4<f32>(0.0);
+    }
     if TRANSPOSE_A {
-        // A stored K x M: one load gives op(A)[row0..row0+4, kk].
+        // A stored K x M: two loads give op(A)[row0..row0+8, kk].
         let m4 = m / 4u;
+        let r_a = gid.y * 2u;
+        let r_b = min(r_a + 1u, m4 - 1u);
         for (var kk = 0u; kk < k; kk++) {
-            let av = a[kk * m4 + gid.y];
-            let bv = b[kk * n4 + col4];
-            acc0 = fma(vec4<f32>(av.x), bv, acc0);
-            acc1 = fma(vec4<f32>(av.y), bv, acc1);
-            acc2 = fma(vec4<f32>(av.z), bv, acc2);
-            acc3 = fma(vec4<f32>(av.w), bv, acc3);
+            let lo = a[kk * m4 + r_a];
+            let hi = a[kk * m4 + r_b];
+            let ya = b[kk * n4 + col_a];
+            let yb = b[kk * n4 + col_b];
+            let rows = array<f32, 8>(lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w);
+            for (var i = 0u; i < ROWS; i++) {
+                acc[2u * i] = fma(vec4<f32>(rows[i]), ya, acc[2u * i]);
+                acc[2u * i + 1u] = fma(vec4<f32>(rows[i]), yb, acc[2u * i + 1u]);
+            }
         }
     } else {
         // A stored M x K: one load gives op(A)[row, kk..kk+4].
         let k4 = k / 4u;
-        let a0 = min(row0, m - 1u) * k4;
-        let a1 = min(row0 + 1u, m - 1u) * k4;
-        let a2 = min(row0 + 2u, m - 1u) * k4;
-        let a3 = min(row0 + 3u, m - 1u) * k4;
+        var a_row: array<u32, 8>;
+        for (var i = 0u; i < ROWS; i++) {
+            a_row[i] = min(row0 + i, m - 1u) * k4;
+        }
         for (var q = 0u; q < k4; q++) {
-            let x0 = a[a0 + q];
-            let x1 = a[a1 + q];
-            let x2 = a[a2 + q];
-            let x3 = a[a3 + q];
             if TRANSPOSE_B {
                 // B stored N x K: one load gives op(B)[kk..kk+4, col].
-                let c0 = col4 * 4u * k4 + q;
-                let y0 = b[c0];
-                let y1 = b[c0 + k4];
-                let y2 = b[c0 + 2u * k4];
-                let y3 = b[c0 + 3u * k4];
-                acc0 += vec4<f32>(dot(x0, y0), dot(x0, y1), dot(x0, y2), dot(x0, y3));
-                acc1 += vec4<f32>(dot(x1, y0), dot(x1, y1), dot(x1, y2), dot(x1, y3));
-                acc2 += vec4<f32>(dot(x2, y0), dot(x2, y1), dot(x2, y2), dot(x2, y3));
-                acc3 += vec4<f32>(dot(x3, y0), dot(x3, y1), dot(x3, y2), dot(x3, y3));
+                var y: array<vec4<f32>, 8>;
+                for (var j = 0u; j < 8u; j++) {
+                    let col = min(col_a * 4u + j, n4 * 4u - 1u);
+                    y[j] = b[col * k4 + q];
+                }
+                for (var i = 0u; i < ROWS; i++) {
+                    let x = a[a_row[i] + q];
+                    acc[2u * i] += vec4<f32>(dot(x, y[0]), dot(x, y[1]), dot(x, y[2]), dot(x, y[3]));
+                    acc[2u * i + 1u] += vec4<f32>(dot(x, y[4]), dot(x, y[5]), dot(x, y[6]), dot(x, y[7]));
+                }
             } else {
                 // B stored K x N: one load gives op(B)[kk, col..col+4].
-                let b0 = 4u * q * n4 + col4;
-                let y0 = b[b0];
-                let y1 = b[b0 + n4];
-                let y2 = b[b0 + 2u * n4];
-                let y3 = b[b0 + 3u * n4];
-                acc0 = fma(vec4<f32>(x0.x), y0, fma(vec4<f32>(x0.y), y1, fma(vec4<f32>(x0.z), y2, fma(vec4<f32>(x0.w), y3, acc0))));
-                acc1 = fma(vec4<f32>(x1.x), y0, fma(vec4<f32>(x1.y), y1, fma(vec4<f32>(x1.z), y2, fma(vec4<f32>(x1.w), y3, acc1))));
-                acc2 = fma(vec4<f32>(x2.x), y0, fma(vec4<f32>(x2.y), y1, fma(vec4<f32>(x2.z), y2, fma(vec4<f32>(x2.w), y3, acc2))));
-                acc3 = fma(vec4<f32>(x3.x), y0, fma(vec4<f32>(x3.y), y1, fma(vec4<f32>(x3.z), y2, fma(vec4<f32>(x3.w), y3, acc3))));
+                let base = 4u * q * n4;
+                var ya: array<vec4<f32>, 4>;
+                var yb: array<vec4<f32>, 4>;
+                for (var t = 0u; t < 4u; t++) {
+                    ya[t] = b[base + t * n4 + col_a];
+                    yb[t] = b[base + t * n4 + col_b];
+                }
+                for (var i = 0u; i < ROWS; i++) {
+                    let x = a[a_row[i] + q];
+                    var lo = acc[2u * i];
+                    var hi = acc[2u * i + 1u];
+                    lo = fma(vec4<f32>(x.x), ya[0], lo);
+                    hi = fma(vec4<f32>(x.x), yb[0], hi);
+                    lo = fma(vec4<f32>(x.y), ya[1], lo);
+                    hi = fma(vec4<f32>(x.y), yb[1], hi);
+                    lo = fma(vec4<f32>(x.z), ya[2], lo);
+                    hi = fma(vec4<f32>(x.z), yb[2], hi);
+                    lo = fma(vec4<f32>(x.w), ya[3], lo);
+                    hi = fma(vec4<f32>(x.w), yb[3], hi);
+                    acc[2u * i] = lo;
+                    acc[2u * i + 1u] = hi;
+                }
             }
         }
     }
 
-    var acc = array<vec4<f32>, 4>(acc0, acc1, acc2, acc3);
-    for (var i = 0u; i < 4u; i++) {
+    for (var i = 0u; i < ROWS; i++) {
         let row = row0 + i;
         if row >= m {
             break;
         }
-        let idx = row * n4 + col4;
-        var v = acc[i];
-        if EPILOGUE == 1u || EPILOGUE == 2u {
-            v += extra[col4];
+        for (var h = 0u; h < 2u; h++) {
+            let col4 = col_a + h;
+            if col4 >= n4 {
+                break;
+            }
+            let idx = row * n4 + col4;
+            var v = acc[2u * i + h];
+            if EPILOGUE == 1u || EPILOGUE == 2u {
+                v += extra[col4];
+            }
+            if EPILOGUE == 2u {
+                v = max(v, vec4<f32>(0.0));
+            }
+            if EPILOGUE == 3u {
+                v = select(vec4<f32>(0.0), v, extra[idx] > vec4<f32>(0.0));
+            }
+            c[idx] = v;
         }
-        if EPILOGUE == 2u {
-            v = max(v, vec4<f32>(0.0));
-        }
-        if EPILOGUE == 3u {
-            v = select(vec4<f32>(0.0), v, extra[idx] > vec4<f32>(0.0));
-        }
-        c[idx] = v;
     }
 }

@@ -10,7 +10,7 @@ mod common;
 use std::sync::Arc;
 
 use gpu_mnist::backend::cpu::{ops, CpuBackend};
-use gpu_mnist::backend::gpu::kernels::{BatchDim, Epilogue, MatmulVariant};
+use gpu_mnist::backend::gpu::kernels::{BatchDim, Epilogue, MatmulKernel, MatmulVariant};
 use gpu_mnist::backend::gpu::probe::{Probe, ProbeTargets};
 use gpu_mnist::backend::gpu::GpuBackend;
 use gpu_mnist::backend::{Backend, Split, TrainSettings};
@@ -105,18 +105,24 @@ fn variant(
         transpose_b,
         epilogue,
         batch_dim,
-        vec4: false,
+        kernel: MatmulKernel::Scalar,
     }
 }
 
-/// Checks the scalar kernel and, where the shape allows it, the vec4 kernel.
-fn check_both(probe: &Probe, v: MatmulVariant, m: usize, k: usize, n: usize, seed: u64) -> usize {
+/// Checks the scalar kernel and, where the shape allows them, the vec4 kernel
+/// and (on devices with 8-lane subgroups) the subgroup kernel; returns how many
+/// vectorised kernels were checked.
+fn check_all(probe: &Probe, v: MatmulVariant, m: usize, k: usize, n: usize, seed: u64) -> usize {
     check_matmul(probe, v, m, k, n, seed);
-    let fast = v.fastest_for(m, k, n);
-    if fast.vec4 {
-        check_matmul(probe, fast, m, k, n, seed);
+    let mut checked = 0;
+    for subgroups_of_8 in [false, probe.ctx.subgroups_of_8] {
+        let fast = v.fastest_for(m, k, n, subgroups_of_8);
+        if fast.kernel != MatmulKernel::Scalar && (checked == 0 || subgroups_of_8) {
+            check_matmul(probe, fast, m, k, n, seed);
+            checked += 1;
+        }
     }
-    fast.vec4 as usize
+    checked.min(1)
 }
 
 #[test]
@@ -126,7 +132,7 @@ fn matmul_forward_forms_match_cpu() {
     for (i, &(m, k, n)) in SHAPES.iter().enumerate() {
         for epilogue in [Epilogue::None, Epilogue::Bias, Epilogue::BiasRelu] {
             let v = variant(false, false, epilogue, BatchDim::M);
-            vec4_checked += check_both(&probe, v, m, k, n, i as u64);
+            vec4_checked += check_all(&probe, v, m, k, n, i as u64);
         }
     }
     // (4,8,12), (68,36,20) and (128,784,512) take the vec4 kernel too.
@@ -141,12 +147,12 @@ fn matmul_transposed_forms_match_cpu() {
         let seed = i as u64;
         // dW = Xᵀ·delta: A transposed, the batch is K.
         let grad_weights = variant(true, false, Epilogue::None, BatchDim::K);
-        vec4_checked += check_both(&probe, grad_weights, m, k, n, 10 + seed);
+        vec4_checked += check_all(&probe, grad_weights, m, k, n, 10 + seed);
         // delta·Wᵀ fused with relu's derivative.
         let grad_input = variant(false, true, Epilogue::ReluMask, BatchDim::M);
-        vec4_checked += check_both(&probe, grad_input, m, k, n, 20 + seed);
+        vec4_checked += check_all(&probe, grad_input, m, k, n, 20 + seed);
         let both = variant(true, true, Epilogue::None, BatchDim::None);
-        vec4_checked += check_both(&probe, both, m, k, n, 30 + seed);
+        vec4_checked += check_all(&probe, both, m, k, n, 30 + seed);
     }
     assert_eq!(vec4_checked, 6, "three shapes in each of two vec4 forms");
 }

@@ -17,6 +17,7 @@ pub struct AdapterSummary {
     pub max_compute_invocations_per_workgroup: u32,
     pub max_compute_workgroup_storage_size: u32,
     pub timestamp_queries: bool,
+    pub subgroups: bool,
 }
 
 impl std::fmt::Display for AdapterSummary {
@@ -24,7 +25,7 @@ impl std::fmt::Display for AdapterSummary {
         write!(
             f,
             "[{}] {} ({}, {}, driver: {}) max storage binding {} MiB, max buffer {} MiB, \
-             {} invocations/workgroup, {} KiB workgroup memory, timestamps: {}",
+             {} invocations/workgroup, {} KiB workgroup memory, timestamps: {}, subgroups: {}",
             self.index,
             self.name,
             self.backend,
@@ -35,6 +36,7 @@ impl std::fmt::Display for AdapterSummary {
             self.max_compute_invocations_per_workgroup,
             self.max_compute_workgroup_storage_size >> 10,
             if self.timestamp_queries { "yes" } else { "no" },
+            if self.subgroups { "yes" } else { "no" },
         )
     }
 }
@@ -57,6 +59,7 @@ fn summarise(index: usize, adapter: &Adapter) -> AdapterSummary {
         max_compute_invocations_per_workgroup: limits.max_compute_invocations_per_workgroup,
         max_compute_workgroup_storage_size: limits.max_compute_workgroup_storage_size,
         timestamp_queries: adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY),
+        subgroups: adapter.features().contains(wgpu::Features::SUBGROUP),
     }
 }
 
@@ -95,6 +98,9 @@ pub struct GpuContext {
     pub queue: wgpu::Queue,
     pub summary: AdapterSummary,
     pub limits: wgpu::Limits,
+    /// Subgroup operations on subgroups of exactly 8 lanes (lavapipe on AVX2),
+    /// which `matmul_subgroup.wgsl` needs.
+    pub subgroups_of_8: bool,
 }
 
 impl GpuContext {
@@ -125,6 +131,12 @@ impl GpuContext {
         if summary.timestamp_queries {
             features |= wgpu::Features::TIMESTAMP_QUERY;
         }
+        if summary.subgroups {
+            features |= wgpu::Features::SUBGROUP;
+        }
+        let info = adapter.get_info();
+        let subgroups_of_8 =
+            summary.subgroups && info.subgroup_min_size == 8 && info.subgroup_max_size == 8;
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("gpu-mnist"),
             required_features: features,
@@ -137,6 +149,7 @@ impl GpuContext {
             queue,
             summary,
             limits,
+            subgroups_of_8,
         })
     }
 

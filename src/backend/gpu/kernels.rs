@@ -33,19 +33,29 @@ pub enum BatchDim {
     K = 2,
 }
 
+/// Which WGSL matmul computes a variant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MatmulKernel {
+    /// `matmul.wgsl`: any shape, 4 x 4 outputs per invocation.
+    Scalar,
+    /// `matmul_vec4.wgsl`: vec4 loads, 8 x 8 outputs per invocation.
+    Vec4,
+    /// `matmul_subgroup.wgsl`: vec4 loads shared across 8-lane subgroups.
+    Subgroup8,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct MatmulVariant {
     pub transpose_a: bool,
     pub transpose_b: bool,
     pub epilogue: Epilogue,
     pub batch_dim: BatchDim,
-    /// Use `matmul_vec4.wgsl` (see [`MatmulVariant::vec4_fits`]).
-    pub vec4: bool,
+    pub kernel: MatmulKernel,
 }
 
 impl MatmulVariant {
-    /// Whether `matmul_vec4.wgsl` computes this form for an `m x k x n` problem:
-    /// the dimensions it loads four at a time must be multiples of 4, and never
+    /// Whether the vec4 kernels compute this form for an `m x k x n` problem:
+    /// the dimensions they load four at a time must be multiples of 4, and never
     /// the batch dimension, whose size changes with the last batch.
     pub fn vec4_fits(&self, m: usize, k: usize, n: usize) -> bool {
         let vector_dim_is_batch = match self.batch_dim {
@@ -63,27 +73,34 @@ impl MatmulVariant {
             }
     }
 
-    /// This form with the fastest kernel that fits the shape.
-    pub fn fastest_for(self, m: usize, k: usize, n: usize) -> Self {
-        Self {
-            vec4: self.vec4_fits(m, k, n),
-            ..self
-        }
+    /// This form with the fastest kernel that fits the shape; `subgroups_of_8`
+    /// says whether the device runs subgroups of exactly 8 lanes.
+    pub fn fastest_for(self, m: usize, k: usize, n: usize, subgroups_of_8: bool) -> Self {
+        let kernel = match (self.vec4_fits(m, k, n), subgroups_of_8 && !self.transpose_b) {
+            (false, _) => MatmulKernel::Scalar,
+            (true, false) => MatmulKernel::Vec4,
+            (true, true) => MatmulKernel::Subgroup8,
+        };
+        Self { kernel, ..self }
     }
 }
 
-/// The C block one matmul workgroup covers, in both matmul kernels: 8 x 8
-/// invocations of 4 x 4 outputs each.
-const MATMUL_BLOCK: u32 = 32;
-
-/// Workgroups of a matmul whose C is `m x n`.
-pub fn matmul_groups(m: u32, n: u32) -> (u32, u32, u32) {
+/// Workgroups of a matmul whose C is `m x n`. A workgroup covers 8 x 8
+/// invocations of 4 x 4 outputs (scalar) or 8 x 8 outputs (vec4), or 8 subgroups
+/// of 16 rows x 32 columns (subgroup).
+pub fn matmul_groups(variant: MatmulVariant, m: usize, n: usize) -> (u32, u32, u32) {
+    let (rows, cols) = match variant.kernel {
+        MatmulKernel::Scalar => (32, 32),
+        MatmulKernel::Vec4 => (64, 64),
+        MatmulKernel::Subgroup8 => (128, 32),
+    };
     (
-        n.div_ceil(MATMUL_BLOCK).max(1),
-        m.div_ceil(MATMUL_BLOCK).max(1),
+        n.div_ceil(cols).max(1) as u32,
+        m.div_ceil(rows).max(1) as u32,
         1,
     )
 }
+
 /// Invocations per workgroup of the one-dimensional kernels.
 pub const LINEAR_WORKGROUP: u32 = 64;
 
@@ -181,6 +198,8 @@ pub struct Kernels {
     pub optimizer_layout: BindGroupLayout,
     matmul: ShaderModule,
     matmul_vec4: ShaderModule,
+    /// Built only on devices with subgroup operations.
+    matmul_subgroup: Option<ShaderModule>,
     matmuls: Mutex<HashMap<MatmulVariant, ComputePipeline>>,
     gather: ShaderModule,
     xent: ShaderModule,
@@ -189,7 +208,8 @@ pub struct Kernels {
 }
 
 impl Kernels {
-    pub fn new(device: &Device) -> Self {
+    /// `subgroups`: the device was opened with `Features::SUBGROUP`.
+    pub fn new(device: &Device, subgroups: bool) -> Self {
         use Binding::*;
         let module = |label: &str, source: &'static str| {
             device.create_shader_module(wgpu::ShaderModuleDescriptor {
@@ -221,6 +241,8 @@ impl Kernels {
             ),
             matmul: module("matmul", kernel_source!("matmul.wgsl")),
             matmul_vec4: module("matmul_vec4", kernel_source!("matmul_vec4.wgsl")),
+            matmul_subgroup: subgroups
+                .then(|| module("matmul_subgroup", kernel_source!("matmul_subgroup.wgsl"))),
             matmuls: Mutex::default(),
             gather: module("gather", kernel_source!("gather.wgsl")),
             xent: module("softmax_xent", kernel_source!("softmax_xent.wgsl")),
@@ -269,10 +291,13 @@ impl Kernels {
 
     fn build_matmul(&self, v: MatmulVariant) -> ComputePipeline {
         let flag = |b: bool| if b { 1.0 } else { 0.0 };
-        let module = if v.vec4 {
-            &self.matmul_vec4
-        } else {
-            &self.matmul
+        let module = match v.kernel {
+            MatmulKernel::Scalar => &self.matmul,
+            MatmulKernel::Vec4 => &self.matmul_vec4,
+            MatmulKernel::Subgroup8 => self
+                .matmul_subgroup
+                .as_ref()
+                .expect("subgroup kernels are chosen only on devices with subgroups"),
         };
         self.pipeline(
             "matmul",

@@ -185,7 +185,7 @@ impl GpuBackend {
         ctx.check_binding_size("one batch of activations", (4 * batch * widest) as u64)?;
         let layout = ParamLayout::new(&spec, ctx.limits.min_storage_buffer_offset_alignment as u64);
         ctx.check_binding_size("the parameters", 4 * layout.total)?;
-        let kernels = Kernels::new(&device);
+        let kernels = Kernels::new(&device, ctx.summary.subgroups);
         let mut counters = Counters::default();
 
         let f32_bytes = |n: usize| (4 * n) as u64;
@@ -319,16 +319,19 @@ impl GpuBackend {
                 let grad_w_dims = dims_uniform(fan_in, batch, fan_out);
                 let grad_in_dims = dims_uniform(batch, fan_out, fan_in);
                 let (forward, grad_weights, grad_input) =
-                    step::layer_variants(batch, fan_in, fan_out, l == last);
-                let matmul = |variant, resources: &[BindingResource]| Matmul {
+                    step::layer_variants(batch, fan_in, fan_out, l == last, ctx.subgroups_of_8);
+                // Each form's C is (batch x fan_out), (fan_in x fan_out), (batch x fan_in).
+                let matmul = |variant, (m, n), resources: &[BindingResource]| Matmul {
                     pipeline: kernels.matmul(variant),
                     bind_group: kernels.bind_group(&kernels.matmul_layout, resources),
+                    groups: kernels::matmul_groups(variant, m, n),
                 };
                 LayerBindings {
                     fan_in: fan_in as u32,
                     fan_out: fan_out as u32,
                     forward: matmul(
                         forward,
+                        (batch, fan_out),
                         &[
                             whole(input),
                             layout.binding(&params_buf, w),
@@ -339,6 +342,7 @@ impl GpuBackend {
                     ),
                     grad_weights: matmul(
                         grad_weights,
+                        (fan_in, fan_out),
                         &[
                             whole(input),
                             whole(&deltas[l]),
@@ -359,6 +363,7 @@ impl GpuBackend {
                     grad_input: (l > 0).then(|| {
                         matmul(
                             grad_input,
+                            (batch, fan_in),
                             &[
                                 whole(&deltas[l]),
                                 layout.binding(&params_buf, w),

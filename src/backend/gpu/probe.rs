@@ -36,7 +36,7 @@ pub struct Probe {
 
 impl Probe {
     pub fn new(ctx: GpuContext) -> Self {
-        let kernels = Kernels::new(&ctx.device);
+        let kernels = Kernels::new(&ctx.device, ctx.summary.subgroups);
         Self { ctx, kernels }
     }
 
@@ -144,7 +144,7 @@ impl Probe {
                 ],
             ),
             table: self.one_step(rows),
-            groups: matmul_groups(m as u32, n as u32),
+            groups: matmul_groups(variant, m, n),
             output,
             output_bytes,
         }

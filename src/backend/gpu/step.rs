@@ -4,7 +4,7 @@
 
 use wgpu::{BindGroup, ComputePass, ComputePipeline};
 
-use super::kernels::{matmul_groups, BatchDim, Epilogue, Kernels, MatmulVariant, LINEAR_WORKGROUP};
+use super::kernels::{BatchDim, Epilogue, Kernels, MatmulKernel, MatmulVariant, LINEAR_WORKGROUP};
 
 /// Pipelines of one training configuration (the matmuls are per layer, in
 /// [`LayerBindings`], since each layer's shape picks its kernel).
@@ -28,10 +28,20 @@ impl Pipelines {
     }
 }
 
-/// A matmul pipeline with the bind group it runs on.
+/// A matmul pipeline with the bind group it runs on and its workgroup grid.
 pub struct Matmul {
     pub pipeline: ComputePipeline,
     pub bind_group: BindGroup,
+    pub groups: (u32, u32, u32),
+}
+
+impl Matmul {
+    fn record(&self, pass: &mut ComputePass) {
+        pass.set_pipeline(&self.pipeline);
+        pass.set_bind_group(0, &self.bind_group, &[]);
+        let (x, y, z) = self.groups;
+        pass.dispatch_workgroups(x, y, z);
+    }
 }
 
 /// The three matmul forms of a dense layer with `fan_in` inputs and `fan_out`
@@ -41,13 +51,14 @@ pub fn layer_variants(
     fan_in: usize,
     fan_out: usize,
     output_layer: bool,
+    subgroups_of_8: bool,
 ) -> (MatmulVariant, MatmulVariant, MatmulVariant) {
     let v = |transpose_a, transpose_b, epilogue, batch_dim| MatmulVariant {
         transpose_a,
         transpose_b,
         epilogue,
         batch_dim,
-        vec4: false,
+        kernel: MatmulKernel::Scalar,
     };
     let activation = if output_layer {
         Epilogue::Bias
@@ -56,11 +67,26 @@ pub fn layer_variants(
     };
     (
         // Z = X · W + b, relu for hidden layers.
-        v(false, false, activation, BatchDim::M).fastest_for(batch, fan_in, fan_out),
+        v(false, false, activation, BatchDim::M).fastest_for(
+            batch,
+            fan_in,
+            fan_out,
+            subgroups_of_8,
+        ),
         // dW = Xᵀ · delta, the batch being the reduced dimension.
-        v(true, false, Epilogue::None, BatchDim::K).fastest_for(fan_in, batch, fan_out),
+        v(true, false, Epilogue::None, BatchDim::K).fastest_for(
+            fan_in,
+            batch,
+            fan_out,
+            subgroups_of_8,
+        ),
         // delta_below = (delta · Wᵀ) * relu'(activation below).
-        v(false, true, Epilogue::ReluMask, BatchDim::M).fastest_for(batch, fan_out, fan_in),
+        v(false, true, Epilogue::ReluMask, BatchDim::M).fastest_for(
+            batch,
+            fan_out,
+            fan_in,
+            subgroups_of_8,
+        ),
     )
 }
 
@@ -103,10 +129,7 @@ impl StepRecorder {
         pass.set_bind_group(0, &source.gather, &[]);
         pass.dispatch_workgroups(blocks(self.features, LINEAR_WORKGROUP), self.batch, 1);
         for layer in &self.layers {
-            pass.set_pipeline(&layer.forward.pipeline);
-            pass.set_bind_group(0, &layer.forward.bind_group, &[]);
-            let (x, y, z) = matmul_groups(self.batch, layer.fan_out);
-            pass.dispatch_workgroups(x, y, z);
+            layer.forward.record(pass);
         }
         pass.set_pipeline(if train { &p.xent_train } else { &p.xent_eval });
         pass.set_bind_group(0, &source.xent, &[]);
@@ -127,19 +150,13 @@ impl StepRecorder {
         let mut dispatches = self.record_forward(pass, source, true);
         let p = &self.pipelines;
         for layer in self.layers.iter().rev() {
-            pass.set_pipeline(&layer.grad_weights.pipeline);
-            pass.set_bind_group(0, &layer.grad_weights.bind_group, &[]);
-            let (x, y, z) = matmul_groups(layer.fan_in, layer.fan_out);
-            pass.dispatch_workgroups(x, y, z);
+            layer.grad_weights.record(pass);
             pass.set_pipeline(&p.column_sums);
             pass.set_bind_group(0, &layer.grad_bias, &[]);
             pass.dispatch_workgroups(blocks(layer.fan_out, LINEAR_WORKGROUP), 1, 1);
             dispatches += 2;
             if let Some(grad_input) = &layer.grad_input {
-                pass.set_pipeline(&grad_input.pipeline);
-                pass.set_bind_group(0, &grad_input.bind_group, &[]);
-                let (x, y, z) = matmul_groups(self.batch, layer.fan_in);
-                pass.dispatch_workgroups(x, y, z);
+                grad_input.record(pass);
                 dispatches += 1;
             }
         }

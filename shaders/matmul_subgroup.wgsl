@@ -1,0 +1,143 @@
+// matmul_vec4.wgsl's NN and TN forms for devices whose subgroups are exactly 8
+// lanes (lavapipe on AVX2): each lane loads a different part of A and the lanes
+// share it through subgroupBroadcast, a register shuffle, instead of every lane
+// loading every value. On lavapipe every load is a loop over the lanes, so this
+// cuts the loads per multiply-add by 2-4x.
+// (Naga accepts subgroup built-ins without `enable subgroups;` on devices
+// opened with the subgroup feature, and rejects the directive.)
+//
+// Requirements as matmul_vec4.wgsl (not TRANSPOSE_B), plus a subgroup size of 8.
+
+override TRANSPOSE_A: bool = false;
+// Declared for the host's common constants; this kernel requires it false.
+override TRANSPOSE_B: bool = false;
+override EPILOGUE: u32 = 0u;
+override BATCH_DIM: u32 = 0u;
+
+struct Dims {
+    m: u32,
+    k: u32,
+    n: u32,
+    _pad: u32,
+}
+
+@group(0) @binding(0) var<storage, read> a: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> b: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> c: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> extra: array<vec4<f32>>;
+@group(0) @binding(4) var<uniform> dims: Dims;
+
+// Rows of C per subgroup; each lane owns one vec4 of columns.
+const ROWS: u32 = 16u;
+const SUBGROUPS: u32 = 8u;
+
+fn madd4(x: vec4<f32>, y0: vec4<f32>, y1: vec4<f32>, y2: vec4<f32>, y3: vec4<f32>, acc: vec4<f32>) -> vec4<f32> {
+    return fma(vec4<f32>(x.x), y0, fma(vec4<f32>(x.y), y1, fma(vec4<f32>(x.z), y2, fma(vec4<f32>(x.w), y3, acc))));
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn main(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(subgroup_invocation_id) lane: u32,
+    @builtin(subgroup_id) subgroup: u32,
+) {
+    var m = dims.m;
+    var k = dims.k;
+    if BATCH_DIM == 1u {
+        m = step.rows;
+    }
+    if BATCH_DIM == 2u {
+        k = step.rows;
+    }
+    let n4 = dims.n / 4u;
+    let row0 = (wg.y * SUBGROUPS + subgroup) * ROWS;
+    let col4 = wg.x * 8u + lane;
+    let col = min(col4, n4 - 1u);
+
+    var acc: array<vec4<f32>, 16>;
+    for (var i = 0u; i < 16u; i++) {
+        acc[i] = vec4<f32>(0.0);
+    }
+    // Every lane runs the loops (clamped loads), so the broadcasts see all lanes.
+    if TRANSPOSE_A {
+        // A stored K x M: lanes 0-3 load the 16 rows' values at kk as 4 vec4s.
+        let m4 = m / 4u;
+        let a_idx = min(row0 / 4u + lane % 4u, m4 - 1u);
+        for (var kk = 0u; kk < k; kk++) {
+            let av = a[kk * m4 + a_idx];
+            let bv = b[kk * n4 + col];
+            let x0 = subgroupBroadcast(av, 0u);
+            let x1 = subgroupBroadcast(av, 1u);
+            let x2 = subgroupBroadcast(av, 2u);
+            let x3 = subgroupBroadcast(av, 3u);
+            acc[0] = fma(vec4<f32>(x0.x), bv, acc[0]);
+            acc[1] = fma(vec4<f32>(x0.y), bv, acc[1]);
+            acc[2] = fma(vec4<f32>(x0.z), bv, acc[2]);
+            acc[3] = fma(vec4<f32>(x0.w), bv, acc[3]);
+            acc[4] = fma(vec4<f32>(x1.x), bv, acc[4]);
+            acc[5] = fma(vec4<f32>(x1.y), bv, acc[5]);
+            acc[6] = fma(vec4<f32>(x1.z), bv, acc[6]);
+            acc[7] = fma(vec4<f32>(x1.w), bv, acc[7]);
+            acc[8] = fma(vec4<f32>(x2.x), bv, acc[8]);
+            acc[9] = fma(vec4<f32>(x2.y), bv, acc[9]);
+            acc[10] = fma(vec4<f32>(x2.z), bv, acc[10]);
+            acc[11] = fma(vec4<f32>(x2.w), bv, acc[11]);
+            acc[12] = fma(vec4<f32>(x3.x), bv, acc[12]);
+            acc[13] = fma(vec4<f32>(x3.y), bv, acc[13]);
+            acc[14] = fma(vec4<f32>(x3.z), bv, acc[14]);
+            acc[15] = fma(vec4<f32>(x3.w), bv, acc[15]);
+        }
+    } else {
+        // A stored M x K: lane l loads rows row0 + l and row0 + 8 + l, 4 k at a time.
+        let k4 = k / 4u;
+        let ra = min(row0 + lane, m - 1u) * k4;
+        let rb = min(row0 + 8u + lane, m - 1u) * k4;
+        for (var q = 0u; q < k4; q++) {
+            let xa = a[ra + q];
+            let xb = a[rb + q];
+            let b0 = 4u * q * n4 + col;
+            let y0 = b[b0];
+            let y1 = b[b0 + n4];
+            let y2 = b[b0 + 2u * n4];
+            let y3 = b[b0 + 3u * n4];
+            acc[0] = madd4(subgroupBroadcast(xa, 0u), y0, y1, y2, y3, acc[0]);
+            acc[1] = madd4(subgroupBroadcast(xa, 1u), y0, y1, y2, y3, acc[1]);
+            acc[2] = madd4(subgroupBroadcast(xa, 2u), y0, y1, y2, y3, acc[2]);
+            acc[3] = madd4(subgroupBroadcast(xa, 3u), y0, y1, y2, y3, acc[3]);
+            acc[4] = madd4(subgroupBroadcast(xa, 4u), y0, y1, y2, y3, acc[4]);
+            acc[5] = madd4(subgroupBroadcast(xa, 5u), y0, y1, y2, y3, acc[5]);
+            acc[6] = madd4(subgroupBroadcast(xa, 6u), y0, y1, y2, y3, acc[6]);
+            acc[7] = madd4(subgroupBroadcast(xa, 7u), y0, y1, y2, y3, acc[7]);
+            acc[8] = madd4(subgroupBroadcast(xb, 0u), y0, y1, y2, y3, acc[8]);
+            acc[9] = madd4(subgroupBroadcast(xb, 1u), y0, y1, y2, y3, acc[9]);
+            acc[10] = madd4(subgroupBroadcast(xb, 2u), y0, y1, y2, y3, acc[10]);
+            acc[11] = madd4(subgroupBroadcast(xb, 3u), y0, y1, y2, y3, acc[11]);
+            acc[12] = madd4(subgroupBroadcast(xb, 4u), y0, y1, y2, y3, acc[12]);
+            acc[13] = madd4(subgroupBroadcast(xb, 5u), y0, y1, y2, y3, acc[13]);
+            acc[14] = madd4(subgroupBroadcast(xb, 6u), y0, y1, y2, y3, acc[14]);
+            acc[15] = madd4(subgroupBroadcast(xb, 7u), y0, y1, y2, y3, acc[15]);
+        }
+    }
+
+    if col4 >= n4 {
+        return;
+    }
+    for (var i = 0u; i < ROWS; i++) {
+        let row = row0 + i;
+        if row >= m {
+            break;
+        }
+        let idx = row * n4 + col4;
+        var v = acc[i];
+        if EPILOGUE == 1u || EPILOGUE == 2u {
+            v += extra[col4];
+        }
+        if EPILOGUE == 2u {
+            v = max(v, vec4<f32>(0.0));
+        }
+        if EPILOGUE == 3u {
+            v = select(vec4<f32>(0.0), v, extra[idx] > vec4<f32>(0.0));
+        }
+        c[idx] = v;
+    }
+}

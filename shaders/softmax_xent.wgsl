@@ -11,8 +11,8 @@ override WRITE_GRAD: bool = true;
 struct Shape {
     features: u32,
     classes: u32,
-    _pad0: u32,
-    _pad1: u32,
+    batch: u32,
+    _pad: u32,
 }
 
 @group(0) @binding(0) var<storage, read> logits: array<f32>;

@@ -11,11 +11,12 @@ use crate::backend::gpu::{context, GpuBackend};
 use crate::backend::{Backend, Split, TrainSettings};
 use crate::checkpoint;
 use crate::cli::{
-    BackendChoice, Cli, Command, DataArgs, DeviceArgs, EvaluateArgs, PredictArgs, TrainArgs,
+    BackendChoice, BenchArgs, Cli, Command, DataArgs, DeviceArgs, EvaluateArgs, PredictArgs,
+    TrainArgs,
 };
 use crate::data::{self, mnist, Mnist};
 use crate::loss::LossKind;
-use crate::model::Params;
+use crate::model::{Init, ModelSpec, Params};
 use crate::optim::{OptimizerKind, OptimizerSpec};
 use crate::train::{self, FitConfig};
 
@@ -28,6 +29,7 @@ pub fn run(cli: Cli) -> Result<(), AppError> {
         Command::Predict(args) => predict(&args),
         Command::Devices => devices(),
         Command::Download(args) => download(args.dir),
+        Command::Bench(args) => bench(&args),
     }
 }
 
@@ -211,6 +213,39 @@ fn predict(args: &PredictArgs) -> Result<(), AppError> {
             test.labels[i as usize],
             probs.join(", ")
         );
+    }
+    Ok(())
+}
+
+fn bench(args: &BenchArgs) -> Result<(), AppError> {
+    let data = load_data(&args.data)?;
+    let spec = ModelSpec {
+        hidden: args.hidden.0.clone(),
+        ..ModelSpec::mnist_mlp()
+    };
+    let settings = TrainSettings {
+        batch_size: args.batch_size as usize,
+        optimizer: OptimizerSpec::keras_default(args.optimizer),
+        loss: LossKind::SparseCategorical,
+        report_every: 50,
+    };
+    let params = Params::init(&spec, Init::Glorot, args.seed);
+    let train_len = data.train.len;
+    let mut backend = open_backend(&args.device, data, params, settings)?;
+    let steps = args.steps.map_or(usize::MAX, |s| s as usize);
+    let report = crate::bench::run(
+        backend.as_mut(),
+        &spec,
+        train_len,
+        settings.batch_size,
+        steps,
+        args.seed,
+        args.profile,
+    )?;
+    print!("{report}");
+    if let Some(path) = &args.json {
+        data::download::write_atomically(path, serde_json::to_string_pretty(&report)?.as_bytes())
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }
     Ok(())
 }

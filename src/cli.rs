@@ -31,6 +31,8 @@ pub enum Command {
     Devices,
     /// Download and verify MNIST into a directory.
     Download(DownloadArgs),
+    /// Measure training throughput on the real data (and, with --profile, time per kernel).
+    Bench(BenchArgs),
 }
 
 /// Where computation runs.
@@ -136,6 +138,31 @@ pub struct PredictArgs {
     pub indices: Vec<u32>,
     #[command(flatten)]
     pub data: DataArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    pub device: DeviceArgs,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Steps to measure (default and maximum: one epoch).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub steps: Option<u32>,
+    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    pub batch_size: u32,
+    #[arg(long, default_value = "512", value_parser = parse_hidden)]
+    pub hidden: HiddenLayers,
+    #[arg(long, value_enum, default_value_t = OptimizerKind::Rmsprop)]
+    pub optimizer: OptimizerKind,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Add the time of each kernel of one step (GPU backends).
+    #[arg(long)]
+    pub profile: bool,
+    /// Also write the report as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod backend;
+pub mod bench;
 pub mod checkpoint;
 pub mod cli;
 pub mod data;

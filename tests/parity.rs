@@ -292,14 +292,20 @@ fn gather_matches_cpu() {
     let Some(probe) = probe() else { return };
     let data = common::synthetic(50, 13, 9);
     let indices = [49u32, 0, 7, 7, 31];
-    let (x, targets) = probe.gather(&data, &indices, true).unwrap();
-    let mut expected = Array2::zeros((indices.len(), 13));
-    ops::gather_batch(&data, &indices, expected.view_mut());
+    // Buffers of 8 rows for a step of 5: the transposed copy is zero-padded.
+    let (x, targets, xt) = probe.gather(&data, &indices, 8, true).unwrap();
+    let mut expected = Array2::zeros((8, 13));
+    ops::gather_batch(&data, &indices, expected.slice_mut(ndarray::s![..5, ..]));
     assert_eq!(
         x,
-        expected.into_raw_vec_and_offset().0,
+        expected
+            .slice(ndarray::s![..5, ..])
+            .iter()
+            .copied()
+            .collect::<Vec<_>>(),
         "pixels / 255, bit for bit"
     );
+    assert_eq!(xt, expected.t().iter().copied().collect::<Vec<_>>());
     let labels: Vec<u8> = indices.iter().map(|&i| data.labels[i as usize]).collect();
     let mut one_hot = Array2::zeros((indices.len(), 10));
     ops::one_hot(&labels, one_hot.view_mut());

@@ -46,6 +46,20 @@ pub struct Counters {
     pub bytes_from_device: u64,
 }
 
+/// Time of one kernel launch.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct KernelTime {
+    pub label: &'static str,
+    pub ms: f64,
+}
+
+/// Time per kernel of one training step, and how it was measured.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Profile {
+    pub method: &'static str,
+    pub kernels: Vec<KernelTime>,
+}
+
 /// Settings shared by all backends.
 #[derive(Debug, Clone, Copy)]
 pub struct TrainSettings {
@@ -88,6 +102,12 @@ pub trait Backend {
     fn set_params(&mut self, params: &Params) -> Result<(), BackendError>;
 
     fn counters(&self) -> Counters;
+
+    /// Time per kernel of one (real) training step, where the backend runs
+    /// kernels; `None` for the CPU.
+    fn profile_step(&mut self) -> Result<Option<Profile>, BackendError> {
+        Ok(None)
+    }
 }
 
 /// Fails unless `new` has the layer sizes of `current`.

@@ -120,7 +120,9 @@ pub struct Dims {
 pub struct Shape {
     pub features: u32,
     pub classes: u32,
-    pub _pad: [u32; 2],
+    /// Rows of the batch buffers (the largest step).
+    pub batch: u32,
+    pub _pad: u32,
 }
 
 /// Matches `Step` in `step.wgsl`.
@@ -224,7 +226,7 @@ impl Kernels {
             gather_layout: layout(
                 device,
                 "gather",
-                &[Read, Read, Read, ReadWrite, ReadWrite, Uniform],
+                &[Read, Read, Read, ReadWrite, ReadWrite, Uniform, ReadWrite],
             ),
             xent_layout: layout(
                 device,
@@ -312,13 +314,14 @@ impl Kernels {
         )
     }
 
-    pub fn gather(&self, one_hot: bool) -> ComputePipeline {
-        let one_hot = if one_hot { 1.0 } else { 0.0 };
+    /// `transposed`: also write the batch transposed (see `gather.wgsl`).
+    pub fn gather(&self, one_hot: bool, transposed: bool) -> ComputePipeline {
+        let flag = |b: bool| if b { 1.0 } else { 0.0 };
         self.pipeline(
             "gather",
             &self.gather,
             &self.gather_layout,
-            &[("ONE_HOT", one_hot)],
+            &[("ONE_HOT", flag(one_hot)), ("TRANSPOSED", flag(transposed))],
         )
     }
 

@@ -6,6 +6,7 @@ pub mod buffers;
 pub mod context;
 pub mod kernels;
 pub mod probe;
+pub mod profile;
 pub mod step;
 
 use std::sync::Arc;
@@ -212,6 +213,14 @@ impl GpuBackend {
         let x = buffers::storage(&device, "batch", f32_bytes(batch * spec.inputs));
         let targets = buffers::storage(&device, "targets", f32_bytes(batch * spec.classes));
         let dims = spec.layer_dims();
+        let first_grad =
+            step::transposed_input_grad(batch, spec.inputs, dims[0].1, ctx.subgroups_of_8);
+        let xt_len = if first_grad.is_some() {
+            batch * spec.inputs
+        } else {
+            0
+        };
+        let xt = buffers::storage(&device, "batch transposed", f32_bytes(xt_len));
         let outputs: Vec<Buffer> = dims
             .iter()
             .map(|d| buffers::storage(&device, "activations", f32_bytes(batch * d.1)))
@@ -246,7 +255,8 @@ impl GpuBackend {
             bytemuck::bytes_of(&Shape {
                 features: spec.inputs as u32,
                 classes: spec.classes as u32,
-                _pad: [0; 2],
+                batch: batch as u32,
+                _pad: 0,
             }),
         );
         let last = dims.len() - 1;
@@ -260,6 +270,7 @@ impl GpuBackend {
                     whole(&x),
                     whole(&targets),
                     whole(&shape),
+                    whole(&xt),
                 ],
             ),
             xent: kernels.bind_group(
@@ -320,6 +331,10 @@ impl GpuBackend {
                 let grad_in_dims = dims_uniform(batch, fan_out, fan_in);
                 let (forward, grad_weights, grad_input) =
                     step::layer_variants(batch, fan_in, fan_out, l == last, ctx.subgroups_of_8);
+                let (grad_weights, grad_weights_input) = match first_grad {
+                    Some(variant) if l == 0 => (variant, &xt),
+                    _ => (grad_weights, input),
+                };
                 // Each form's C is (batch x fan_out), (fan_in x fan_out), (batch x fan_in).
                 let matmul = |variant, (m, n), resources: &[BindingResource]| Matmul {
                     pipeline: kernels.matmul(variant),
@@ -344,7 +359,7 @@ impl GpuBackend {
                         grad_weights,
                         (fan_in, fan_out),
                         &[
-                            whole(input),
+                            whole(grad_weights_input),
                             whole(&deltas[l]),
                             layout.binding(&grads, w),
                             // Unused by this variant; any storage buffer fits the slot.
@@ -390,6 +405,7 @@ impl GpuBackend {
             pipelines: Pipelines::new(
                 &kernels,
                 settings.loss == LossKind::Categorical,
+                first_grad.is_some(),
                 optimizer_rule(&settings.optimizer),
             ),
             layers,
@@ -448,28 +464,22 @@ impl GpuBackend {
                 report(metrics);
             }
         };
+        let dispatches = if training {
+            self.recorder.train_step(&source.bindings)
+        } else {
+            self.recorder.eval_step(&source.bindings)
+        };
         for start in (0..steps).step_by(window) {
             let range = start..(start + window).min(steps);
             let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
             {
                 let mut pass = encoder.begin_compute_pass(&Default::default());
                 for s in range.clone() {
-                    let offset = source.table.offset(s);
-                    self.counters.dispatches += if training {
-                        self.recorder.record_train(
-                            &mut pass,
-                            &source.bindings,
-                            &source.table.bind_group,
-                            offset,
-                        )
-                    } else {
-                        self.recorder.record_eval(
-                            &mut pass,
-                            &source.bindings,
-                            &source.table.bind_group,
-                            offset,
-                        )
-                    };
+                    pass.set_bind_group(1, &source.table.bind_group, &[source.table.offset(s)]);
+                    for dispatch in &dispatches {
+                        dispatch.record(&mut pass);
+                    }
+                    self.counters.dispatches += dispatches.len() as u64;
                 }
             }
             self.readback.record_copy(
@@ -561,5 +571,18 @@ impl Backend for GpuBackend {
 
     fn counters(&self) -> Counters {
         self.counters
+    }
+
+    fn profile_step(&mut self) -> Result<Option<super::Profile>, BackendError> {
+        // The training-set source in file order: its step table is always filled.
+        let source = &self.train_eval;
+        let dispatches = self.recorder.train_step(&source.bindings);
+        let profile = profile::time_dispatches(
+            &self.ctx,
+            &dispatches,
+            &source.table.bind_group,
+            source.table.offset(0),
+        )?;
+        Ok(Some(profile))
     }
 }

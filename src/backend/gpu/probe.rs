@@ -192,7 +192,8 @@ impl Probe {
         let shape = Shape {
             features: 0,
             classes: classes as u32,
-            _pad: [0; 2],
+            batch: rows as u32,
+            _pad: 0,
         };
         let logits_buf = self.storage("logits", logits);
         let labels = buffers::storage_with(device, "labels", &labels);
@@ -277,29 +278,35 @@ impl Probe {
         Ok(out)
     }
 
-    /// The normalised batch (and one-hot targets when asked) for `indices`.
+    /// The normalised batch for `indices` in buffers of `batch >= indices.len()`
+    /// rows: the batch, the one-hot targets (when asked) and the transposed batch
+    /// (features x batch, rows past the indices zero).
     pub fn gather(
         &self,
         data: &Dataset,
         indices: &[u32],
+        batch: usize,
         one_hot: bool,
-    ) -> Result<(Vec<f32>, Vec<f32>), GpuError> {
+    ) -> Result<(Vec<f32>, Vec<f32>, Vec<f32>), GpuError> {
         let device = &self.ctx.device;
         let rows = indices.len();
         let images = buffers::storage_with(device, "images", &buffers::pack_bytes(&data.images));
         let labels = buffers::storage_with(device, "labels", &buffers::pack_bytes(&data.labels));
         let order = buffers::storage_with(device, "order", bytemuck::cast_slice(indices));
-        let x_bytes = (4 * rows * data.features) as u64;
+        let x_bytes = (4 * batch * data.features) as u64;
         let x = buffers::storage(device, "x", x_bytes);
-        let targets = buffers::storage(device, "targets", (4 * rows * data.classes) as u64);
+        let xt = buffers::storage(device, "xt", x_bytes);
+        let targets_bytes = (4 * rows * data.classes) as u64;
+        let targets = buffers::storage(device, "targets", targets_bytes);
         let shape = Shape {
             features: data.features as u32,
             classes: data.classes as u32,
-            _pad: [0; 2],
+            batch: batch as u32,
+            _pad: 0,
         };
         let shape = buffers::uniform_with(device, "shape", bytemuck::bytes_of(&shape));
         let kernel = PreparedKernel {
-            pipeline: self.kernels.gather(one_hot),
+            pipeline: self.kernels.gather(one_hot, true),
             bind_group: self.kernels.bind_group(
                 &self.kernels.gather_layout,
                 &[
@@ -309,19 +316,21 @@ impl Probe {
                     whole(&x),
                     whole(&targets),
                     whole(&shape),
+                    whole(&xt),
                 ],
             ),
             table: self.one_step(rows),
             groups: (
                 data.features.div_ceil(LINEAR_WORKGROUP as usize) as u32,
-                rows as u32,
+                batch as u32,
                 1,
             ),
             output: x,
-            output_bytes: x_bytes,
+            output_bytes: (4 * rows * data.features) as u64,
         };
         let x = self.run(&kernel)?;
-        let targets = buffers::f32s(&self.read(&targets, (4 * rows * data.classes) as u64)?);
-        Ok((x, targets))
+        let targets = buffers::f32s(&self.read(&targets, targets_bytes)?);
+        let xt = buffers::f32s(&self.read(&xt, x_bytes)?);
+        Ok((x, targets, xt))
     }
 }

@@ -17,14 +17,36 @@ pub struct Pipelines {
 }
 
 impl Pipelines {
-    pub fn new(kernels: &Kernels, one_hot: bool, optimizer_rule: u32) -> Self {
+    pub fn new(
+        kernels: &Kernels,
+        one_hot: bool,
+        transposed_input: bool,
+        optimizer_rule: u32,
+    ) -> Self {
         Self {
-            gather: kernels.gather(one_hot),
+            gather: kernels.gather(one_hot, transposed_input),
             column_sums: kernels.column_sums(),
             xent_train: kernels.softmax_xent(one_hot, true),
             xent_eval: kernels.softmax_xent(one_hot, false),
             optimizer: kernels.optimizer(optimizer_rule),
         }
+    }
+}
+
+/// One kernel launch of a step: what `--profile` times and a pass records.
+pub struct Dispatch<'a> {
+    pub label: &'static str,
+    pub pipeline: &'a ComputePipeline,
+    pub bind_group: &'a BindGroup,
+    pub groups: (u32, u32, u32),
+}
+
+impl Dispatch<'_> {
+    pub fn record(&self, pass: &mut ComputePass) {
+        pass.set_pipeline(self.pipeline);
+        pass.set_bind_group(0, self.bind_group, &[]);
+        let (x, y, z) = self.groups;
+        pass.dispatch_workgroups(x, y, z);
     }
 }
 
@@ -36,11 +58,13 @@ pub struct Matmul {
 }
 
 impl Matmul {
-    fn record(&self, pass: &mut ComputePass) {
-        pass.set_pipeline(&self.pipeline);
-        pass.set_bind_group(0, &self.bind_group, &[]);
-        let (x, y, z) = self.groups;
-        pass.dispatch_workgroups(x, y, z);
+    fn dispatch(&self, label: &'static str) -> Dispatch<'_> {
+        Dispatch {
+            label,
+            pipeline: &self.pipeline,
+            bind_group: &self.bind_group,
+            groups: self.groups,
+        }
     }
 }
 
@@ -90,6 +114,27 @@ pub fn layer_variants(
     )
 }
 
+/// The first layer's weight gradient as a plain matmul of the transposed batch
+/// (`gather.wgsl` writes it, padded with zero rows to the full batch) when a
+/// vectorised kernel fits: Xᵀ·delta is then an NN product over a fixed K, which
+/// runs about twice as fast as the TN form on lavapipe.
+pub fn transposed_input_grad(
+    batch: usize,
+    fan_in: usize,
+    fan_out: usize,
+    subgroups_of_8: bool,
+) -> Option<MatmulVariant> {
+    let variant = MatmulVariant {
+        transpose_a: false,
+        transpose_b: false,
+        epilogue: Epilogue::None,
+        batch_dim: BatchDim::None,
+        kernel: MatmulKernel::Scalar,
+    }
+    .fastest_for(fan_in, batch, fan_out, subgroups_of_8);
+    (variant.kernel != MatmulKernel::Scalar).then_some(variant)
+}
+
 /// Pipelines and bind groups of one dense layer.
 pub struct LayerBindings {
     pub fan_in: u32,
@@ -122,59 +167,58 @@ fn blocks(n: u32, per: u32) -> u32 {
 }
 
 impl StepRecorder {
-    /// Gather, forward through every layer, and the loss; returns dispatches.
-    fn record_forward(&self, pass: &mut ComputePass, source: &SourceBindings, train: bool) -> u64 {
+    /// Gather, forward through every layer, and the loss.
+    fn forward<'a>(&'a self, source: &'a SourceBindings, train: bool, out: &mut Vec<Dispatch<'a>>) {
         let p = &self.pipelines;
-        pass.set_pipeline(&p.gather);
-        pass.set_bind_group(0, &source.gather, &[]);
-        pass.dispatch_workgroups(blocks(self.features, LINEAR_WORKGROUP), self.batch, 1);
-        for layer in &self.layers {
-            layer.forward.record(pass);
-        }
-        pass.set_pipeline(if train { &p.xent_train } else { &p.xent_eval });
-        pass.set_bind_group(0, &source.xent, &[]);
-        pass.dispatch_workgroups(1, 1, 1);
-        2 + self.layers.len() as u64
+        out.push(Dispatch {
+            label: "gather",
+            pipeline: &p.gather,
+            bind_group: &source.gather,
+            groups: (blocks(self.features, LINEAR_WORKGROUP), self.batch, 1),
+        });
+        out.extend(
+            self.layers
+                .iter()
+                .map(|layer| layer.forward.dispatch("matmul forward")),
+        );
+        out.push(Dispatch {
+            label: "softmax_xent",
+            pipeline: if train { &p.xent_train } else { &p.xent_eval },
+            bind_group: &source.xent,
+            groups: (1, 1, 1),
+        });
     }
 
-    /// Records step `offset` of a step table: forward, loss, backward and the
-    /// optimizer update. Returns the number of dispatches.
-    pub fn record_train(
-        &self,
-        pass: &mut ComputePass,
-        source: &SourceBindings,
-        steps: &BindGroup,
-        offset: u32,
-    ) -> u64 {
-        pass.set_bind_group(1, steps, &[offset]);
-        let mut dispatches = self.record_forward(pass, source, true);
+    /// The dispatches of a training step: forward, loss, backward, update.
+    pub fn train_step<'a>(&'a self, source: &'a SourceBindings) -> Vec<Dispatch<'a>> {
+        let mut out = Vec::new();
+        self.forward(source, true, &mut out);
         let p = &self.pipelines;
         for layer in self.layers.iter().rev() {
-            layer.grad_weights.record(pass);
-            pass.set_pipeline(&p.column_sums);
-            pass.set_bind_group(0, &layer.grad_bias, &[]);
-            pass.dispatch_workgroups(blocks(layer.fan_out, LINEAR_WORKGROUP), 1, 1);
-            dispatches += 2;
+            out.push(layer.grad_weights.dispatch("matmul grad weights"));
+            out.push(Dispatch {
+                label: "column_sums",
+                pipeline: &p.column_sums,
+                bind_group: &layer.grad_bias,
+                groups: (blocks(layer.fan_out, LINEAR_WORKGROUP), 1, 1),
+            });
             if let Some(grad_input) = &layer.grad_input {
-                grad_input.record(pass);
-                dispatches += 1;
+                out.push(grad_input.dispatch("matmul grad input"));
             }
         }
-        pass.set_pipeline(&p.optimizer);
-        pass.set_bind_group(0, &self.optimizer, &[]);
-        pass.dispatch_workgroups(self.optimizer_groups, 1, 1);
-        dispatches + 1
+        out.push(Dispatch {
+            label: "optimizer",
+            pipeline: &p.optimizer,
+            bind_group: &self.optimizer,
+            groups: (self.optimizer_groups, 1, 1),
+        });
+        out
     }
 
-    /// Records a forward-only step that fills the step's metric slot.
-    pub fn record_eval(
-        &self,
-        pass: &mut ComputePass,
-        source: &SourceBindings,
-        steps: &BindGroup,
-        offset: u32,
-    ) -> u64 {
-        pass.set_bind_group(1, steps, &[offset]);
-        self.record_forward(pass, source, false)
+    /// The dispatches of an evaluation step (forward and loss only).
+    pub fn eval_step<'a>(&'a self, source: &'a SourceBindings) -> Vec<Dispatch<'a>> {
+        let mut out = Vec::new();
+        self.forward(source, false, &mut out);
+        out
     }
 }

@@ -61,47 +61,83 @@ impl OptimizerSpec {
     }
 
     /// Applies one update to `param` given its gradient and state (`state_slots`
-    /// vectors of the same length); `t` is the 1-based step number.
-    pub fn apply(&self, t: u64, param: &mut [f32], grad: &[f32], state: &mut [Vec<f32>]) {
+    /// slices of the same length); `t` is the 1-based step number.
+    pub fn apply<S: AsMut<[f32]>>(&self, t: u64, param: &mut [f32], grad: &[f32], state: &mut [S]) {
         let lr = self.lr;
         match (self.kind, state) {
-            (OptimizerKind::Sgd, []) => {
-                for (w, g) in param.iter_mut().zip(grad) {
-                    *w -= lr * g;
-                }
-            }
-            (OptimizerKind::Sgd, [velocity]) => {
-                let m = self.momentum;
-                for ((w, g), v) in param.iter_mut().zip(grad).zip(velocity.iter_mut()) {
-                    *v = m * *v - lr * g;
-                    *w += if self.nesterov { m * *v - lr * g } else { *v };
-                }
-            }
+            (OptimizerKind::Sgd, []) => sgd(lr, param, grad),
+            (OptimizerKind::Sgd, [velocity]) => momentum(
+                lr,
+                self.momentum,
+                self.nesterov,
+                param,
+                grad,
+                velocity.as_mut(),
+            ),
             (OptimizerKind::Rmsprop, [avg_sq]) => {
-                let rho = self.rho;
-                for ((w, g), v) in param.iter_mut().zip(grad).zip(avg_sq.iter_mut()) {
-                    *v = rho * *v + (1.0 - rho) * g * g;
-                    *w -= lr * g / (*v + self.epsilon).sqrt();
-                }
+                rmsprop(lr, self.rho, self.epsilon, param, grad, avg_sq.as_mut())
             }
-            (OptimizerKind::Adam, [m1, m2]) => {
-                let step = self.adam_step_size(t);
-                let (b1, b2) = (self.beta1, self.beta2);
-                for (((w, g), m), v) in param
-                    .iter_mut()
-                    .zip(grad)
-                    .zip(m1.iter_mut())
-                    .zip(m2.iter_mut())
-                {
-                    *m += (g - *m) * (1.0 - b1);
-                    *v += (g * g - *v) * (1.0 - b2);
-                    *w -= step * *m / (v.sqrt() + self.epsilon);
-                }
-            }
+            (OptimizerKind::Adam, [m1, m2]) => adam(
+                self.adam_step_size(t),
+                self,
+                param,
+                grad,
+                m1.as_mut(),
+                m2.as_mut(),
+            ),
             (kind, state) => panic!(
                 "{kind:?} with {} state slots: state must come from state_slots()",
                 state.len()
             ),
         }
+    }
+}
+
+// The update loops, each compiled for the widest vector unit present.
+
+#[multiversion::multiversion(targets("x86_64+avx512f", "x86_64+avx2+fma", "aarch64+neon"))]
+fn sgd(lr: f32, param: &mut [f32], grad: &[f32]) {
+    for (w, g) in param.iter_mut().zip(grad) {
+        *w -= lr * g;
+    }
+}
+
+#[multiversion::multiversion(targets("x86_64+avx512f", "x86_64+avx2+fma", "aarch64+neon"))]
+fn momentum(
+    lr: f32,
+    m: f32,
+    nesterov: bool,
+    param: &mut [f32],
+    grad: &[f32],
+    velocity: &mut [f32],
+) {
+    for ((w, g), v) in param.iter_mut().zip(grad).zip(velocity) {
+        *v = m * *v - lr * g;
+        *w += if nesterov { m * *v - lr * g } else { *v };
+    }
+}
+
+#[multiversion::multiversion(targets("x86_64+avx512f", "x86_64+avx2+fma", "aarch64+neon"))]
+fn rmsprop(lr: f32, rho: f32, epsilon: f32, param: &mut [f32], grad: &[f32], avg_sq: &mut [f32]) {
+    for ((w, g), v) in param.iter_mut().zip(grad).zip(avg_sq) {
+        *v = rho * *v + (1.0 - rho) * g * g;
+        *w -= lr * g / (*v + epsilon).sqrt();
+    }
+}
+
+#[multiversion::multiversion(targets("x86_64+avx512f", "x86_64+avx2+fma", "aarch64+neon"))]
+fn adam(
+    step: f32,
+    spec: &OptimizerSpec,
+    param: &mut [f32],
+    grad: &[f32],
+    m1: &mut [f32],
+    m2: &mut [f32],
+) {
+    let (b1, b2, eps) = (spec.beta1, spec.beta2, spec.epsilon);
+    for (((w, g), m), v) in param.iter_mut().zip(grad).zip(m1).zip(m2) {
+        *m += (g - *m) * (1.0 - b1);
+        *v += (g * g - *v) * (1.0 - b2);
+        *w -= step * *m / (v.sqrt() + eps);
     }
 }

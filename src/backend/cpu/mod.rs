@@ -1,10 +1,12 @@
 //! The reference backend: the book's math on ndarray, buffers allocated once.
 
 pub mod ops;
+pub mod sparse;
 
 use std::sync::Arc;
 
 use ndarray::{s, Array2, ArrayViewMut2};
+use rayon::prelude::*;
 
 use super::{check_same_shape, Backend, BackendError, Counters, Metrics, Split, TrainSettings};
 use crate::data::{Dataset, Mnist};
@@ -21,6 +23,10 @@ struct Workspace {
     deltas: Vec<Array2<f32>>,
     one_hot: Array2<f32>,
     labels: Vec<u8>,
+    /// The batch's nonzero pixels, and whether the first layer uses them
+    /// (instead of `input`) for this batch.
+    sparse: sparse::SparseBatch,
+    sparse_input: bool,
 }
 
 impl Workspace {
@@ -33,6 +39,8 @@ impl Workspace {
             deltas: widths.iter().map(|&w| Array2::zeros((rows, w))).collect(),
             one_hot: Array2::zeros((rows, *widths.last().unwrap())),
             labels: Vec::with_capacity(rows),
+            sparse: sparse::SparseBatch::default(),
+            sparse_input: false,
         }
     }
 
@@ -53,6 +61,9 @@ pub struct CpuBackend {
     eval_ws: Option<Workspace>,
     counters: Counters,
 }
+
+/// Parameters per parallel optimizer task: large enough to amortise the task.
+const UPDATE_CHUNK: usize = 1 << 15;
 
 /// Rows evaluated at once: large enough for efficient matmuls, small in memory.
 const EVAL_CHUNK: usize = 1000;
@@ -87,9 +98,23 @@ impl CpuBackend {
         grad_scale: f32,
     ) -> (f64, u64) {
         let b = indices.len();
-        ops::gather_batch(data, indices, ws.input.slice_mut(s![..b, ..]));
+        ws.sparse.gather(data, indices);
+        ws.sparse_input = ws.sparse.density() <= sparse::MAX_DENSITY;
+        if !ws.sparse_input {
+            ops::gather_batch(data, indices, ws.input.slice_mut(s![..b, ..]));
+        }
         let last = params.layers.len() - 1;
         for (l, layer) in params.layers.iter().enumerate() {
+            if l == 0 && ws.sparse_input {
+                sparse::forward(
+                    &ws.sparse,
+                    layer.weights.view(),
+                    layer.bias.as_slice().unwrap(),
+                    l != last,
+                    ws.outputs[0].slice_mut(s![..b, ..]),
+                );
+                continue;
+            }
             let (before, rest) = ws.outputs.split_at_mut(l);
             let x = if l == 0 {
                 ws.input.slice(s![..b, ..])
@@ -146,7 +171,11 @@ impl CpuBackend {
             };
             let delta = ws.deltas[l].slice(s![..b, ..]);
             let (gw, gb) = grad_pair(&mut self.grads, l, layer.weights.dim());
-            ops::matmul(x.t(), delta, gw);
+            if l == 0 && ws.sparse_input {
+                sparse::grad_weights(&ws.sparse, delta, gw);
+            } else {
+                ops::matmul(x.t(), delta, gw);
+            }
             ops::column_sums(delta, gb.into());
             if l > 0 {
                 let (below, here) = ws.deltas.split_at_mut(l);
@@ -181,7 +210,23 @@ impl CpuBackend {
             .zip(&self.grads)
             .zip(&mut self.optimizer_state)
         {
-            optimizer.apply(t, param, grad, state);
+            // Element-wise, so chunks update in parallel.
+            let chunks = param
+                .par_chunks_mut(UPDATE_CHUNK)
+                .zip(grad.par_chunks(UPDATE_CHUNK));
+            match state.as_mut_slice() {
+                [] => {
+                    chunks.for_each(|(p, g)| optimizer.apply(t, p, g, &mut [] as &mut [&mut [f32]]))
+                }
+                [a] => chunks
+                    .zip(a.par_chunks_mut(UPDATE_CHUNK))
+                    .for_each(|((p, g), a)| optimizer.apply(t, p, g, &mut [a])),
+                [a, b] => chunks
+                    .zip(a.par_chunks_mut(UPDATE_CHUNK))
+                    .zip(b.par_chunks_mut(UPDATE_CHUNK))
+                    .for_each(|(((p, g), a), b)| optimizer.apply(t, p, g, &mut [a, b])),
+                more => unreachable!("no optimizer keeps {} state vectors", more.len()),
+            }
         }
         (loss_sum, correct)
     }

@@ -41,11 +41,10 @@ pub fn matmul(a: ArrayView2<f32>, b: ArrayView2<f32>, mut c: ArrayViewMut2<f32>)
 /// Multiplies the gradient by relu's derivative, read from the layer's output
 /// (`relu(z) > 0` exactly where `z > 0`).
 pub fn relu_backward(mut grad: ArrayViewMut2<f32>, activation: ArrayView2<f32>) {
-    Zip::from(&mut grad).and(&activation).for_each(|g, &a| {
-        if a <= 0.0 {
-            *g = 0.0;
-        }
-    });
+    // A select rather than a branch, so the loop vectorises.
+    Zip::from(&mut grad)
+        .and(&activation)
+        .for_each(|g, &a| *g = if a > 0.0 { *g } else { 0.0 });
 }
 
 /// Column sums of `grad` into `out` (the bias gradient).

@@ -145,7 +145,8 @@ pub struct Hyper {
     pub beta1: f32,
     pub beta2: f32,
     pub epsilon: f32,
-    pub count: u32,
+    /// Parameters / 4: the kernel updates a vec4 at a time.
+    pub count4: u32,
     pub steps_before: u32,
 }
 

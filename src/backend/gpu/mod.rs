@@ -61,7 +61,8 @@ pub struct ParamLayout {
 
 impl ParamLayout {
     pub fn new(spec: &ModelSpec, align_bytes: u64) -> Self {
-        let align = (align_bytes / 4).max(1);
+        // At least 4 floats, so the optimizer's vec4s never straddle tensors.
+        let align = (align_bytes / 4).max(4);
         let mut offsets = Vec::new();
         let mut lens = Vec::new();
         let mut at = 0u64;
@@ -117,7 +118,9 @@ pub fn optimizer_rule(spec: &OptimizerSpec) -> u32 {
     }
 }
 
+/// The optimizer's uniforms for `count` parameters (a multiple of 4).
 pub fn hyper(spec: &OptimizerSpec, count: u64, steps_before: u64) -> Hyper {
+    debug_assert_eq!(count % 4, 0, "the optimizer kernel updates vec4s");
     Hyper {
         lr: spec.lr,
         momentum: spec.momentum,
@@ -125,7 +128,7 @@ pub fn hyper(spec: &OptimizerSpec, count: u64, steps_before: u64) -> Hyper {
         beta1: spec.beta1,
         beta2: spec.beta2,
         epsilon: spec.epsilon,
-        count: count as u32,
+        count4: (count / 4) as u32,
         steps_before: steps_before as u32,
     }
 }
@@ -412,7 +415,7 @@ impl GpuBackend {
             optimizer,
             batch: batch as u32,
             features: spec.inputs as u32,
-            optimizer_groups: (layout.total.div_ceil(LINEAR_WORKGROUP as u64) as u32)
+            optimizer_groups: ((layout.total / 4).div_ceil(LINEAR_WORKGROUP as u64) as u32)
                 .clamp(1, ctx.limits.max_compute_workgroups_per_dimension),
         };
         Ok(Self {

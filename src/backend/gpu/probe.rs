@@ -238,16 +238,23 @@ impl Probe {
     ) -> Result<Vec<f32>, GpuError> {
         let device = &self.ctx.device;
         let n = params.len();
-        let params_buf = self.storage("params", params);
-        let grads = self.storage("grads", grads);
-        let empty = [0.0f32; 4];
-        let slot = |i: usize| self.storage("state", state.get(i).map_or(&empty[..], |v| &v[..]));
+        // The kernel works in vec4s: pad with zeros (which stay zero).
+        let count = n.next_multiple_of(4);
+        let padded = |values: &[f32]| {
+            let mut v = values.to_vec();
+            v.resize(count, 0.0);
+            v
+        };
+        let params_buf = self.storage("params", &padded(params));
+        let grads = self.storage("grads", &padded(grads));
+        let slot =
+            |i: usize| self.storage("state", &padded(state.get(i).map_or(&[][..], |v| &v[..])));
         let (s1, s2) = (slot(0), slot(1));
         // The probe's step table has slot 0, so steps_before = t - 1 gives step t.
         let hyper = buffers::uniform_with(
             device,
             "hyper",
-            bytemuck::bytes_of(&hyper(spec, n as u64, t - 1)),
+            bytemuck::bytes_of(&hyper(spec, count as u64, t - 1)),
         );
         let kernel = PreparedKernel {
             pipeline: self.kernels.optimizer(optimizer_rule(spec)),
@@ -263,7 +270,7 @@ impl Probe {
             ),
             table: self.one_step(1),
             groups: (
-                (n.div_ceil(LINEAR_WORKGROUP as usize) as u32).clamp(1, 1024),
+                ((count / 4).div_ceil(LINEAR_WORKGROUP as usize) as u32).clamp(1, 1024),
                 1,
                 1,
             ),

@@ -38,13 +38,31 @@ fn loss_f64(params: &[Vec<f64>], spec: &ModelSpec, data: &Dataset) -> f64 {
     total / data.len as f64
 }
 
+/// Random pixels (the dense first-layer path) or 70% zeros (the sparse path).
+fn data(sparse: bool) -> Dataset {
+    let mut train = common::synthetic(6, 12, 7);
+    if sparse {
+        train
+            .images
+            .iter_mut()
+            .enumerate()
+            .filter(|(i, _)| i % 10 < 7)
+            .for_each(|(_, p)| *p = 0);
+    }
+    train
+}
+
 fn check(loss: LossKind) {
+    check_on(loss, data(false));
+    check_on(loss, data(true));
+}
+
+fn check_on(loss: LossKind, train: Dataset) {
     let spec = ModelSpec {
         inputs: 12,
         hidden: vec![7, 5],
         classes: 10,
     };
-    let train = common::synthetic(6, 12, 7);
     let data = Arc::new(Mnist {
         test: train.clone(),
         train: train.clone(),

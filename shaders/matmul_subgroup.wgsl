@@ -53,6 +53,11 @@ fn main(
     let row0 = (wg.y * SUBGROUPS + subgroup) * ROWS;
     let col4 = wg.x * 8u + lane;
     let col = min(col4, n4 - 1u);
+    // A subgroup entirely below C has nothing to do; the test is the same for
+    // all its lanes, so the broadcasts below still see every lane.
+    if row0 >= m {
+        return;
+    }
 
     var acc: array<vec4<f32>, 16>;
     for (var i = 0u; i < 16u; i++) {

@@ -18,7 +18,7 @@ fn values(n: usize, seed: u32) -> Vec<f32> {
         .collect()
 }
 
-/// (name, variant, m, k, n): the three matmul forms of a training step.
+/// (name, variant, m, k, n): the matmul forms of a training step.
 fn forms() -> Vec<(&'static str, MatmulVariant, usize, usize, usize)> {
     let v = |transpose_a, transpose_b, epilogue, batch_dim| MatmulVariant {
         transpose_a,
@@ -45,6 +45,14 @@ fn forms() -> Vec<(&'static str, MatmulVariant, usize, usize, usize)> {
         (
             "grad_weights_784x128x512",
             v(true, false, Epilogue::None, BatchDim::K),
+            784,
+            128,
+            512,
+        ),
+        // The first layer's form in training: the transposed batch times delta.
+        (
+            "grad_weights_from_xt_784x128x512",
+            v(false, false, Epilogue::None, BatchDim::None),
             784,
             128,
             512,

@@ -4,7 +4,7 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use gpu_mnist::backend::cpu::ops;
-use gpu_mnist::backend::gpu::kernels::{BatchDim, Epilogue, MatmulKernel, MatmulVariant};
+use gpu_mnist::backend::gpu::kernels::{BatchDim, Epilogue, MatmulVariant};
 use gpu_mnist::backend::gpu::probe::{Probe, ProbeTargets};
 use gpu_mnist::backend::gpu::GpuContext;
 use gpu_mnist::optim::{OptimizerKind, OptimizerSpec};
@@ -20,13 +20,7 @@ fn values(n: usize, seed: u32) -> Vec<f32> {
 
 /// (name, variant, m, k, n): the matmul forms of a training step.
 fn forms() -> Vec<(&'static str, MatmulVariant, usize, usize, usize)> {
-    let v = |transpose_a, transpose_b, epilogue, batch_dim| MatmulVariant {
-        transpose_a,
-        transpose_b,
-        epilogue,
-        batch_dim,
-        kernel: MatmulKernel::Scalar,
-    };
+    let v = MatmulVariant::new;
     vec![
         (
             "forward_128x784x512",

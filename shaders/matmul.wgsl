@@ -3,43 +3,20 @@
 // multiply-adds. Edge tiles clamp their load indices into range (valid memory,
 // discarded results) and mask their stores, so any shape is correct.
 
-// A is stored K x M (we multiply by its transpose) instead of M x K.
-override TRANSPOSE_A: bool = false;
-// B is stored N x K instead of K x N.
-override TRANSPOSE_B: bool = false;
-// 0: C = AB; 1: C = AB + bias; 2: C = relu(AB + bias);
-// 3: C = AB * relu'(mask), mask being the relu output of the same shape (backward).
-override EPILOGUE: u32 = 0u;
-// Which dimension is the batch and takes the step's row count: 0 none, 1 M, 2 K.
-override BATCH_DIM: u32 = 0u;
-
-struct Dims {
-    m: u32,
-    k: u32,
-    n: u32,
-    _pad: u32,
-}
-
 @group(0) @binding(0) var<storage, read> a: array<f32>;
 @group(0) @binding(1) var<storage, read> b: array<f32>;
 @group(0) @binding(2) var<storage, read_write> c: array<f32>;
 // The bias (epilogues 1 and 2) or the relu mask (epilogue 3).
 @group(0) @binding(3) var<storage, read> extra: array<f32>;
-@group(0) @binding(4) var<uniform> dims: Dims;
 
 const TILE_M: u32 = 4u;
 const TILE_N: u32 = 4u;
 
 @compute @workgroup_size(8, 8, 1)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-    var m = dims.m;
-    var k = dims.k;
-    if BATCH_DIM == 1u {
-        m = step.rows;
-    }
-    if BATCH_DIM == 2u {
-        k = step.rows;
-    }
+    let mk = step_mk();
+    let m = mk.x;
+    let k = mk.y;
     let n = dims.n;
     let m0 = gid.y * TILE_M;
     let n0 = gid.x * TILE_N;

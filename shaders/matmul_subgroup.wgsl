@@ -8,24 +8,10 @@
 //
 // Requirements as matmul_vec4.wgsl (not TRANSPOSE_B), plus a subgroup size of 8.
 
-override TRANSPOSE_A: bool = false;
-// Declared for the host's common constants; this kernel requires it false.
-override TRANSPOSE_B: bool = false;
-override EPILOGUE: u32 = 0u;
-override BATCH_DIM: u32 = 0u;
-
-struct Dims {
-    m: u32,
-    k: u32,
-    n: u32,
-    _pad: u32,
-}
-
 @group(0) @binding(0) var<storage, read> a: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read> b: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> c: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read> extra: array<vec4<f32>>;
-@group(0) @binding(4) var<uniform> dims: Dims;
 
 // Rows of C per subgroup; each lane owns one vec4 of columns.
 const ROWS: u32 = 16u;
@@ -41,14 +27,9 @@ fn main(
     @builtin(subgroup_invocation_id) lane: u32,
     @builtin(subgroup_id) subgroup: u32,
 ) {
-    var m = dims.m;
-    var k = dims.k;
-    if BATCH_DIM == 1u {
-        m = step.rows;
-    }
-    if BATCH_DIM == 2u {
-        k = step.rows;
-    }
+    let mk = step_mk();
+    let m = mk.x;
+    let k = mk.y;
     let n4 = dims.n / 4u;
     let row0 = (wg.y * SUBGROUPS + subgroup) * ROWS;
     let col4 = wg.x * 8u + lane;

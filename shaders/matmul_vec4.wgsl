@@ -10,38 +10,18 @@
 // operands transposed. The batch dimension is never the vectorised one, so a
 // partial last batch is fine. Edge blocks clamp their loads and mask their stores.
 
-override TRANSPOSE_A: bool = false;
-override TRANSPOSE_B: bool = false;
-// As in matmul.wgsl: 0 none, 1 bias, 2 bias + relu, 3 times relu'(mask).
-override EPILOGUE: u32 = 0u;
-// 0 none, 1: M is the step's row count, 2: K is.
-override BATCH_DIM: u32 = 0u;
-
-struct Dims {
-    m: u32,
-    k: u32,
-    n: u32,
-    _pad: u32,
-}
-
 @group(0) @binding(0) var<storage, read> a: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read> b: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> c: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read> extra: array<vec4<f32>>;
-@group(0) @binding(4) var<uniform> dims: Dims;
 
 const ROWS: u32 = 8u;
 
 @compute @workgroup_size(8, 8, 1)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-    var m = dims.m;
-    var k = dims.k;
-    if BATCH_DIM == 1u {
-        m = step.rows;
-    }
-    if BATCH_DIM == 2u {
-        k = step.rows;
-    }
+    let mk = step_mk();
+    let m = mk.x;
+    let k = mk.y;
     let n4 = dims.n / 4u;
     // This invocation's columns: two vec4s, the second clamped into range.
     let col_a = gid.x * 2u;

@@ -32,17 +32,6 @@ pub fn peak_rss_mib() -> Option<f64> {
     Some(kib / 1024.0)
 }
 
-fn counters_since(before: Counters, after: Counters) -> Counters {
-    Counters {
-        steps: after.steps - before.steps,
-        dispatches: after.dispatches - before.dispatches,
-        submits: after.submits - before.submits,
-        blocking_syncs: after.blocking_syncs - before.blocking_syncs,
-        bytes_to_device: after.bytes_to_device - before.bytes_to_device,
-        bytes_from_device: after.bytes_from_device - before.bytes_from_device,
-    }
-}
-
 /// Trains `steps` steps of a shuffled epoch (after one warm-up step) and
 /// measures them; `steps` is capped at one epoch.
 pub fn run(
@@ -63,7 +52,7 @@ pub fn run(
     let start = Instant::now();
     let metrics = backend.train_epoch(&order[..samples], &mut |_| {})?;
     let seconds = start.elapsed().as_secs_f64();
-    let counters = counters_since(before, backend.counters());
+    let counters = backend.counters().since(&before);
     let profile = if profile {
         backend.profile_step()?
     } else {

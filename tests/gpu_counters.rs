@@ -7,22 +7,11 @@ mod common;
 use std::sync::Arc;
 
 use gpu_mnist::backend::gpu::GpuBackend;
-use gpu_mnist::backend::{Backend, Counters, Split, TrainSettings};
+use gpu_mnist::backend::{Backend, Split, TrainSettings};
 use gpu_mnist::data::Mnist;
 use gpu_mnist::loss::LossKind;
 use gpu_mnist::model::{Init, ModelSpec, Params};
 use gpu_mnist::optim::{OptimizerKind, OptimizerSpec};
-
-fn delta(a: Counters, b: Counters) -> Counters {
-    Counters {
-        steps: b.steps - a.steps,
-        dispatches: b.dispatches - a.dispatches,
-        submits: b.submits - a.submits,
-        blocking_syncs: b.blocking_syncs - a.blocking_syncs,
-        bytes_to_device: b.bytes_to_device - a.bytes_to_device,
-        bytes_from_device: b.bytes_from_device - a.bytes_from_device,
-    }
-}
 
 #[test]
 fn epochs_move_only_the_permutation_and_sync_once_per_report() {
@@ -52,10 +41,10 @@ fn epochs_move_only_the_permutation_and_sync_once_per_report() {
     let order: Vec<u32> = (0..n as u32).rev().collect();
     let mut reports = 0;
     gpu.train_epoch(&order, &mut |_| reports += 1).unwrap();
-    let first = delta(loaded, gpu.counters());
+    let first = gpu.counters().since(&loaded);
     let after_first = gpu.counters();
     gpu.train_epoch(&order, &mut |_| {}).unwrap();
-    let second = delta(after_first, gpu.counters());
+    let second = gpu.counters().since(&after_first);
 
     for epoch in [first, second] {
         assert_eq!(epoch.steps, 100);
@@ -86,7 +75,7 @@ fn epochs_move_only_the_permutation_and_sync_once_per_report() {
 
     let before = gpu.counters();
     let test = gpu.evaluate(Split::Test).unwrap();
-    let eval = delta(before, gpu.counters());
+    let eval = gpu.counters().since(&before);
     assert_eq!(test.samples, 10_000);
     assert_eq!(
         (eval.submits, eval.blocking_syncs, eval.bytes_to_device),

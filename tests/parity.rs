@@ -94,21 +94,6 @@ const SHAPES: [(usize, usize, usize); 8] = [
     (128, 512, 10),
 ];
 
-fn variant(
-    transpose_a: bool,
-    transpose_b: bool,
-    epilogue: Epilogue,
-    batch_dim: BatchDim,
-) -> MatmulVariant {
-    MatmulVariant {
-        transpose_a,
-        transpose_b,
-        epilogue,
-        batch_dim,
-        kernel: MatmulKernel::Scalar,
-    }
-}
-
 /// Checks the scalar kernel and, where the shape allows them, the vec4 kernel
 /// and (on devices with 8-lane subgroups) the subgroup kernel; returns how many
 /// vectorised kernels were checked.
@@ -131,7 +116,7 @@ fn matmul_forward_forms_match_cpu() {
     let mut vec4_checked = 0;
     for (i, &(m, k, n)) in SHAPES.iter().enumerate() {
         for epilogue in [Epilogue::None, Epilogue::Bias, Epilogue::BiasRelu] {
-            let v = variant(false, false, epilogue, BatchDim::M);
+            let v = MatmulVariant::new(false, false, epilogue, BatchDim::M);
             vec4_checked += check_all(&probe, v, m, k, n, i as u64);
         }
     }
@@ -146,12 +131,12 @@ fn matmul_transposed_forms_match_cpu() {
     for (i, &(m, k, n)) in SHAPES.iter().enumerate() {
         let seed = i as u64;
         // dW = Xᵀ·delta: A transposed, the batch is K.
-        let grad_weights = variant(true, false, Epilogue::None, BatchDim::K);
+        let grad_weights = MatmulVariant::new(true, false, Epilogue::None, BatchDim::K);
         vec4_checked += check_all(&probe, grad_weights, m, k, n, 10 + seed);
         // delta·Wᵀ fused with relu's derivative.
-        let grad_input = variant(false, true, Epilogue::ReluMask, BatchDim::M);
+        let grad_input = MatmulVariant::new(false, true, Epilogue::ReluMask, BatchDim::M);
         vec4_checked += check_all(&probe, grad_input, m, k, n, 20 + seed);
-        let both = variant(true, true, Epilogue::None, BatchDim::None);
+        let both = MatmulVariant::new(true, true, Epilogue::None, BatchDim::None);
         vec4_checked += check_all(&probe, both, m, k, n, 30 + seed);
     }
     assert_eq!(vec4_checked, 6, "three shapes in each of two vec4 forms");
@@ -294,7 +279,8 @@ fn gather_matches_cpu() {
     let data = common::synthetic(50, 13, 9);
     let indices = [49u32, 0, 7, 7, 31];
     // Buffers of 8 rows for a step of 5: the transposed copy is zero-padded.
-    let (x, targets, xt) = probe.gather(&data, &indices, 8, true).unwrap();
+    let gpu_mnist::backend::gpu::probe::GatheredBatch { x, targets, xt } =
+        probe.gather(&data, &indices, 8, true).unwrap();
     let mut expected = Array2::zeros((8, 13));
     ops::gather_batch(&data, &indices, expected.slice_mut(ndarray::s![..5, ..]));
     assert_eq!(

@@ -60,6 +60,20 @@ pub struct Profile {
     pub kernels: Vec<KernelTime>,
 }
 
+impl Counters {
+    /// What was counted between `earlier` and `self`.
+    pub fn since(&self, earlier: &Counters) -> Counters {
+        Counters {
+            steps: self.steps - earlier.steps,
+            dispatches: self.dispatches - earlier.dispatches,
+            submits: self.submits - earlier.submits,
+            blocking_syncs: self.blocking_syncs - earlier.blocking_syncs,
+            bytes_to_device: self.bytes_to_device - earlier.bytes_to_device,
+            bytes_from_device: self.bytes_from_device - earlier.bytes_from_device,
+        }
+    }
+}
+
 /// Settings shared by all backends.
 #[derive(Debug, Clone, Copy)]
 pub struct TrainSettings {

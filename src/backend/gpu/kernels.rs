@@ -6,12 +6,13 @@ use std::sync::Mutex;
 
 use wgpu::{BindGroupLayout, BindingResource, Buffer, ComputePipeline, Device, ShaderModule};
 
-/// Every kernel source is prefixed with `step.wgsl`, the per-step uniform.
+/// Every kernel source is prefixed with `step.wgsl`, the per-step uniform, and
+/// the matmul kernels also with `matmul_common.wgsl`.
 macro_rules! kernel_source {
-    ($file:literal) => {
+    ($($file:literal),+) => {
         concat!(
             include_str!("../../../shaders/step.wgsl"),
-            include_str!(concat!("../../../shaders/", $file))
+            $(include_str!(concat!("../../../shaders/", $file))),+
         )
     };
 }
@@ -54,6 +55,22 @@ pub struct MatmulVariant {
 }
 
 impl MatmulVariant {
+    /// A form on the scalar kernel (any shape); see [`Self::fastest_for`].
+    pub fn new(
+        transpose_a: bool,
+        transpose_b: bool,
+        epilogue: Epilogue,
+        batch_dim: BatchDim,
+    ) -> Self {
+        Self {
+            transpose_a,
+            transpose_b,
+            epilogue,
+            batch_dim,
+            kernel: MatmulKernel::Scalar,
+        }
+    }
+
     /// Whether the vec4 kernels compute this form for an `m x k x n` problem:
     /// the dimensions they load four at a time must be multiples of 4, and never
     /// the batch dimension, whose size changes with the last batch.
@@ -63,14 +80,10 @@ impl MatmulVariant {
             BatchDim::M => self.transpose_a,
             BatchDim::K => !self.transpose_a,
         };
-        !(self.transpose_a && self.transpose_b)
-            && !vector_dim_is_batch
-            && n % 4 == 0
-            && if self.transpose_a {
-                m % 4 == 0
-            } else {
-                k % 4 == 0
-            }
+        let vector_dim = if self.transpose_a { m } else { k };
+        !(vector_dim_is_batch || self.transpose_a && self.transpose_b)
+            && n.is_multiple_of(4)
+            && vector_dim.is_multiple_of(4)
     }
 
     /// This form with the fastest kernel that fits the shape; `subgroups_of_8`
@@ -242,10 +255,20 @@ impl Kernels {
                 "optimizer",
                 &[ReadWrite, Read, ReadWrite, ReadWrite, Uniform],
             ),
-            matmul: module("matmul", kernel_source!("matmul.wgsl")),
-            matmul_vec4: module("matmul_vec4", kernel_source!("matmul_vec4.wgsl")),
-            matmul_subgroup: subgroups
-                .then(|| module("matmul_subgroup", kernel_source!("matmul_subgroup.wgsl"))),
+            matmul: module(
+                "matmul",
+                kernel_source!("matmul_common.wgsl", "matmul.wgsl"),
+            ),
+            matmul_vec4: module(
+                "matmul_vec4",
+                kernel_source!("matmul_common.wgsl", "matmul_vec4.wgsl"),
+            ),
+            matmul_subgroup: subgroups.then(|| {
+                module(
+                    "matmul_subgroup",
+                    kernel_source!("matmul_common.wgsl", "matmul_subgroup.wgsl"),
+                )
+            }),
             matmuls: Mutex::default(),
             gather: module("gather", kernel_source!("gather.wgsl")),
             xent: module("softmax_xent", kernel_source!("softmax_xent.wgsl")),

@@ -19,6 +19,16 @@ pub enum ProbeTargets<'a> {
     Dense(&'a [f32]),
 }
 
+/// What [`Probe::gather`] returns.
+pub struct GatheredBatch {
+    /// `rows x features` pixels / 255.
+    pub x: Vec<f32>,
+    /// `rows x classes` one-hot targets (zeros unless asked for).
+    pub targets: Vec<f32>,
+    /// `features x batch`: the transposed batch, zero past the rows.
+    pub xt: Vec<f32>,
+}
+
 /// A kernel with its inputs on the device, ready to be dispatched repeatedly.
 pub struct PreparedKernel {
     pipeline: ComputePipeline,
@@ -294,7 +304,7 @@ impl Probe {
         indices: &[u32],
         batch: usize,
         one_hot: bool,
-    ) -> Result<(Vec<f32>, Vec<f32>, Vec<f32>), GpuError> {
+    ) -> Result<GatheredBatch, GpuError> {
         let device = &self.ctx.device;
         let rows = indices.len();
         let images = buffers::storage_with(device, "images", &buffers::pack_bytes(&data.images));
@@ -338,6 +348,6 @@ impl Probe {
         let x = self.run(&kernel)?;
         let targets = buffers::f32s(&self.read(&targets, targets_bytes)?);
         let xt = buffers::f32s(&self.read(&xt, x_bytes)?);
-        Ok((x, targets, xt))
+        Ok(GatheredBatch { x, targets, xt })
     }
 }

@@ -77,13 +77,7 @@ pub fn layer_variants(
     output_layer: bool,
     subgroups_of_8: bool,
 ) -> (MatmulVariant, MatmulVariant, MatmulVariant) {
-    let v = |transpose_a, transpose_b, epilogue, batch_dim| MatmulVariant {
-        transpose_a,
-        transpose_b,
-        epilogue,
-        batch_dim,
-        kernel: MatmulKernel::Scalar,
-    };
+    let v = MatmulVariant::new;
     let activation = if output_layer {
         Epilogue::Bias
     } else {
@@ -124,14 +118,12 @@ pub fn transposed_input_grad(
     fan_out: usize,
     subgroups_of_8: bool,
 ) -> Option<MatmulVariant> {
-    let variant = MatmulVariant {
-        transpose_a: false,
-        transpose_b: false,
-        epilogue: Epilogue::None,
-        batch_dim: BatchDim::None,
-        kernel: MatmulKernel::Scalar,
-    }
-    .fastest_for(fan_in, batch, fan_out, subgroups_of_8);
+    let variant = MatmulVariant::new(false, false, Epilogue::None, BatchDim::None).fastest_for(
+        fan_in,
+        batch,
+        fan_out,
+        subgroups_of_8,
+    );
     (variant.kernel != MatmulKernel::Scalar).then_some(variant)
 }
 

@@ -2,7 +2,35 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// Mesa's Vulkan loader complains on stderr when `XDG_RUNTIME_DIR` is unset (as
+/// on headless machines and in CI); point it at a private directory then.
+fn ensure_runtime_dir() {
+    if std::env::var_os("XDG_RUNTIME_DIR").is_some() {
+        return;
+    }
+    let dir = std::env::temp_dir().join("gpu-mnist-runtime");
+    if std::fs::create_dir_all(&dir).is_ok() && private(&dir) {
+        // Single-threaded here, before anything reads the environment.
+        std::env::set_var("XDG_RUNTIME_DIR", &dir);
+    }
+}
+
+/// Makes `dir` accessible to its owner only (the loader wants 0700).
+fn private(dir: &std::path::Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).is_ok()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        true
+    }
+}
+
 fn main() -> ExitCode {
+    ensure_runtime_dir();
     env_logger::Builder::from_env(
         env_logger::Env::default().default_filter_or("warn,wgpu_hal=off"),
     )

@@ -39,7 +39,8 @@ pub enum GpuError {
     #[error("the adapter refused to open a device: {0}")]
     RequestDevice(String),
     #[error(
-        "{what} needs {bytes} bytes in one storage buffer, above this adapter's limit of {limit}"
+        "{what}: {bytes} bytes in one storage buffer, above this adapter's limit of {limit} \
+         (use a smaller --hidden or --batch-size, or --backend cpu)"
     )]
     TooLarge {
         what: String,

@@ -7,11 +7,10 @@
 // opened with the subgroup feature, and rejects the directive.)
 //
 // Requirements as matmul_vec4.wgsl (not TRANSPOSE_B), plus a subgroup size of 8.
-
-@group(0) @binding(0) var<storage, read> a: array<vec4<f32>>;
-@group(0) @binding(1) var<storage, read> b: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read_write> c: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> extra: array<vec4<f32>>;
+//
+// The host prepends the bindings: matmul_subgroup_buffer.wgsl (B in a storage
+// buffer) or matmul_subgroup_texture.wgsl (B in a texture, whose loads lavapipe
+// vectorises), each defining `load_b(kk, col4)`: op(B)[kk, 4 col4 .. 4 col4 + 4].
 
 // Rows of C per subgroup; each lane owns one vec4 of columns.
 const ROWS: u32 = 16u;
@@ -51,7 +50,7 @@ fn main(
         let a_idx = min(row0 / 4u + lane % 4u, m4 - 1u);
         for (var kk = 0u; kk < k; kk++) {
             let av = a[kk * m4 + a_idx];
-            let bv = b[kk * n4 + col];
+            let bv = load_b(kk, col);
             let x0 = subgroupBroadcast(av, 0u);
             let x1 = subgroupBroadcast(av, 1u);
             let x2 = subgroupBroadcast(av, 2u);
@@ -81,11 +80,10 @@ fn main(
         for (var q = 0u; q < k4; q++) {
             let xa = a[ra + q];
             let xb = a[rb + q];
-            let b0 = 4u * q * n4 + col;
-            let y0 = b[b0];
-            let y1 = b[b0 + n4];
-            let y2 = b[b0 + 2u * n4];
-            let y3 = b[b0 + 3u * n4];
+            let y0 = load_b(4u * q, col);
+            let y1 = load_b(4u * q + 1u, col);
+            let y2 = load_b(4u * q + 2u, col);
+            let y3 = load_b(4u * q + 3u, col);
             acc[0] = madd4(subgroupBroadcast(xa, 0u), y0, y1, y2, y3, acc[0]);
             acc[1] = madd4(subgroupBroadcast(xa, 1u), y0, y1, y2, y3, acc[1]);
             acc[2] = madd4(subgroupBroadcast(xa, 2u), y0, y1, y2, y3, acc[2]);

@@ -10,7 +10,7 @@ mod common;
 use std::sync::Arc;
 
 use gpu_mnist::backend::cpu::{ops, CpuBackend};
-use gpu_mnist::backend::gpu::kernels::{BatchDim, Epilogue, MatmulKernel, MatmulVariant};
+use gpu_mnist::backend::gpu::kernels::{BTexture, BatchDim, Epilogue, MatmulKernel, MatmulVariant};
 use gpu_mnist::backend::gpu::probe::{Probe, ProbeTargets};
 use gpu_mnist::backend::gpu::GpuBackend;
 use gpu_mnist::backend::{Backend, Split, TrainSettings};
@@ -94,20 +94,25 @@ const SHAPES: [(usize, usize, usize); 8] = [
     (128, 512, 10),
 ];
 
-/// Checks the scalar kernel and, where the shape allows them, the vec4 kernel
-/// and (on devices with 8-lane subgroups) the subgroup kernel; returns how many
-/// vectorised kernels were checked.
+/// Checks the scalar kernel and every vectorised kernel the shape allows (vec4,
+/// and on devices with 8-lane subgroups the subgroup kernel with B in a buffer
+/// and in a texture); returns 1 when any vectorised kernel was checked.
 fn check_all(probe: &Probe, v: MatmulVariant, m: usize, k: usize, n: usize, seed: u64) -> usize {
     check_matmul(probe, v, m, k, n, seed);
-    let mut checked = 0;
-    for subgroups_of_8 in [false, probe.ctx.subgroups_of_8] {
-        let fast = v.fastest_for(m, k, n, subgroups_of_8);
-        if fast.kernel != MatmulKernel::Scalar && (checked == 0 || subgroups_of_8) {
-            check_matmul(probe, fast, m, k, n, seed);
-            checked += 1;
+    if !v.vec4_fits(m, k, n) {
+        return 0;
+    }
+    let mut kernels = vec![MatmulKernel::Vec4];
+    if probe.ctx.subgroups_of_8 && !v.transpose_b {
+        kernels.push(MatmulKernel::Subgroup8);
+        if BTexture::fits(k, n) {
+            kernels.push(MatmulKernel::Subgroup8Texture);
         }
     }
-    checked.min(1)
+    for kernel in kernels {
+        check_matmul(probe, MatmulVariant { kernel, ..v }, m, k, n, seed);
+    }
+    1
 }
 
 #[test]

@@ -43,6 +43,8 @@ pub enum MatmulKernel {
     Vec4,
     /// `matmul_subgroup.wgsl`: vec4 loads shared across 8-lane subgroups.
     Subgroup8,
+    /// The same with B copied into a texture before each dispatch.
+    Subgroup8Texture,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -92,6 +94,7 @@ impl MatmulVariant {
         let kernel = match (self.vec4_fits(m, k, n), subgroups_of_8 && !self.transpose_b) {
             (false, _) => MatmulKernel::Scalar,
             (true, false) => MatmulKernel::Vec4,
+            (true, true) if BTexture::fits(k, n) => MatmulKernel::Subgroup8Texture,
             (true, true) => MatmulKernel::Subgroup8,
         };
         Self { kernel, ..self }
@@ -105,7 +108,7 @@ pub fn matmul_groups(variant: MatmulVariant, m: usize, n: usize) -> (u32, u32, u
     let (rows, cols) = match variant.kernel {
         MatmulKernel::Scalar => (32, 32),
         MatmulKernel::Vec4 => (64, 64),
-        MatmulKernel::Subgroup8 => (128, 32),
+        MatmulKernel::Subgroup8 | MatmulKernel::Subgroup8Texture => (128, 32),
     };
     (
         n.div_ceil(cols).max(1) as u32,
@@ -168,6 +171,7 @@ pub const STEPS_BEFORE_OFFSET: u64 = 28;
 
 #[derive(Clone, Copy)]
 enum Binding {
+    Texture,
     Read,
     ReadWrite,
     Uniform,
@@ -182,6 +186,11 @@ fn layout(device: &Device, label: &str, bindings: &[Binding]) -> BindGroupLayout
             binding: i as u32,
             visibility: wgpu::ShaderStages::COMPUTE,
             ty: match b {
+                Binding::Texture => wgpu::BindingType::Texture {
+                    sample_type: wgpu::TextureSampleType::Float { filterable: false },
+                    view_dimension: wgpu::TextureViewDimension::D2,
+                    multisampled: false,
+                },
                 Binding::Read | Binding::ReadWrite => wgpu::BindingType::Buffer {
                     ty: wgpu::BufferBindingType::Storage {
                         read_only: matches!(b, Binding::Read),
@@ -208,14 +217,16 @@ pub struct Kernels {
     device: Device,
     pub step_layout: BindGroupLayout,
     pub matmul_layout: BindGroupLayout,
+    /// `matmul_layout` with B as a texture.
+    pub matmul_texture_layout: BindGroupLayout,
     pub gather_layout: BindGroupLayout,
     pub xent_layout: BindGroupLayout,
     pub column_sums_layout: BindGroupLayout,
     pub optimizer_layout: BindGroupLayout,
     matmul: ShaderModule,
     matmul_vec4: ShaderModule,
-    /// Built only on devices with subgroup operations.
-    matmul_subgroup: Option<ShaderModule>,
+    /// B in a buffer and in a texture; built only on devices with subgroups.
+    matmul_subgroup: Option<[ShaderModule; 2]>,
     matmuls: Mutex<HashMap<MatmulVariant, ComputePipeline>>,
     gather: ShaderModule,
     xent: ShaderModule,
@@ -237,6 +248,11 @@ impl Kernels {
             device: device.clone(),
             step_layout: layout(device, "step", &[DynamicUniform]),
             matmul_layout: layout(device, "matmul", &[Read, Read, ReadWrite, Read, Uniform]),
+            matmul_texture_layout: layout(
+                device,
+                "matmul",
+                &[Read, Texture, ReadWrite, Read, Uniform],
+            ),
             gather_layout: layout(
                 device,
                 "gather",
@@ -264,10 +280,24 @@ impl Kernels {
                 kernel_source!("matmul_common.wgsl", "matmul_vec4.wgsl"),
             ),
             matmul_subgroup: subgroups.then(|| {
-                module(
-                    "matmul_subgroup",
-                    kernel_source!("matmul_common.wgsl", "matmul_subgroup.wgsl"),
-                )
+                [
+                    module(
+                        "matmul_subgroup",
+                        kernel_source!(
+                            "matmul_common.wgsl",
+                            "matmul_subgroup_buffer.wgsl",
+                            "matmul_subgroup.wgsl"
+                        ),
+                    ),
+                    module(
+                        "matmul_subgroup_texture",
+                        kernel_source!(
+                            "matmul_common.wgsl",
+                            "matmul_subgroup_texture.wgsl",
+                            "matmul_subgroup.wgsl"
+                        ),
+                    ),
+                ]
             }),
             matmuls: Mutex::default(),
             gather: module("gather", kernel_source!("gather.wgsl")),
@@ -317,18 +347,22 @@ impl Kernels {
 
     fn build_matmul(&self, v: MatmulVariant) -> ComputePipeline {
         let flag = |b: bool| if b { 1.0 } else { 0.0 };
+        let subgroup = |i: usize| {
+            &self
+                .matmul_subgroup
+                .as_ref()
+                .expect("subgroup kernels are chosen only on devices with subgroups")[i]
+        };
         let module = match v.kernel {
             MatmulKernel::Scalar => &self.matmul,
             MatmulKernel::Vec4 => &self.matmul_vec4,
-            MatmulKernel::Subgroup8 => self
-                .matmul_subgroup
-                .as_ref()
-                .expect("subgroup kernels are chosen only on devices with subgroups"),
+            MatmulKernel::Subgroup8 => subgroup(0),
+            MatmulKernel::Subgroup8Texture => subgroup(1),
         };
         self.pipeline(
             "matmul",
             module,
-            &self.matmul_layout,
+            self.matmul_layout_for(v),
             &[
                 ("TRANSPOSE_A", flag(v.transpose_a)),
                 ("TRANSPOSE_B", flag(v.transpose_b)),
@@ -336,6 +370,15 @@ impl Kernels {
                 ("BATCH_DIM", v.batch_dim as u32 as f64),
             ],
         )
+    }
+
+    /// The bind group layout of a matmul variant's kernel.
+    pub fn matmul_layout_for(&self, v: MatmulVariant) -> &BindGroupLayout {
+        if v.kernel == MatmulKernel::Subgroup8Texture {
+            &self.matmul_texture_layout
+        } else {
+            &self.matmul_layout
+        }
     }
 
     /// `transposed`: also write the batch transposed (see `gather.wgsl`).
@@ -400,6 +443,60 @@ impl Kernels {
             layout,
             entries: &entries,
         })
+    }
+}
+
+/// B of a matmul as an rgba32float texture of (N / 4) x K texels, refreshed from
+/// its buffer by a copy before each dispatch (`matmul_subgroup_texture.wgsl`).
+pub struct BTexture {
+    pub texture: wgpu::Texture,
+    pub view: wgpu::TextureView,
+}
+
+impl BTexture {
+    /// Texture sides every WebGPU device supports.
+    const MAX_SIDE: usize = 8192;
+
+    /// Whether a K x N operand fits: copies need rows of a multiple of 256
+    /// bytes (N % 64 == 0) and both sides within the guaranteed limit.
+    pub fn fits(k: usize, n: usize) -> bool {
+        n.is_multiple_of(64) && n / 4 <= Self::MAX_SIDE && k <= Self::MAX_SIDE
+    }
+
+    pub fn new(device: &Device, k: usize, n: usize) -> Self {
+        let texture = device.create_texture(&wgpu::TextureDescriptor {
+            label: Some("matmul B"),
+            size: wgpu::Extent3d {
+                width: (n / 4) as u32,
+                height: k as u32,
+                depth_or_array_layers: 1,
+            },
+            mip_level_count: 1,
+            sample_count: 1,
+            dimension: wgpu::TextureDimension::D2,
+            format: wgpu::TextureFormat::Rgba32Float,
+            usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+            view_formats: &[],
+        });
+        let view = texture.create_view(&Default::default());
+        Self { texture, view }
+    }
+
+    /// Records the copy of the K x N row-major matrix at `offset` of `buffer`.
+    pub fn record_copy(&self, encoder: &mut wgpu::CommandEncoder, buffer: &Buffer, offset: u64) {
+        let size = self.texture.size();
+        encoder.copy_buffer_to_texture(
+            wgpu::TexelCopyBufferInfo {
+                buffer,
+                layout: wgpu::TexelCopyBufferLayout {
+                    offset,
+                    bytes_per_row: Some(16 * size.width),
+                    rows_per_image: Some(size.height),
+                },
+            },
+            self.texture.as_image_copy(),
+            size,
+        );
     }
 }
 

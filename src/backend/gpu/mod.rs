@@ -339,30 +339,53 @@ impl GpuBackend {
                     Some(variant) if l == 0 => (variant, &xt),
                     _ => (grad_weights, input),
                 };
-                // Each form's C is (batch x fan_out), (fan_in x fan_out), (batch x fan_in).
-                let matmul = |variant, (m, n), resources: &[BindingResource]| Matmul {
-                    pipeline: kernels.matmul(variant),
-                    bind_group: kernels.bind_group(&kernels.matmul_layout, resources),
-                    groups: kernels::matmul_groups(variant, m, n),
+                // `b` is where B lives; the texture kernel reads a copy of it.
+                let matmul = |variant: kernels::MatmulVariant,
+                              (m, k, n): (usize, usize, usize),
+                              resources: [BindingResource; 5],
+                              b: (&Buffer, u64)| {
+                    let texture = (variant.kernel == kernels::MatmulKernel::Subgroup8Texture)
+                        .then(|| kernels::BTexture::new(&device, k, n));
+                    let layout = kernels.matmul_layout_for(variant);
+                    let bind_group = match &texture {
+                        Some(texture) => {
+                            let mut with_texture = resources.to_vec();
+                            with_texture[1] = BindingResource::TextureView(&texture.view);
+                            kernels.bind_group(layout, &with_texture)
+                        }
+                        None => kernels.bind_group(layout, &resources),
+                    };
+                    Matmul {
+                        pipeline: kernels.matmul(variant),
+                        bind_group,
+                        groups: kernels::matmul_groups(variant, m, n),
+                        upload: texture.map(|texture| step::Upload {
+                            buffer: b.0.clone(),
+                            offset: b.1,
+                            texture,
+                        }),
+                    }
                 };
+                let w_offset = 4 * layout.offsets[w];
                 LayerBindings {
                     fan_in: fan_in as u32,
                     fan_out: fan_out as u32,
                     forward: matmul(
                         forward,
-                        (batch, fan_out),
-                        &[
+                        (batch, fan_in, fan_out),
+                        [
                             whole(input),
                             layout.binding(&params_buf, w),
                             whole(&outputs[l]),
                             layout.binding(&params_buf, b),
                             whole(&forward_dims),
                         ],
+                        (&params_buf, w_offset),
                     ),
                     grad_weights: matmul(
                         grad_weights,
-                        (fan_in, fan_out),
-                        &[
+                        (fan_in, batch, fan_out),
+                        [
                             whole(grad_weights_input),
                             whole(&deltas[l]),
                             layout.binding(&grads, w),
@@ -370,6 +393,7 @@ impl GpuBackend {
                             whole(&deltas[l]),
                             whole(&grad_w_dims),
                         ],
+                        (&deltas[l], 0),
                     ),
                     grad_bias: kernels.bind_group(
                         &kernels.column_sums_layout,
@@ -382,14 +406,15 @@ impl GpuBackend {
                     grad_input: (l > 0).then(|| {
                         matmul(
                             grad_input,
-                            (batch, fan_in),
-                            &[
+                            (batch, fan_out, fan_in),
+                            [
                                 whole(&deltas[l]),
                                 layout.binding(&params_buf, w),
                                 whole(&deltas[l - 1]),
                                 whole(&outputs[l - 1]),
                                 whole(&grad_in_dims),
                             ],
+                            (&params_buf, w_offset),
                         )
                     }),
                 }
@@ -476,16 +501,12 @@ impl GpuBackend {
         for start in (0..steps).step_by(window) {
             let range = start..(start + window).min(steps);
             let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
-            {
-                let mut pass = encoder.begin_compute_pass(&Default::default());
-                for s in range.clone() {
-                    pass.set_bind_group(1, &source.table.bind_group, &[source.table.offset(s)]);
-                    for dispatch in &dispatches {
-                        dispatch.record(&mut pass);
-                    }
-                    self.counters.dispatches += dispatches.len() as u64;
-                }
-            }
+            self.counters.dispatches += step::record_steps(
+                &mut encoder,
+                &dispatches,
+                &source.table.bind_group,
+                range.clone().map(|s| source.table.offset(s)),
+            );
             self.readback.record_copy(
                 &mut encoder,
                 &self.loss_sums,

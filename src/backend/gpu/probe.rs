@@ -5,7 +5,8 @@ use wgpu::{BindGroup, ComputePipeline};
 
 use super::buffers::{self, StepTable};
 use super::kernels::{
-    matmul_groups, whole, BatchDim, Dims, Kernels, MatmulVariant, Shape, LINEAR_WORKGROUP,
+    matmul_groups, whole, BTexture, BatchDim, Dims, Kernels, MatmulKernel, MatmulVariant, Shape,
+    LINEAR_WORKGROUP,
 };
 use super::{hyper, optimizer_rule, GpuContext, GpuError};
 use crate::backend::Counters;
@@ -141,17 +142,23 @@ impl Probe {
             self.storage("extra", extra),
             self.dims(m, k, n),
         );
+        // The texture kernel reads B from a texture filled once here.
+        let texture = (variant.kernel == MatmulKernel::Subgroup8Texture).then(|| {
+            let texture = BTexture::new(&self.ctx.device, k, n);
+            let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
+            texture.record_copy(&mut encoder, &b, 0);
+            self.ctx.queue.submit([encoder.finish()]);
+            texture
+        });
+        let b = match &texture {
+            Some(texture) => wgpu::BindingResource::TextureView(&texture.view),
+            None => whole(&b),
+        };
         PreparedKernel {
             pipeline: self.kernels.matmul(variant),
             bind_group: self.kernels.bind_group(
-                &self.kernels.matmul_layout,
-                &[
-                    whole(&a),
-                    whole(&b),
-                    whole(&output),
-                    whole(&extra),
-                    whole(&dims),
-                ],
+                self.kernels.matmul_layout_for(variant),
+                &[whole(&a), b, whole(&output), whole(&extra), whole(&dims)],
             ),
             table: self.one_step(rows),
             groups: matmul_groups(variant, m, n),

@@ -55,6 +55,11 @@ fn with_timestamps(
     });
     let mut encoder = ctx.device.create_command_encoder(&Default::default());
     for (i, dispatch) in dispatches.iter().enumerate() {
+        if let Some(upload) = dispatch.upload {
+            upload
+                .texture
+                .record_copy(&mut encoder, &upload.buffer, upload.offset);
+        }
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: Some(dispatch.label),
             timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
@@ -104,11 +109,12 @@ fn with_host_timing(
     for dispatch in dispatches {
         let start = Instant::now();
         let mut encoder = ctx.device.create_command_encoder(&Default::default());
-        {
-            let mut pass = encoder.begin_compute_pass(&Default::default());
-            pass.set_bind_group(1, steps, &[offset]);
-            dispatch.record(&mut pass);
-        }
+        super::step::record_steps(
+            &mut encoder,
+            std::slice::from_ref(dispatch),
+            steps,
+            [offset].into_iter(),
+        );
         wait(ctx, ctx.queue.submit([encoder.finish()]))?;
         kernels.push(KernelTime {
             label: dispatch.label,

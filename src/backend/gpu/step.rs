@@ -2,9 +2,11 @@
 //! bind groups are built once, and a step is only dispatches with a dynamic
 //! offset into the step table.
 
-use wgpu::{BindGroup, ComputePass, ComputePipeline};
+use wgpu::{BindGroup, Buffer, CommandEncoder, ComputePass, ComputePipeline};
 
-use super::kernels::{BatchDim, Epilogue, Kernels, MatmulKernel, MatmulVariant, LINEAR_WORKGROUP};
+use super::kernels::{
+    BTexture, BatchDim, Epilogue, Kernels, MatmulKernel, MatmulVariant, LINEAR_WORKGROUP,
+};
 
 /// Pipelines of one training configuration (the matmuls are per layer, in
 /// [`LayerBindings`], since each layer's shape picks its kernel).
@@ -33,12 +35,21 @@ impl Pipelines {
     }
 }
 
+/// The copy of a matmul's B from its buffer into its texture, recorded before
+/// each dispatch of the matmul (B changes every step: weights or deltas).
+pub struct Upload {
+    pub buffer: Buffer,
+    pub offset: u64,
+    pub texture: BTexture,
+}
+
 /// One kernel launch of a step: what `--profile` times and a pass records.
 pub struct Dispatch<'a> {
     pub label: &'static str,
     pub pipeline: &'a ComputePipeline,
     pub bind_group: &'a BindGroup,
     pub groups: (u32, u32, u32),
+    pub upload: Option<&'a Upload>,
 }
 
 impl Dispatch<'_> {
@@ -50,11 +61,13 @@ impl Dispatch<'_> {
     }
 }
 
-/// A matmul pipeline with the bind group it runs on and its workgroup grid.
+/// A matmul pipeline with the bind group it runs on, its workgroup grid, and
+/// for the texture kernel the upload of B.
 pub struct Matmul {
     pub pipeline: ComputePipeline,
     pub bind_group: BindGroup,
     pub groups: (u32, u32, u32),
+    pub upload: Option<Upload>,
 }
 
 impl Matmul {
@@ -64,6 +77,7 @@ impl Matmul {
             pipeline: &self.pipeline,
             bind_group: &self.bind_group,
             groups: self.groups,
+            upload: self.upload.as_ref(),
         }
     }
 }
@@ -158,6 +172,42 @@ fn blocks(n: u32, per: u32) -> u32 {
     n.div_ceil(per).max(1)
 }
 
+/// Records `dispatches` once per step-table offset into `encoder`, in compute
+/// passes that an upload (a copy, which cannot happen inside a pass) splits.
+/// Returns the number of dispatches recorded.
+pub fn record_steps(
+    encoder: &mut CommandEncoder,
+    dispatches: &[Dispatch],
+    steps: &BindGroup,
+    offsets: impl Iterator<Item = u32>,
+) -> u64 {
+    let mut count = 0;
+    let mut pass: Option<ComputePass<'static>> = None;
+    for offset in offsets {
+        if let Some(pass) = pass.as_mut() {
+            pass.set_bind_group(1, steps, &[offset]);
+        }
+        for dispatch in dispatches {
+            if let Some(upload) = dispatch.upload {
+                drop(pass.take());
+                upload
+                    .texture
+                    .record_copy(encoder, &upload.buffer, upload.offset);
+            }
+            let pass = pass.get_or_insert_with(|| {
+                let mut pass = encoder
+                    .begin_compute_pass(&Default::default())
+                    .forget_lifetime();
+                pass.set_bind_group(1, steps, &[offset]);
+                pass
+            });
+            dispatch.record(pass);
+            count += 1;
+        }
+    }
+    count
+}
+
 impl StepRecorder {
     /// Gather, forward through every layer, and the loss.
     fn forward<'a>(&'a self, source: &'a SourceBindings, train: bool, out: &mut Vec<Dispatch<'a>>) {
@@ -167,6 +217,7 @@ impl StepRecorder {
             pipeline: &p.gather,
             bind_group: &source.gather,
             groups: (blocks(self.features, LINEAR_WORKGROUP), self.batch, 1),
+            upload: None,
         });
         out.extend(
             self.layers
@@ -178,6 +229,7 @@ impl StepRecorder {
             pipeline: if train { &p.xent_train } else { &p.xent_eval },
             bind_group: &source.xent,
             groups: (1, 1, 1),
+            upload: None,
         });
     }
 
@@ -193,6 +245,7 @@ impl StepRecorder {
                 pipeline: &p.column_sums,
                 bind_group: &layer.grad_bias,
                 groups: (blocks(layer.fan_out, LINEAR_WORKGROUP), 1, 1),
+                upload: None,
             });
             if let Some(grad_input) = &layer.grad_input {
                 out.push(grad_input.dispatch("matmul grad input"));
@@ -203,6 +256,7 @@ impl StepRecorder {
             pipeline: &p.optimizer,
             bind_group: &self.optimizer,
             groups: (self.optimizer_groups, 1, 1),
+            upload: None,
         });
         out
     }

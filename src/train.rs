@@ -7,7 +7,7 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::backend::{Backend, BackendError, Metrics, Split};
+use crate::backend::{Backend, BackendError, Metrics};
 
 #[derive(Debug, Clone, Copy)]
 pub struct FitConfig {
@@ -131,9 +131,4 @@ pub fn fit(
     }
     history.fit_seconds = fit_start.elapsed().as_secs_f64();
     Ok(history)
-}
-
-/// Evaluates on the test split.
-pub fn evaluate_test(backend: &mut dyn Backend) -> Result<Metrics, TrainError> {
-    Ok(backend.evaluate(Split::Test)?)
 }

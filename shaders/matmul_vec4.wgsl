@@ -111,17 +111,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
                 break;
             }
             let idx = row * n4 + col4;
-            var v = acc[2u * i + h];
-            if EPILOGUE == 1u || EPILOGUE == 2u {
-                v += extra[col4];
-            }
-            if EPILOGUE == 2u {
-                v = max(v, vec4<f32>(0.0));
-            }
-            if EPILOGUE == 3u {
-                v = select(vec4<f32>(0.0), v, extra[idx] > vec4<f32>(0.0));
-            }
-            c[idx] = v;
+            c[idx] = epilogue4(acc[2u * i + h], col4, idx);
         }
     }
 }

@@ -5,7 +5,7 @@ pub mod cpu;
 pub mod gpu;
 
 use crate::loss::LossKind;
-use crate::model::Params;
+use crate::model::{ModelSpec, Params};
 use crate::optim::OptimizerSpec;
 
 /// Loss sum and correct predictions over some samples.
@@ -90,8 +90,8 @@ pub enum BackendError {
     Gpu(#[from] gpu::GpuError),
     #[error("parameters for a {found:?} network do not fit this {expected:?} network")]
     ShapeMismatch {
-        expected: crate::model::ModelSpec,
-        found: crate::model::ModelSpec,
+        expected: ModelSpec,
+        found: ModelSpec,
     },
 }
 
@@ -124,12 +124,15 @@ pub trait Backend {
     }
 }
 
-/// Fails unless `new` has the layer sizes of `current`.
-pub fn check_same_shape(current: &Params, new: &Params) -> Result<(), BackendError> {
-    let (expected, found) = (current.spec(), new.spec());
-    if expected == found {
+/// Fails unless `new` has the layer sizes `expected`.
+pub fn check_same_shape(expected: &ModelSpec, new: &Params) -> Result<(), BackendError> {
+    let found = new.spec();
+    if *expected == found {
         Ok(())
     } else {
-        Err(BackendError::ShapeMismatch { expected, found })
+        Err(BackendError::ShapeMismatch {
+            expected: expected.clone(),
+            found,
+        })
     }
 }

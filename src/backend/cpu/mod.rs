@@ -298,7 +298,7 @@ impl Backend for CpuBackend {
     }
 
     fn set_params(&mut self, params: &Params) -> Result<(), BackendError> {
-        check_same_shape(&self.params, params)?;
+        check_same_shape(&self.params.spec(), params)?;
         self.params = params.clone();
         Ok(())
     }

@@ -7,7 +7,8 @@ use std::sync::Mutex;
 use wgpu::{BindGroupLayout, BindingResource, Buffer, ComputePipeline, Device, ShaderModule};
 
 /// Every kernel source is prefixed with `step.wgsl`, the per-step uniform, and
-/// the matmul kernels also with `matmul_common.wgsl`.
+/// the matmul kernels also with `matmul_common.wgsl` (and the vec4 ones with
+/// `matmul_epilogue4.wgsl`).
 macro_rules! kernel_source {
     ($($file:literal),+) => {
         concat!(
@@ -277,7 +278,11 @@ impl Kernels {
             ),
             matmul_vec4: module(
                 "matmul_vec4",
-                kernel_source!("matmul_common.wgsl", "matmul_vec4.wgsl"),
+                kernel_source!(
+                    "matmul_common.wgsl",
+                    "matmul_epilogue4.wgsl",
+                    "matmul_vec4.wgsl"
+                ),
             ),
             matmul_subgroup: subgroups.then(|| {
                 [
@@ -285,6 +290,7 @@ impl Kernels {
                         "matmul_subgroup",
                         kernel_source!(
                             "matmul_common.wgsl",
+                            "matmul_epilogue4.wgsl",
                             "matmul_subgroup_buffer.wgsl",
                             "matmul_subgroup.wgsl"
                         ),
@@ -293,6 +299,7 @@ impl Kernels {
                         "matmul_subgroup_texture",
                         kernel_source!(
                             "matmul_common.wgsl",
+                            "matmul_epilogue4.wgsl",
                             "matmul_subgroup_texture.wgsl",
                             "matmul_subgroup.wgsl"
                         ),

@@ -585,7 +585,7 @@ impl Backend for GpuBackend {
     }
 
     fn set_params(&mut self, params: &Params) -> Result<(), BackendError> {
-        check_same_shape(&Params::zeros(&self.spec), params)?;
+        check_same_shape(&self.spec, params)?;
         let flat = self.layout.flatten(params);
         self.ctx
             .queue

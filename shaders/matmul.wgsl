@@ -2,12 +2,7 @@
 // computes a TILE_M x 4 block of C, so every loaded value feeds several
 // multiply-adds. Edge tiles clamp their load indices into range (valid memory,
 // discarded results) and mask their stores, so any shape is correct.
-
-@group(0) @binding(0) var<storage, read> a: array<f32>;
-@group(0) @binding(1) var<storage, read> b: array<f32>;
-@group(0) @binding(2) var<storage, read_write> c: array<f32>;
-// The bias (epilogues 1 and 2) or the relu mask (epilogue 3).
-@group(0) @binding(3) var<storage, read> extra: array<f32>;
+// Bindings (with Elem = f32): src/backend/gpu/kernels/matmul.rs.
 
 const TILE_M: u32 = 4u;
 const TILE_N: u32 = 4u;
@@ -63,13 +58,13 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
             }
             let idx = row * n + col;
             var v = acc[i][j];
-            if EPILOGUE == 1u || EPILOGUE == 2u {
+            if EPILOGUE == EPILOGUE_BIAS || EPILOGUE == EPILOGUE_BIAS_RELU {
                 v += extra[col];
             }
-            if EPILOGUE == 2u {
+            if EPILOGUE == EPILOGUE_BIAS_RELU {
                 v = max(v, 0.0);
             }
-            if EPILOGUE == 3u && extra[idx] <= 0.0 {
+            if EPILOGUE == EPILOGUE_RELU_MASK && extra[idx] <= 0.0 {
                 v = 0.0;
             }
             c[idx] = v;

@@ -3,13 +3,13 @@
 // vec4 column `col4`.
 fn epilogue4(acc: vec4<f32>, col4: u32, idx: u32) -> vec4<f32> {
     var v = acc;
-    if EPILOGUE == 1u || EPILOGUE == 2u {
+    if EPILOGUE == EPILOGUE_BIAS || EPILOGUE == EPILOGUE_BIAS_RELU {
         v += extra[col4];
     }
-    if EPILOGUE == 2u {
+    if EPILOGUE == EPILOGUE_BIAS_RELU {
         v = max(v, vec4<f32>(0.0));
     }
-    if EPILOGUE == 3u {
+    if EPILOGUE == EPILOGUE_RELU_MASK {
         v = select(vec4<f32>(0.0), v, extra[idx] > vec4<f32>(0.0));
     }
     return v;

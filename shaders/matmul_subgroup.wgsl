@@ -8,8 +8,8 @@
 //
 // Requirements as matmul_vec4.wgsl (not TRANSPOSE_B), plus a subgroup size of 8.
 //
-// The host prepends the bindings: matmul_subgroup_buffer.wgsl (B in a storage
-// buffer) or matmul_subgroup_texture.wgsl (B in a texture, whose loads lavapipe
+// The host prepends matmul_subgroup_buffer.wgsl (B in a storage buffer) or
+// matmul_subgroup_texture.wgsl (B in a texture, whose loads lavapipe
 // vectorises), each defining `load_b(kk, col4)`: op(B)[kk, 4 col4 .. 4 col4 + 4].
 
 // Rows of C per subgroup; each lane owns one vec4 of columns.

@@ -5,15 +5,11 @@
 // loads: an 8 x 8 block does 4 multiply-adds per float loaded, twice what a 4 x 4
 // block does (measurements in the README).
 //
-// Requirements, checked by the host (`MatmulVariant::vec4_fits`): K % 4 == 0
+// Requirements, checked by the host (`matmul::vec4_fits`): K % 4 == 0
 // unless A is transposed, M % 4 == 0 when it is, N % 4 == 0, and not both
 // operands transposed. The batch dimension is never the vectorised one, so a
 // partial last batch is fine. Edge blocks clamp their loads and mask their stores.
-
-@group(0) @binding(0) var<storage, read> a: array<vec4<f32>>;
-@group(0) @binding(1) var<storage, read> b: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read_write> c: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> extra: array<vec4<f32>>;
+// Bindings (with Elem = vec4<f32>): src/backend/gpu/kernels/matmul.rs.
 
 const ROWS: u32 = 8u;
 

@@ -1,37 +1,18 @@
 // One optimizer update over every parameter at once (parameters, gradients and
 // state each live in one buffer, padded to a multiple of 4 floats), with Keras'
 // formulas, as in src/optim.rs. Four parameters per vec4 load: on lavapipe the
-// loads are the cost.
+// loads are the cost. Bindings and `Hyper`: src/backend/gpu/kernels/optimizer.rs.
 
 // 0 sgd, 1 sgd + momentum, 2 sgd + nesterov momentum, 3 rmsprop, 4 adam.
 override RULE: u32 = 3u;
 
-struct Hyper {
-    lr: f32,
-    momentum: f32,
-    rho: f32,
-    beta1: f32,
-    beta2: f32,
-    epsilon: f32,
-    // Parameters / 4 (vec4s to update).
-    count4: u32,
-    // Optimizer steps taken before this epoch's first step.
-    steps_before: u32,
-}
-
-@group(0) @binding(0) var<storage, read_write> params: array<vec4<f32>>;
-@group(0) @binding(1) var<storage, read> grads: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read_write> state1: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read_write> state2: array<vec4<f32>>;
-@group(0) @binding(4) var<uniform> hyper: Hyper;
-
-@compute @workgroup_size(64, 1, 1)
+@compute @workgroup_size(LINEAR_WORKGROUP, 1, 1)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     // Adam's bias-corrected step size at the 1-based step t.
     let t = f32(hyper.steps_before + step.slot + 1u);
     let adam_lr = hyper.lr * sqrt(1.0 - pow(hyper.beta2, t)) / (1.0 - pow(hyper.beta1, t));
     // A grid-stride loop, so any parameter count fits the dispatch limits.
-    for (var i = gid.x; i < hyper.count4; i += groups.x * 64u) {
+    for (var i = gid.x; i < hyper.count4; i += groups.x * LINEAR_WORKGROUP) {
         let g = grads[i];
         switch RULE {
             case 0u: {

@@ -1,30 +1,16 @@
 // Fused, numerically stable softmax + cross-entropy over a batch of logits, in one
 // workgroup: per row the log-sum-exp loss, whether the argmax is the target, and
-// (with WRITE_GRAD) the gradient (softmax * sum(t) - t) / rows. The batch's loss
+// (MODE_LOSS_AND_GRADIENT) the gradient (softmax * sum(t) - t) / rows into `out`. The batch's loss
 // sum and correct count are reduced in a fixed order (no float atomics) into the
-// step's slot of the metric arrays, so a seed gives the same run twice.
+// step's slot of the metric arrays, so a seed gives the same run twice. MODE_PROBABILITIES
+// writes only the probabilities exp(z - lse) into `out` (predictions).
+// Bindings, `Shape` and the modes: src/backend/gpu/kernels/softmax_xent.rs.
 
 // Targets are probability rows in `targets` instead of labels via `order`.
 override DENSE_TARGETS: bool = false;
-override WRITE_GRAD: bool = true;
+override MODE: u32 = MODE_LOSS_AND_GRADIENT;
 
-struct Shape {
-    features: u32,
-    classes: u32,
-    batch: u32,
-    _pad: u32,
-}
-
-@group(0) @binding(0) var<storage, read> logits: array<f32>;
-@group(0) @binding(1) var<storage, read_write> grad: array<f32>;
-@group(0) @binding(2) var<storage, read> labels: array<u32>;
-@group(0) @binding(3) var<storage, read> order: array<u32>;
-@group(0) @binding(4) var<storage, read> targets: array<f32>;
-@group(0) @binding(5) var<storage, read_write> loss_sums: array<f32>;
-@group(0) @binding(6) var<storage, read_write> correct_counts: array<u32>;
-@group(0) @binding(7) var<uniform> shape: Shape;
-
-const THREADS: u32 = 64u;
+const THREADS: u32 = LINEAR_WORKGROUP;
 var<workgroup> part_loss: array<f32, THREADS>;
 var<workgroup> part_correct: array<u32, THREADS>;
 
@@ -33,7 +19,7 @@ fn sparse_label(r: u32) -> u32 {
     return (labels[example / 4u] >> (8u * (example % 4u))) & 0xffu;
 }
 
-@compute @workgroup_size(64, 1, 1)
+@compute @workgroup_size(LINEAR_WORKGROUP, 1, 1)
 fn main(@builtin(local_invocation_index) lid: u32) {
     let rows = step.rows;
     let classes = shape.classes;
@@ -56,7 +42,11 @@ fn main(@builtin(local_invocation_index) lid: u32) {
             sum_exp += exp(logits[base + c] - max_z);
         }
         let lse = max_z + log(sum_exp);
-        if DENSE_TARGETS {
+        if MODE == MODE_PROBABILITIES {
+            for (var c = 0u; c < classes; c++) {
+                out[base + c] = exp(logits[base + c] - lse);
+            }
+        } else if DENSE_TARGETS {
             var t_sum = 0.0;
             var t_best = 0u;
             var t_max = targets[base];
@@ -72,10 +62,10 @@ fn main(@builtin(local_invocation_index) lid: u32) {
             if t_best == best {
                 correct += 1u;
             }
-            if WRITE_GRAD {
+            if MODE == MODE_LOSS_AND_GRADIENT {
                 for (var c = 0u; c < classes; c++) {
                     let p = exp(logits[base + c] - lse);
-                    grad[base + c] = scale * (p * t_sum - targets[base + c]);
+                    out[base + c] = scale * (p * t_sum - targets[base + c]);
                 }
             }
         } else {
@@ -84,10 +74,10 @@ fn main(@builtin(local_invocation_index) lid: u32) {
             if label == best {
                 correct += 1u;
             }
-            if WRITE_GRAD {
+            if MODE == MODE_LOSS_AND_GRADIENT {
                 for (var c = 0u; c < classes; c++) {
                     let p = exp(logits[base + c] - lse);
-                    grad[base + c] = scale * (p - select(0.0, 1.0, c == label));
+                    out[base + c] = scale * (p - select(0.0, 1.0, c == label));
                 }
             }
         }
@@ -102,7 +92,7 @@ fn main(@builtin(local_invocation_index) lid: u32) {
         }
         workgroupBarrier();
     }
-    if lid == 0u {
+    if lid == 0u && MODE != MODE_PROBABILITIES {
         loss_sums[step.slot] = part_loss[0];
         correct_counts[step.slot] = part_correct[0];
     }

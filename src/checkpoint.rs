@@ -7,7 +7,7 @@ use std::path::Path;
 use ndarray::{Array1, Array2};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
-use crate::data::download::write_atomically;
+use crate::atomic_file::write_atomically;
 use crate::model::{Dense, Params};
 
 #[derive(Debug, thiserror::Error)]

@@ -1,13 +1,59 @@
-//! gpu-mnist: trains the MNIST multilayer perceptron of *Deep Learning with Python*
-//! (chapter 2) on the GPU through wgpu compute shaders, with a CPU reference backend.
+//! gpu-mnist trains the multilayer perceptron of *Deep Learning with Python*
+//! (chapter 2) on the GPU through wgpu compute shaders, or on the CPU, which
+//! is also the reference the GPU is checked against.
+//!
+//! A model is a [`ModelSpec`] (layers, built like a Keras `Sequential`) and
+//! its [`Params`]. A [`Trainer`] opens a [`Device`] with the model and a data
+//! set ([`data::Splits`], e.g. from [`data::mnist::load`]) and trains it;
+//! an [`Evaluator`] evaluates and predicts. The library prints nothing:
+//! progress reaches an [`Observer`].
+//!
+//! ```
+//! use std::sync::Arc;
+//! use gpu_mnist::data::{Dataset, Splits};
+//! use gpu_mnist::{Activation, Device, Init, ModelSpec, Params, Split, TrainConfig, Trainer};
+//!
+//! // Four 2-pixel examples of two classes: bright left pixel or bright right pixel.
+//! let images = vec![255, 0, 0, 255, 200, 10, 10, 200];
+//! let set = Dataset::new(images, vec![0, 1, 0, 1], 2, 2)?;
+//! let data = Arc::new(Splits { train: set.clone(), test: set });
+//!
+//! let spec = ModelSpec::sequential(2)
+//!     .dense(8, Activation::Relu)
+//!     .dense(2, Activation::Softmax);
+//! let params = Params::init(&spec, Init::Glorot, 1);
+//! let config = TrainConfig { batch_size: 4, ..TrainConfig::default() };
+//! let mut trainer = Trainer::new(&Device::Cpu, &spec, &params, data, config)?;
+//! let history = trainer.fit(3, &mut ())?;
+//! assert_eq!(history.epochs.len(), 3);
+//! let test = trainer.evaluate(Split::Test)?;
+//! assert_eq!(test.samples, 4);
+//! let probs = trainer.model().predict(&[255, 0])?;
+//! assert!((probs[0].iter().sum::<f32>() - 1.0).abs() < 1e-5);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
-pub mod app;
-pub mod backend;
-pub mod bench;
+pub mod atomic_file;
+mod backend;
 pub mod checkpoint;
-pub mod cli;
 pub mod data;
-pub mod loss;
-pub mod model;
-pub mod optim;
-pub mod train;
+mod device;
+mod evaluate;
+mod loss;
+mod model;
+mod optim;
+mod plan;
+mod train;
+
+#[cfg(test)]
+mod test_util;
+
+pub use backend::gpu::context::AdapterSummary;
+pub use backend::gpu::GpuError;
+pub use backend::{Counters, DeviceError, KernelTime, Metrics, Profile, Split};
+pub use device::{adapters, Device, GpuApi};
+pub use evaluate::{Error, Evaluator};
+pub use loss::LossKind;
+pub use model::{Activation, Dense, Init, Layer, ModelError, ModelSpec, Params};
+pub use optim::{OptimizerKind, OptimizerSpec};
+pub use train::{EpochOrder, EpochRecord, History, Observer, TrainConfig, Trainer};

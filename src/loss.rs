@@ -2,12 +2,12 @@
 
 /// Keras' two categorical cross-entropies; both are computed from the logits with
 /// a log-sum-exp, fused with the softmax.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub enum LossKind {
     /// Integer labels (`sparse_categorical_crossentropy`).
-    #[value(name = "sparse_categorical_crossentropy", alias = "sparse")]
+    #[serde(rename = "sparse_categorical_crossentropy")]
     SparseCategorical,
     /// One-hot label vectors (`categorical_crossentropy`).
-    #[value(name = "categorical_crossentropy", alias = "categorical")]
+    #[serde(rename = "categorical_crossentropy")]
     Categorical,
 }

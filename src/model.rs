@@ -1,36 +1,131 @@
-//! The network: a stack of dense layers, relu between them, softmax at the end
-//! (fused with the loss), and its parameters as host tensors that every backend
-//! starts from, so backends can be compared step by step.
+//! The network: its architecture (a sequence of layers, built like a Keras
+//! `Sequential`) and its parameters as host tensors, which every device starts
+//! from, so devices can be compared step by step.
 
 use ndarray::{Array1, Array2};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-/// Layer sizes of a dense stack: `inputs -> hidden... -> classes`.
+/// What a dense layer applies to `x · W + b`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Activation {
+    /// Nothing (a linear layer).
+    Linear,
+    Relu,
+    /// Only as the last layer, where it is fused with the cross-entropy loss.
+    Softmax,
+}
+
+/// One layer of a [`ModelSpec`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Layer {
+    /// Keras' `Dense(units, activation)`.
+    Dense {
+        units: usize,
+        activation: Activation,
+    },
+}
+
+impl Layer {
+    /// Width of the layer's output.
+    pub fn units(&self) -> usize {
+        match *self {
+            Layer::Dense { units, .. } => units,
+        }
+    }
+}
+
+/// Why an architecture cannot be trained.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ModelError {
+    #[error("the model has no layers")]
+    Empty,
+    #[error("the model's input width is 0")]
+    NoInputs,
+    #[error("layer {index} has 0 units")]
+    ZeroUnits { index: usize },
+    #[error("layer {index}: softmax is only supported on the last layer (fused with the loss)")]
+    SoftmaxInside { index: usize },
+    #[error("the last layer must use softmax: it is fused with the cross-entropy loss")]
+    NoSoftmaxHead,
+}
+
+/// A network's architecture: the input width and its layers, input side first.
+///
+/// ```
+/// use gpu_mnist::{Activation, ModelSpec};
+/// let book = ModelSpec::sequential(784)
+///     .dense(512, Activation::Relu)
+///     .dense(10, Activation::Softmax);
+/// assert_eq!(book.parameter_count(), 407_050);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ModelSpec {
     pub inputs: usize,
-    pub hidden: Vec<usize>,
-    pub classes: usize,
+    pub layers: Vec<Layer>,
 }
 
 impl ModelSpec {
-    /// The book's network: 784 -> 512 relu -> 10 softmax.
-    pub fn mnist_mlp() -> Self {
+    /// An empty stack taking `inputs` features.
+    pub fn sequential(inputs: usize) -> Self {
         Self {
-            inputs: 784,
-            hidden: vec![512],
-            classes: 10,
+            inputs,
+            layers: Vec::new(),
         }
     }
 
-    /// `(fan_in, fan_out)` of each dense layer, input side first.
+    /// Appends `Dense(units, activation)`.
+    pub fn dense(mut self, units: usize, activation: Activation) -> Self {
+        self.layers.push(Layer::Dense { units, activation });
+        self
+    }
+
+    /// Relu hidden layers of the given widths, then a softmax layer of `classes`.
+    pub fn mlp(inputs: usize, hidden: &[usize], classes: usize) -> Self {
+        hidden
+            .iter()
+            .fold(Self::sequential(inputs), |m, &w| m.dense(w, Activation::Relu))
+            .dense(classes, Activation::Softmax)
+    }
+
+    /// Checks that the engine can train this architecture.
+    pub fn validate(&self) -> Result<(), ModelError> {
+        if self.inputs == 0 {
+            return Err(ModelError::NoInputs);
+        }
+        let last = self.layers.len().checked_sub(1).ok_or(ModelError::Empty)?;
+        for (index, layer) in self.layers.iter().enumerate() {
+            let Layer::Dense { units, activation } = *layer;
+            if units == 0 {
+                return Err(ModelError::ZeroUnits { index });
+            }
+            if activation == Activation::Softmax && index != last {
+                return Err(ModelError::SoftmaxInside { index });
+            }
+            if index == last && activation != Activation::Softmax {
+                return Err(ModelError::NoSoftmaxHead);
+            }
+        }
+        Ok(())
+    }
+
+    /// Number of classes: the last layer's width.
+    pub fn classes(&self) -> usize {
+        self.layers.last().map_or(0, Layer::units)
+    }
+
+    /// `(fan_in, fan_out)` of each layer, input side first.
     pub fn layer_dims(&self) -> Vec<(usize, usize)> {
-        let sizes: Vec<usize> = std::iter::once(self.inputs)
-            .chain(self.hidden.iter().copied())
-            .chain(std::iter::once(self.classes))
-            .collect();
-        sizes.windows(2).map(|w| (w[0], w[1])).collect()
+        let mut fan_in = self.inputs;
+        self.layers
+            .iter()
+            .map(|l| {
+                let dims = (fan_in, l.units());
+                fan_in = l.units();
+                dims
+            })
+            .collect()
     }
 
     pub fn parameter_count(&self) -> usize {
@@ -44,16 +139,28 @@ impl ModelSpec {
         self.layer_dims()
             .iter()
             .enumerate()
-            .map(|(l, (i, o))| {
-                let mac = (i * o) as u64;
-                2 * mac * if l == 0 { 2 } else { 3 }
-            })
+            .map(|(l, (i, o))| 2 * (i * o) as u64 * if l == 0 { 2 } else { 3 })
             .sum()
     }
 }
 
+impl std::fmt::Display for ModelSpec {
+    /// A Keras-style summary: one line per layer with its output shape and parameters.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "{:<24}{:<18}{:>10}", "Layer (type)", "Output Shape", "Param #")?;
+        for (i, ((fan_in, fan_out), layer)) in self.layer_dims().iter().zip(&self.layers).enumerate()
+        {
+            let Layer::Dense { activation, .. } = layer;
+            let name = format!("dense_{i} ({activation:?})");
+            let shape = format!("(None, {fan_out})");
+            writeln!(f, "{name:<24}{shape:<18}{:>10}", fan_in * fan_out + fan_out)?;
+        }
+        write!(f, "Total params: {}", self.parameter_count())
+    }
+}
+
 /// How kernels are initialised; biases always start at zero.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub enum Init {
     /// Keras' default: uniform in `±sqrt(6 / (fan_in + fan_out))`.
     Glorot,
@@ -68,6 +175,7 @@ pub struct Dense {
     pub bias: Array1<f32>,
 }
 
+/// The parameters of every layer, input side first.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Params {
     pub layers: Vec<Dense>,
@@ -99,14 +207,20 @@ impl Params {
         Self { layers }
     }
 
-    /// All-zero parameters of the given shape (a target to copy into).
-    pub fn zeros(spec: &ModelSpec) -> Self {
-        let layers = spec
-            .layer_dims()
-            .into_iter()
-            .map(|(fan_in, fan_out)| Dense {
-                weights: Array2::zeros((fan_in, fan_out)),
-                bias: Array1::zeros(fan_out),
+    /// Rebuilds parameters of `dims` (as [`ModelSpec::layer_dims`]) from tensors
+    /// in [`Self::tensors`] order.
+    pub(crate) fn from_tensors(dims: &[(usize, usize)], tensors: Vec<Vec<f32>>) -> Self {
+        let mut tensors = tensors.into_iter();
+        let layers = dims
+            .iter()
+            .map(|&(fan_in, fan_out)| {
+                let w = tensors.next().expect("a weight tensor per layer");
+                let b = tensors.next().expect("a bias tensor per layer");
+                Dense {
+                    weights: Array2::from_shape_vec((fan_in, fan_out), w)
+                        .expect("weights of the layer's shape"),
+                    bias: Array1::from(b),
+                }
             })
             .collect();
         Self { layers }
@@ -125,26 +239,9 @@ impl Params {
             .collect()
     }
 
-    pub fn tensors_mut(&mut self) -> Vec<&mut [f32]> {
-        self.layers
-            .iter_mut()
-            .flat_map(|l| {
-                [
-                    l.weights.as_slice_mut().expect("standard layout"),
-                    l.bias.as_slice_mut().expect("standard layout"),
-                ]
-            })
-            .collect()
-    }
-
-    /// The layer sizes these parameters fit.
-    pub fn spec(&self) -> ModelSpec {
-        let dims: Vec<_> = self.layers.iter().map(|l| l.weights.dim()).collect();
-        ModelSpec {
-            inputs: dims.first().map_or(0, |d| d.0),
-            hidden: dims.iter().skip(1).map(|d| d.0).collect(),
-            classes: dims.last().map_or(0, |d| d.1),
-        }
+    /// `(fan_in, fan_out)` of each layer.
+    pub fn layer_dims(&self) -> Vec<(usize, usize)> {
+        self.layers.iter().map(|l| l.weights.dim()).collect()
     }
 
     /// Largest absolute difference to `other`, tensor by tensor (for parity tests).
@@ -154,5 +251,76 @@ impl Params {
             .zip(other.tensors())
             .flat_map(|(a, b)| a.iter().zip(b).map(|(x, y)| (x - y).abs()))
             .fold(0.0, f32::max)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_books_network_has_its_shapes_and_parameter_count() {
+        let spec = ModelSpec::mlp(784, &[512], 10);
+        assert_eq!(spec.layer_dims(), vec![(784, 512), (512, 10)]);
+        assert_eq!(spec.parameter_count(), 784 * 512 + 512 + 512 * 10 + 10);
+        assert_eq!(spec.classes(), 10);
+        assert_eq!(spec.validate(), Ok(()));
+        // Forward 784x512 + 512x10, weight gradients of both, input gradient of the second.
+        assert_eq!(
+            spec.train_flops_per_sample(),
+            2 * (2 * 784 * 512 + 3 * 512 * 10) as u64
+        );
+    }
+
+    #[test]
+    fn invalid_architectures_are_named() {
+        let s = ModelSpec::sequential;
+        assert_eq!(s(4).validate(), Err(ModelError::Empty));
+        assert_eq!(
+            s(0).dense(2, Activation::Softmax).validate(),
+            Err(ModelError::NoInputs)
+        );
+        assert_eq!(
+            s(4).dense(0, Activation::Relu)
+                .dense(2, Activation::Softmax)
+                .validate(),
+            Err(ModelError::ZeroUnits { index: 0 })
+        );
+        assert_eq!(
+            s(4).dense(3, Activation::Softmax)
+                .dense(2, Activation::Softmax)
+                .validate(),
+            Err(ModelError::SoftmaxInside { index: 0 })
+        );
+        assert_eq!(
+            s(4).dense(3, Activation::Relu).validate(),
+            Err(ModelError::NoSoftmaxHead)
+        );
+    }
+
+    #[test]
+    fn initialisation_is_seeded_and_in_range() {
+        let spec = ModelSpec::mlp(6, &[4], 3);
+        let a = Params::init(&spec, Init::Glorot, 7);
+        assert_eq!(a, Params::init(&spec, Init::Glorot, 7));
+        assert_ne!(a, Params::init(&spec, Init::Glorot, 8));
+        let limit = (6.0f32 / 10.0).sqrt();
+        assert!(a.layers[0].weights.iter().all(|w| w.abs() <= limit));
+        assert!(a.layers.iter().all(|l| l.bias.iter().all(|&b| b == 0.0)));
+        let u = Params::init(&spec, Init::Uniform, 7);
+        assert!(u.tensors()[0].iter().all(|&w| (0.0..0.1).contains(&w)));
+        let rebuilt = Params::from_tensors(
+            &a.layer_dims(),
+            a.tensors().iter().map(|t| t.to_vec()).collect(),
+        );
+        assert_eq!(rebuilt, a);
+    }
+
+    #[test]
+    fn summary_lists_layers_like_keras() {
+        let text = ModelSpec::mlp(784, &[512], 10).to_string();
+        assert!(text.contains("dense_0 (Relu)"), "{text}");
+        assert!(text.contains("(None, 512)") && text.contains("401920"), "{text}");
+        assert!(text.ends_with("Total params: 407050"), "{text}");
     }
 }

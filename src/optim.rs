@@ -1,8 +1,9 @@
 //! Optimizers with Keras' defaults and update rules. The CPU backend applies them
-//! here; the GPU backend's `optimizer.wgsl` implements the same formulas.
+//! here; the wgpu device's `optimizer.wgsl` implements the same formulas.
 
 /// Which update rule.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum OptimizerKind {
     Sgd,
     Rmsprop,
@@ -139,5 +140,75 @@ fn adam(
         *m += (g - *m) * (1.0 - b1);
         *v += (g * g - *v) * (1.0 - b2);
         *w -= step * *m / (v.sqrt() + eps);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One update of a single weight w = 0.5 with gradient g = 0.2, then a
+    /// second with g = -0.1, against Keras' formulas worked by hand.
+    fn two_steps(spec: OptimizerSpec) -> (f32, Vec<f32>) {
+        let mut w = [0.5f32];
+        let mut state = vec![vec![0.0f32]; spec.state_slots()];
+        spec.apply(1, &mut w, &[0.2], &mut state);
+        spec.apply(2, &mut w, &[-0.1], &mut state);
+        (w[0], state.into_iter().map(|s| s[0]).collect())
+    }
+
+    fn close(a: f32, b: f64) -> bool {
+        (a as f64 - b).abs() <= 1e-6 * b.abs().max(1e-3)
+    }
+
+    #[test]
+    fn sgd_is_w_minus_lr_g() {
+        let (w, state) = two_steps(OptimizerSpec::keras_default(OptimizerKind::Sgd));
+        // 0.5 - 0.01 * 0.2 - 0.01 * (-0.1)
+        assert!(close(w, 0.499), "{w}");
+        assert!(state.is_empty());
+    }
+
+    #[test]
+    fn momentum_and_nesterov_follow_keras() {
+        let spec = OptimizerSpec {
+            momentum: 0.9,
+            ..OptimizerSpec::keras_default(OptimizerKind::Sgd)
+        };
+        // v1 = -0.002, w1 = 0.498; v2 = 0.9 * -0.002 + 0.001 = -0.0008, w2 = 0.4972.
+        let (w, state) = two_steps(spec);
+        assert!(close(w, 0.4972) && close(state[0], -0.0008), "{w} {state:?}");
+        // Nesterov: w += m * v - lr * g: w1 = 0.5 - 0.0018 - 0.002 = 0.4962;
+        // w2 = 0.4962 + 0.9 * -0.0008 + 0.001 = 0.49648.
+        let (w, _) = two_steps(OptimizerSpec {
+            nesterov: true,
+            ..spec
+        });
+        assert!(close(w, 0.49648), "{w}");
+    }
+
+    #[test]
+    fn rmsprop_follows_keras() {
+        let (w, state) = two_steps(OptimizerSpec::keras_default(OptimizerKind::Rmsprop));
+        // v1 = 0.1 * 0.04 = 0.004, w1 = 0.5 - 1e-3 * 0.2 / sqrt(0.004 + 1e-7);
+        // v2 = 0.9 * 0.004 + 0.1 * 0.01 = 0.0046, w2 = w1 + 1e-3 * 0.1 / sqrt(0.0046 + 1e-7).
+        let w1 = 0.5 - 1e-3 * 0.2 / (0.004f64 + 1e-7).sqrt();
+        let w2 = w1 + 1e-3 * 0.1 / (0.0046f64 + 1e-7).sqrt();
+        assert!(close(w, w2), "{w} vs {w2}");
+        assert!(close(state[0], 0.0046), "{state:?}");
+    }
+
+    #[test]
+    fn adam_follows_keras() {
+        let (w, state) = two_steps(OptimizerSpec::keras_default(OptimizerKind::Adam));
+        // m1 = 0.02, v1 = 4e-5, step1 = 1e-3 * sqrt(1 - 0.999) / (1 - 0.9);
+        // m2 = 0.9 * 0.02 - 0.01 = 0.008, v2 = 0.999 * 4e-5 + 1e-5 = 4.996e-5,
+        // step2 = 1e-3 * sqrt(1 - 0.999^2) / (1 - 0.9^2).
+        let step1 = 1e-3 * (1.0f64 - 0.999).sqrt() / (1.0 - 0.9);
+        let step2 = 1e-3 * (1.0f64 - 0.999 * 0.999).sqrt() / (1.0 - 0.81);
+        let w1 = 0.5 - step1 * 0.02 / (4e-5f64.sqrt() + 1e-7);
+        let w2 = w1 - step2 * 0.008 / (4.996e-5f64.sqrt() + 1e-7);
+        assert!(close(w, w2), "{w} vs {w2}");
+        assert!(close(state[0], 0.008) && close(state[1], 4.996e-5), "{state:?}");
     }
 }

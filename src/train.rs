@@ -1,25 +1,55 @@
-//! The epoch loop every backend shares: seeded shuffling, progress, per-epoch
-//! history, and a guard that stops a run whose loss stopped being a number.
+//! Training: the seeded order of every epoch, per-epoch history, what an
+//! observer hears, and the [`Trainer`] that runs epochs on a device.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::backend::{Backend, BackendError, Metrics};
+use crate::backend::{Counters, Metrics, Profile, Split};
+use crate::data::Splits;
+use crate::device::Device;
+use crate::evaluate::{Error, Evaluator};
+use crate::loss::LossKind;
+use crate::model::{ModelSpec, Params};
+use crate::optim::{OptimizerKind, OptimizerSpec};
+use crate::plan::Program;
 
-#[derive(Debug, Clone, Copy)]
-pub struct FitConfig {
-    pub epochs: usize,
+/// How a model is trained. `Default` is the book's: batch 128, Keras' RMSprop,
+/// sparse cross-entropy, shuffled, seed 1.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TrainConfig {
+    pub batch_size: usize,
+    pub optimizer: OptimizerSpec,
+    pub loss: LossKind,
+    /// Shuffle the examples every epoch (else keep the file order).
     pub shuffle: bool,
+    /// Seeds the shuffling (initialise parameters with the same seed through
+    /// [`Params::init`] for a fully seeded run).
     pub seed: u64,
-    /// Show a progress bar and print a line per epoch.
-    pub verbose: bool,
+    /// Steps between progress reports (the GPU reads metrics back this often).
+    pub report_every: usize,
 }
 
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            batch_size: 128,
+            optimizer: OptimizerSpec::keras_default(OptimizerKind::Rmsprop),
+            loss: LossKind::SparseCategorical,
+            shuffle: true,
+            seed: 1,
+            report_every: 50,
+        }
+    }
+}
+
+/// One epoch's training metrics.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct EpochRecord {
+    /// 1-based.
     pub epoch: usize,
     pub loss: f64,
     pub accuracy: f64,
@@ -32,13 +62,17 @@ pub struct History {
     pub fit_seconds: f64,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum TrainError {
-    #[error("{0}")]
-    Backend(#[from] BackendError),
-    #[error("training diverged: the loss is {loss} after epoch {epoch}; try a smaller --lr")]
-    Diverged { epoch: usize, loss: f64 },
+/// Hears about training as it happens (Keras' callbacks). Every method has a
+/// default that does nothing; `()` is the observer that hears nothing.
+pub trait Observer {
+    /// Epoch `epoch` (1-based) of `steps` steps begins.
+    fn epoch_begin(&mut self, _epoch: usize, _steps: u64) {}
+    /// The epoch's running metrics, every `report_every` steps.
+    fn progress(&mut self, _epoch: usize, _running: &Metrics) {}
+    fn epoch_end(&mut self, _record: &EpochRecord) {}
 }
+
+impl Observer for () {}
 
 /// The example order of every epoch: a seeded permutation, or `0..n` unshuffled.
 /// Epoch `e`'s order depends only on the seed and `e`, so runs are reproducible.
@@ -73,62 +107,158 @@ impl EpochOrder {
     }
 }
 
-fn progress_bar(steps: u64, verbose: bool) -> indicatif::ProgressBar {
-    if !verbose {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = indicatif::ProgressBar::new(steps);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{pos}/{len} [{bar:30}] {elapsed_precise} {msg}")
-            .expect("static template")
-            .progress_chars("=> "),
-    );
-    bar
+/// A model being trained on a device: the data set is loaded once, and each
+/// epoch runs the plan's training step over a fresh example order.
+pub struct Trainer {
+    engine: Evaluator,
+    config: TrainConfig,
+    order: EpochOrder,
+    epochs_done: usize,
 }
 
-/// Trains `config.epochs` epochs over `train_len` examples.
-pub fn fit(
-    backend: &mut dyn Backend,
-    train_len: usize,
-    batch_size: usize,
-    config: &FitConfig,
-) -> Result<History, TrainError> {
-    let mut order = EpochOrder::new(train_len, config.shuffle, config.seed);
-    let steps = train_len.div_ceil(batch_size) as u64;
-    let mut history = History::default();
-    let fit_start = Instant::now();
-    for epoch in 1..=config.epochs {
-        let bar = progress_bar(steps, config.verbose);
-        let start = Instant::now();
-        let metrics = backend.train_epoch(order.next_epoch(), &mut |m: &Metrics| {
-            bar.set_position(m.steps);
-            bar.set_message(format!(
-                "loss: {:.4} - accuracy: {:.4}",
-                m.loss(),
-                m.accuracy()
+impl Trainer {
+    /// Opens `device` with the model (`spec`, starting from `params`) and the
+    /// data set.
+    pub fn new(
+        device: &Device,
+        spec: &ModelSpec,
+        params: &Params,
+        data: Arc<Splits>,
+        config: TrainConfig,
+    ) -> Result<Self, Error> {
+        if config.batch_size == 0 || config.report_every == 0 {
+            return Err(Error::Invalid(
+                "the batch size and the report interval must be at least 1".into(),
             ));
-        })?;
-        bar.finish_and_clear();
+        }
+        let order = EpochOrder::new(data.train.len, config.shuffle, config.seed);
+        let engine = Evaluator::open(
+            device,
+            spec,
+            params,
+            data,
+            config.batch_size,
+            Some((config.optimizer, config.loss)),
+            config.report_every,
+        )?;
+        Ok(Self {
+            engine,
+            config,
+            order,
+            epochs_done: 0,
+        })
+    }
+
+    /// Trains `epochs` more epochs.
+    pub fn fit(&mut self, epochs: usize, observer: &mut dyn Observer) -> Result<History, Error> {
+        let start = Instant::now();
+        let mut history = History::default();
+        for _ in 0..epochs {
+            history.epochs.push(self.train_epoch(observer)?);
+        }
+        history.fit_seconds = start.elapsed().as_secs_f64();
+        Ok(history)
+    }
+
+    /// Trains one epoch over the next example order; fails when the loss is
+    /// no longer a number.
+    pub fn train_epoch(&mut self, observer: &mut dyn Observer) -> Result<EpochRecord, Error> {
+        let epoch = self.epochs_done + 1;
+        let steps = self.engine.data().train.len.div_ceil(self.config.batch_size) as u64;
+        observer.epoch_begin(epoch, steps);
+        let start = Instant::now();
+        let order = self.order.next_epoch().to_vec();
+        let metrics = self
+            .engine
+            .exec
+            .run(Program::Train, Split::Train, Some(&order), &mut |m| {
+                observer.progress(epoch, m)
+            })?;
+        self.epochs_done = epoch;
         let record = EpochRecord {
             epoch,
             loss: metrics.loss(),
             accuracy: metrics.accuracy(),
             seconds: start.elapsed().as_secs_f64(),
         };
-        if config.verbose {
-            println!(
-                "Epoch {epoch}/{}: {steps}/{steps} - {:.2}s - loss: {:.4} - accuracy: {:.4}",
-                config.epochs, record.seconds, record.loss, record.accuracy
-            );
-        }
+        observer.epoch_end(&record);
         if !record.loss.is_finite() {
-            return Err(TrainError::Diverged {
+            return Err(Error::Diverged {
                 epoch,
                 loss: record.loss,
             });
         }
-        history.epochs.push(record);
+        Ok(record)
     }
-    history.fit_seconds = fit_start.elapsed().as_secs_f64();
-    Ok(history)
+
+    /// One pass of the training step over the training examples `order`
+    /// (indices into the training split), outside the epoch count.
+    pub fn train_on(
+        &mut self,
+        order: &[u32],
+        report: &mut dyn FnMut(&Metrics),
+    ) -> Result<Metrics, Error> {
+        Ok(self
+            .engine
+            .exec
+            .run(Program::Train, Split::Train, Some(order), report)?)
+    }
+
+    /// Epochs trained so far.
+    pub fn epochs_done(&self) -> usize {
+        self.epochs_done
+    }
+
+    pub fn config(&self) -> &TrainConfig {
+        &self.config
+    }
+
+    /// Evaluation, prediction and parameters of the model being trained.
+    pub fn model(&mut self) -> &mut Evaluator {
+        &mut self.engine
+    }
+
+    pub fn evaluate(&mut self, split: Split) -> Result<Metrics, Error> {
+        self.engine.evaluate(split)
+    }
+
+    pub fn params(&mut self) -> Result<Params, Error> {
+        self.engine.params()
+    }
+
+    pub fn describe(&self) -> &str {
+        self.engine.describe()
+    }
+
+    pub fn counters(&self) -> Counters {
+        self.engine.counters()
+    }
+
+    /// Time per kernel of one training step (GPU devices; `None` on the CPU).
+    /// The step trains for real.
+    pub fn profile_step(&mut self) -> Result<Option<Profile>, Error> {
+        Ok(self.engine.exec.profile_step()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn epoch_orders_are_seeded_permutations() {
+        let mut a = EpochOrder::new(100, true, 5);
+        let first = a.next_epoch().to_vec();
+        let second = a.next_epoch().to_vec();
+        let mut sorted = first.clone();
+        sorted.sort();
+        assert_eq!(sorted, (0..100).collect::<Vec<u32>>());
+        assert_ne!(first, second, "each epoch has its own order");
+        let mut b = EpochOrder::new(100, true, 5);
+        assert_eq!(b.next_epoch(), &first[..]);
+        assert_eq!(b.next_epoch(), &second[..]);
+        assert_ne!(EpochOrder::new(100, true, 6).next_epoch(), &first[..]);
+        let mut plain = EpochOrder::new(5, false, 5);
+        assert_eq!(plain.next_epoch(), &[0, 1, 2, 3, 4]);
+    }
 }

@@ -11,9 +11,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use flate2::write::GzEncoder;
-use gpu_mnist::data::download::{download_files, sha256_hex, DownloadError};
+use gpu_mnist::data::download::{download_files, sha256_hex, DownloadError, Progress, RemoteFile};
 use gpu_mnist::data::idx;
-use gpu_mnist::data::mnist::MnistFile;
 
 #[derive(Clone)]
 enum Reply {
@@ -83,15 +82,17 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
 }
 
 /// A small labels file and its description with the SHA-256 of its content.
-fn tiny_file() -> (MnistFile, Vec<u8>) {
+fn tiny_file() -> (RemoteFile, Vec<u8>) {
     let content = idx::encode(&[6], &[1, 2, 3, 4, 5, 6]);
-    let file = MnistFile {
-        stem: "tiny-labels-idx1-ubyte",
-        magic: idx::LABELS_MAGIC,
-        sha256: Box::leak(sha256_hex(&content).into_boxed_str()),
+    let file = RemoteFile {
+        name: "tiny-labels-idx1-ubyte.gz".to_string(),
+        sha256: sha256_hex(&content),
     };
     (file, gzip(&content))
 }
+
+/// Progress sink for tests that do not look at the events.
+fn ignore(_: Progress<'_>) {}
 
 fn route(reply: Reply) -> HashMap<String, Reply> {
     HashMap::from([("/mirror/tiny-labels-idx1-ubyte.gz".to_string(), reply)])
@@ -114,16 +115,93 @@ fn good_download_is_verified_kept_and_not_fetched_again() {
     let (base, hits) = serve(route(Reply::Body(gz.clone())));
     let dir = tempfile::tempdir().unwrap();
     let target = dir.path().join("cache");
-    let paths = download_files(&target, &[file], std::slice::from_ref(&base), false).unwrap();
+    let files = [file];
+    let paths = download_files(&target, &files, std::slice::from_ref(&base), &mut ignore).unwrap();
     assert_eq!(paths, vec![target.join("tiny-labels-idx1-ubyte.gz")]);
     assert_eq!(std::fs::read(&paths[0]).unwrap(), gz);
     assert_eq!(entries(&target), vec!["tiny-labels-idx1-ubyte.gz"]);
-    download_files(&target, &[file], &[base], false).unwrap();
+    let mut events = 0;
+    download_files(&target, &files, &[base], &mut |_| events += 1).unwrap();
+    assert_eq!(events, 0, "a verified file reports no progress");
     assert_eq!(
         hits.load(Ordering::SeqCst),
         1,
         "a verified file is not downloaded again"
     );
+}
+
+/// Progress events as owned values, to compare after the download.
+#[derive(Debug, PartialEq, Eq)]
+enum Event {
+    Started(String, Option<u64>),
+    Advanced(String, u64),
+    Finished(String),
+}
+
+fn record(events: &mut Vec<Event>) -> impl FnMut(Progress<'_>) + '_ {
+    |p| {
+        events.push(match p {
+            Progress::Started { file, total } => Event::Started(file.to_string(), total),
+            Progress::Advanced { file, bytes } => Event::Advanced(file.to_string(), bytes),
+            Progress::Finished { file } => Event::Finished(file.to_string()),
+        })
+    }
+}
+
+#[test]
+fn progress_reports_start_every_byte_and_finish() {
+    // Raw (not gzip) and large enough to arrive in several reads.
+    let content = idx::encode(&[300_000], &vec![7; 300_000]);
+    let file = RemoteFile {
+        name: "big-labels-idx1-ubyte".to_string(),
+        sha256: sha256_hex(&content),
+    };
+    let (base, _) = serve(HashMap::from([(
+        format!("/mirror/{}", file.name),
+        Reply::Body(content.clone()),
+    )]));
+    let dir = tempfile::tempdir().unwrap();
+    let mut events = Vec::new();
+    let files = [file];
+    download_files(dir.path(), &files, &[base], &mut record(&mut events)).unwrap();
+    let name = &files[0].name;
+    let size = content.len() as u64;
+    assert_eq!(events[0], Event::Started(name.clone(), Some(size)));
+    assert_eq!(events.last(), Some(&Event::Finished(name.clone())));
+    let advanced = &events[1..events.len() - 1];
+    assert!(advanced.len() > 1, "{events:?}");
+    let mut total = 0;
+    for event in advanced {
+        match event {
+            Event::Advanced(file, bytes) if file == name && *bytes > 0 => total += bytes,
+            other => panic!("unexpected {other:?} in {events:?}"),
+        }
+    }
+    assert_eq!(total, size);
+}
+
+#[test]
+fn progress_restarts_on_the_next_mirror() {
+    let (file, gz) = tiny_file();
+    let (bad, _) = serve(route(Reply::Body(gzip(b"not the labels"))));
+    let (good, _) = serve(route(Reply::Body(gz.clone())));
+    let dir = tempfile::tempdir().unwrap();
+    let mut events = Vec::new();
+    let files = [file];
+    download_files(dir.path(), &files, &[bad, good], &mut record(&mut events)).unwrap();
+    let starts: Vec<usize> = (0..events.len())
+        .filter(|&i| matches!(events[i], Event::Started(..)))
+        .collect();
+    assert_eq!(starts.len(), 2, "{events:?}");
+    let good_bytes: u64 = events[starts[1]..]
+        .iter()
+        .map(|e| match e {
+            Event::Advanced(_, bytes) => *bytes,
+            _ => 0,
+        })
+        .sum();
+    assert_eq!(good_bytes, gz.len() as u64);
+    assert_eq!(events.last(), Some(&Event::Finished(files[0].name.clone())));
 }
 
 #[test]
@@ -134,7 +212,7 @@ fn corrupted_mirror_falls_back_to_the_next() {
     let (bad, bad_hits) = serve(route(Reply::Body(corrupted)));
     let (good, good_hits) = serve(route(Reply::Body(gz.clone())));
     let dir = tempfile::tempdir().unwrap();
-    let paths = download_files(dir.path(), &[file], &[bad, good], false).unwrap();
+    let paths = download_files(dir.path(), &[file], &[bad, good], &mut ignore).unwrap();
     assert_eq!(std::fs::read(&paths[0]).unwrap(), gz);
     assert_eq!(
         (
@@ -150,7 +228,8 @@ fn hash_mismatch_everywhere_keeps_nothing() {
     let (file, _) = tiny_file();
     let (bad, _) = serve(route(Reply::Body(gzip(b"not the labels"))));
     let dir = tempfile::tempdir().unwrap();
-    let err = download_files(dir.path(), &[file], &[bad], false).unwrap_err();
+    let err =
+        download_files(dir.path(), std::slice::from_ref(&file), &[bad], &mut ignore).unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, DownloadError::AllMirrorsFailed { .. }));
     assert!(
@@ -158,7 +237,7 @@ fn hash_mismatch_everywhere_keeps_nothing() {
         "{msg}"
     );
     assert!(
-        msg.contains("SHA-256 of the decompressed content is") && msg.contains(file.sha256),
+        msg.contains("SHA-256 of the decompressed content is") && msg.contains(&file.sha256),
         "{msg}"
     );
     assert!(msg.contains("nothing was written"), "{msg}");
@@ -171,7 +250,7 @@ fn truncated_transfer_and_missing_file_keep_nothing() {
     let (truncated, _) = serve(route(Reply::Truncated(gz)));
     let (empty, _) = serve(HashMap::new());
     let dir = tempfile::tempdir().unwrap();
-    let msg = download_files(dir.path(), &[file], &[truncated, empty], false)
+    let msg = download_files(dir.path(), &[file], &[truncated, empty], &mut ignore)
         .unwrap_err()
         .to_string();
     assert!(
@@ -212,6 +291,6 @@ fn cli_download_fetches_and_verifies_real_mnist() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(stdout.matches("verified ").count(), 4, "{stdout}");
-    let data = gpu_mnist::data::mnist::load(Some(dir.path()), false).unwrap();
+    let data = gpu_mnist::data::mnist::load(Some(dir.path()), None).unwrap();
     assert_eq!((data.train.len, data.test.len), (60_000, 10_000));
 }

@@ -4,8 +4,8 @@ use std::io::Write;
 
 use flate2::write::GzEncoder;
 use gpu_mnist::data::idx::{self, IdxProblem, IMAGES_MAGIC, LABELS_MAGIC};
-use gpu_mnist::data::mnist::{self, DataError, TRAIN_IMAGES};
-use gpu_mnist::data::Dataset;
+use gpu_mnist::data::mnist::{self, DataError, CLASSES, TRAIN_IMAGES};
+use gpu_mnist::data::{pixel, Dataset, PIXEL_MAX};
 
 fn gzip(bytes: &[u8]) -> Vec<u8> {
     let mut enc = GzEncoder::new(Vec::new(), flate2::Compression::fast());
@@ -93,18 +93,44 @@ fn rejects_corrupt_gzip() {
 fn dataset_checks_counts_and_labels() {
     let imgs = idx::parse(&images(3), IMAGES_MAGIC).unwrap();
     let two_labels = idx::parse(&idx::encode(&[2], &[1, 2]), LABELS_MAGIC).unwrap();
-    let err = Dataset::from_idx(imgs.clone(), two_labels).unwrap_err();
+    let err = Dataset::from_idx(imgs.clone(), two_labels, CLASSES).unwrap_err();
     assert_eq!(err.to_string(), "3 images but 2 labels");
     let bad_label = idx::parse(&idx::encode(&[3], &[1, 10, 2]), LABELS_MAGIC).unwrap();
-    let err = Dataset::from_idx(imgs.clone(), bad_label).unwrap_err();
+    let err = Dataset::from_idx(imgs.clone(), bad_label, CLASSES).unwrap_err();
     assert_eq!(
         err.to_string(),
         "label 10 at index 1 is not below the class count 10"
     );
     let labels = idx::parse(&idx::encode(&[3], &[1, 9, 2]), LABELS_MAGIC).unwrap();
-    let data = Dataset::from_idx(imgs, labels).unwrap();
-    assert_eq!((data.len, data.features), (3, 12));
+    let data = Dataset::from_idx(imgs.clone(), labels.clone(), CLASSES).unwrap();
+    assert_eq!((data.len, data.features, data.classes), (3, 12, 10));
     assert_eq!(data.image(1), &(12u8..24).collect::<Vec<_>>()[..]);
+    // The class count is the data set's own, not MNIST's.
+    let err = Dataset::from_idx(imgs.clone(), labels.clone(), 9).unwrap_err();
+    assert_eq!(
+        err,
+        IdxProblem::LabelOutOfRange {
+            index: 1,
+            label: 9,
+            classes: 9
+        }
+    );
+    let data = Dataset::from_idx(imgs, labels, 200).unwrap();
+    assert_eq!(data.classes, 200);
+    let err = Dataset::new(vec![0; 4], vec![0, 3], 2, 3).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "label 3 at index 1 is not below the class count 3"
+    );
+}
+
+#[test]
+fn pixels_scale_by_division() {
+    assert_eq!(pixel(0), 0.0);
+    assert_eq!(pixel(255), 1.0);
+    for p in 0..=255u8 {
+        assert_eq!(pixel(p).to_bits(), (f32::from(p) / PIXEL_MAX).to_bits());
+    }
 }
 
 /// Writes a complete set of small, valid files under the given names.
@@ -129,7 +155,7 @@ fn loads_both_spellings_gzip_or_raw() {
         ],
         5,
     );
-    let data = mnist::load(Some(dir.path()), false).unwrap();
+    let data = mnist::load(Some(dir.path()), None).unwrap();
     assert_eq!(
         (data.train.len, data.test.len, data.train.features),
         (5, 2, 12)
@@ -141,7 +167,10 @@ fn loads_both_spellings_gzip_or_raw() {
 fn explicit_dir_missing_files_names_them() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("train-images-idx3-ubyte"), images(1)).unwrap();
-    let err = mnist::load(Some(dir.path()), true).unwrap_err();
+    // Download allowed, yet an explicit directory is never filled from a mirror.
+    let mut events = 0;
+    let err = mnist::load(Some(dir.path()), Some(&mut |_| events += 1)).unwrap_err();
+    assert_eq!(events, 0);
     assert!(matches!(err, DataError::MissingInExplicitDir { .. }));
     let msg = err.to_string();
     assert!(
@@ -172,9 +201,7 @@ fn errors_name_the_file_and_the_problem() {
         idx::encode(&[3], &[0, 1, 2]),
     )
     .unwrap();
-    let msg = mnist::load(Some(dir.path()), false)
-        .unwrap_err()
-        .to_string();
+    let msg = mnist::load(Some(dir.path()), None).unwrap_err().to_string();
     assert!(
         msg.contains("train-labels-idx1-ubyte") && msg.ends_with("4 images but 3 labels"),
         "{msg}"
@@ -185,9 +212,7 @@ fn errors_name_the_file_and_the_problem() {
         idx::encode(&[3], &[0, 1, 2]),
     )
     .unwrap();
-    let msg = mnist::load(Some(dir.path()), false)
-        .unwrap_err()
-        .to_string();
+    let msg = mnist::load(Some(dir.path()), None).unwrap_err().to_string();
     assert!(
         msg.contains("train-images-idx3-ubyte: wrong magic number 0x00000801, expected 0x00000803"),
         "{msg}"

@@ -1,12 +1,15 @@
-//! What every backend offers the trainer: train an epoch over a given example
-//! order, evaluate, and exchange parameters with the host.
+//! Devices that execute a [`Plan`](crate::plan::Plan): the CPU and wgpu. Each
+//! turns the plan's ops into its own work once, at construction, and then
+//! runs steps over an example order.
 
-pub mod cpu;
-pub mod gpu;
+pub(crate) mod cpu;
+pub(crate) mod gpu;
 
-use crate::loss::LossKind;
-use crate::model::{ModelSpec, Params};
+#[cfg(test)]
+mod conformance;
+
 use crate::optim::OptimizerSpec;
+use crate::plan::{Buf, Program};
 
 /// Loss sum and correct predictions over some samples.
 #[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
@@ -26,17 +29,27 @@ impl Metrics {
     pub fn accuracy(&self) -> f64 {
         self.correct as f64 / self.samples.max(1) as f64
     }
+
+    /// Adds one step of `rows` samples.
+    pub(crate) fn add_step(&mut self, rows: usize, loss_sum: f64, correct: u64) {
+        self.samples += rows as u64;
+        self.steps += 1;
+        self.loss_sum += loss_sum;
+        self.correct += correct;
+    }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which of the data set's splits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Split {
     Train,
     Test,
 }
 
-/// Counts a backend keeps of its own work (the GPU backend fills all of them).
+/// Counts a device keeps of its own work (the wgpu device fills all of them).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Counters {
+    /// Training steps (optimizer updates) taken.
     pub steps: u64,
     pub dispatches: u64,
     pub submits: u64,
@@ -44,20 +57,6 @@ pub struct Counters {
     pub blocking_syncs: u64,
     pub bytes_to_device: u64,
     pub bytes_from_device: u64,
-}
-
-/// Time of one kernel launch.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct KernelTime {
-    pub label: &'static str,
-    pub ms: f64,
-}
-
-/// Time per kernel of one training step, and how it was measured.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Profile {
-    pub method: &'static str,
-    pub kernels: Vec<KernelTime>,
 }
 
 impl Counters {
@@ -74,65 +73,67 @@ impl Counters {
     }
 }
 
-/// Settings shared by all backends.
+/// Time of one kernel launch.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct KernelTime {
+    pub label: String,
+    pub ms: f64,
+}
+
+/// Time per kernel of one training step, and how it was measured.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Profile {
+    pub method: &'static str,
+    pub kernels: Vec<KernelTime>,
+}
+
+/// What a device is asked to run besides the plan.
 #[derive(Debug, Clone, Copy)]
-pub struct TrainSettings {
-    pub batch_size: usize,
-    pub optimizer: OptimizerSpec,
-    pub loss: LossKind,
+pub(crate) struct RunSettings {
+    /// `None` for a model that is only evaluated.
+    pub optimizer: Option<OptimizerSpec>,
     /// Steps between progress reports (and, on the GPU, read-backs).
     pub report_every: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum BackendError {
+pub enum DeviceError {
     #[error("{0}")]
     Gpu(#[from] gpu::GpuError),
-    #[error("parameters for a {found:?} network do not fit this {expected:?} network")]
-    ShapeMismatch {
-        expected: ModelSpec,
-        found: ModelSpec,
-    },
+    #[error("{0}")]
+    Invalid(String),
 }
 
-pub trait Backend {
-    /// One line naming the backend and its device.
+/// A device with a plan, the data set and the parameters loaded.
+pub(crate) trait Executor {
+    /// One line naming the device.
     fn describe(&self) -> String;
 
-    /// Trains one step per `batch_size` slice of `order` (the last may be
-    /// shorter), calling `report` with the epoch's running metrics every
-    /// `report_every` steps.
-    fn train_epoch(
+    /// Runs `program` over the examples `order` of `split` (`None`: all of
+    /// them in file order), one step per `plan.batch` slice, calling `report`
+    /// with the running metrics every `report_every` steps.
+    fn run(
         &mut self,
-        order: &[u32],
+        program: Program,
+        split: Split,
+        order: Option<&[u32]>,
         report: &mut dyn FnMut(&Metrics),
-    ) -> Result<Metrics, BackendError>;
+    ) -> Result<Metrics, DeviceError>;
 
-    fn evaluate(&mut self, split: Split) -> Result<Metrics, BackendError>;
+    /// Class probabilities (rows x classes) of `images` (rows x features, u8).
+    fn predict(&mut self, images: &[u8]) -> Result<Vec<f32>, DeviceError>;
 
-    fn params(&mut self) -> Result<Params, BackendError>;
+    /// Reads a parameter-sized buffer (or any buffer, for tests).
+    fn read(&mut self, buf: Buf) -> Result<Vec<f32>, DeviceError>;
 
-    /// Replaces the parameters (the optimizer state is kept).
-    fn set_params(&mut self, params: &Params) -> Result<(), BackendError>;
+    /// Overwrites a buffer from the start.
+    fn write(&mut self, buf: Buf, values: &[f32]) -> Result<(), DeviceError>;
 
     fn counters(&self) -> Counters;
 
-    /// Time per kernel of one (real) training step, where the backend runs
+    /// Time per kernel of one (real) training step, where the device runs
     /// kernels; `None` for the CPU.
-    fn profile_step(&mut self) -> Result<Option<Profile>, BackendError> {
+    fn profile_step(&mut self) -> Result<Option<Profile>, DeviceError> {
         Ok(None)
-    }
-}
-
-/// Fails unless `new` has the layer sizes `expected`.
-pub fn check_same_shape(expected: &ModelSpec, new: &Params) -> Result<(), BackendError> {
-    let found = new.spec();
-    if *expected == found {
-        Ok(())
-    } else {
-        Err(BackendError::ShapeMismatch {
-            expected: expected.clone(),
-            found,
-        })
     }
 }

@@ -1,10 +1,18 @@
 //! A labelled image set held as the raw `u8` bytes of the files: the backends turn
-//! pixels into `f32 / 255` themselves, so the data set costs one byte per pixel.
+//! pixels into `f32` themselves (see [`pixel`]), so the data set costs one byte per
+//! pixel.
 
 use super::idx::{IdxArray, IdxProblem};
 
-/// Number of MNIST classes (digits 0-9).
-pub const CLASSES: usize = 10;
+/// The brightest pixel value: a pixel `p` becomes `f32::from(p) / PIXEL_MAX`. The
+/// engine's single owner of the 255, so that every backend scales alike.
+pub const PIXEL_MAX: f32 = 255.0;
+
+/// Pixel `p` scaled into `[0, 1]`. A division, not a multiplication by `1 / 255`:
+/// the GPU kernel divides too, and bit-exact parity between backends depends on it.
+pub fn pixel(p: u8) -> f32 {
+    f32::from(p) / PIXEL_MAX
+}
 
 #[derive(Debug, Clone)]
 pub struct Dataset {
@@ -12,15 +20,20 @@ pub struct Dataset {
     pub images: Vec<u8>,
     pub labels: Vec<u8>,
     pub len: usize,
-    /// Pixels per image, 784 for MNIST.
+    /// Pixels per image.
     pub features: usize,
+    /// Every label is below this.
     pub classes: usize,
 }
 
 impl Dataset {
     /// Pairs an image tensor (rank 3) with its label tensor (rank 1), checking that
-    /// the counts agree and every label names a class.
-    pub fn from_idx(images: IdxArray, labels: IdxArray) -> Result<Self, IdxProblem> {
+    /// the counts agree and every label is below `classes`.
+    pub fn from_idx(
+        images: IdxArray,
+        labels: IdxArray,
+        classes: usize,
+    ) -> Result<Self, IdxProblem> {
         let len = images.dims[0];
         if labels.dims[0] != len {
             return Err(IdxProblem::CountMismatch {
@@ -28,11 +41,22 @@ impl Dataset {
                 labels: labels.dims[0],
             });
         }
-        Self::new(images.data, labels.data, images.dims[1..].iter().product())
+        Self::new(
+            images.data,
+            labels.data,
+            images.dims[1..].iter().product(),
+            classes,
+        )
     }
 
-    /// Builds a data set from flattened images, checking shapes and labels.
-    pub fn new(images: Vec<u8>, labels: Vec<u8>, features: usize) -> Result<Self, IdxProblem> {
+    /// Builds a data set from flattened images, checking shapes and that every
+    /// label is below `classes`.
+    pub fn new(
+        images: Vec<u8>,
+        labels: Vec<u8>,
+        features: usize,
+        classes: usize,
+    ) -> Result<Self, IdxProblem> {
         let len = labels.len();
         if features == 0 || images.len() != len * features {
             return Err(IdxProblem::CountMismatch {
@@ -43,12 +67,12 @@ impl Dataset {
         if let Some((index, &label)) = labels
             .iter()
             .enumerate()
-            .find(|(_, &l)| l as usize >= CLASSES)
+            .find(|(_, &l)| usize::from(l) >= classes)
         {
             return Err(IdxProblem::LabelOutOfRange {
                 index,
                 label,
-                classes: CLASSES,
+                classes,
             });
         }
         Ok(Self {
@@ -56,7 +80,7 @@ impl Dataset {
             labels,
             len,
             features,
-            classes: CLASSES,
+            classes,
         })
     }
 
@@ -78,9 +102,9 @@ impl Dataset {
     }
 }
 
-/// The training and test splits.
+/// A data set's training and test splits.
 #[derive(Debug, Clone)]
-pub struct Mnist {
+pub struct Splits {
     pub train: Dataset,
     pub test: Dataset,
 }

@@ -1,15 +1,43 @@
-//! Where the four MNIST files come from: an explicit directory, the
-//! `GPU_MNIST_DATA` environment variable, `data/mnist` under the working directory,
-//! or the per-user cache (filled by a verified download when nothing else has them).
+//! MNIST's facts (shape, classes, files, mirrors) and where its four files come
+//! from: an explicit directory, the `GPU_MNIST_DATA` environment variable,
+//! `data/mnist` under the working directory, or the per-user cache (filled by a
+//! verified download when nothing else has them).
 
 use std::path::{Path, PathBuf};
 
-use super::dataset::{Dataset, Mnist};
-use super::download::{self, DownloadError};
+use super::dataset::{Dataset, Splits};
+use super::download::{self, DownloadError, Progress, RemoteFile};
 use super::idx::{self, IdxError, IMAGES_MAGIC, LABELS_MAGIC};
+
+/// Digits 0-9.
+pub const CLASSES: usize = 10;
+/// Pixels per image: 28 x 28.
+pub const FEATURES: usize = 28 * 28;
 
 /// Environment variable naming a directory that holds the MNIST files.
 pub const DATA_ENV: &str = "GPU_MNIST_DATA";
+
+/// Environment variable with a comma-separated list of mirror base URLs that
+/// replaces the defaults (for private mirrors and for tests).
+pub const MIRRORS_ENV: &str = "GPU_MNIST_MIRRORS";
+
+/// Public copies of the original files, tried in order.
+pub const DEFAULT_MIRRORS: [&str; 2] = [
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+];
+
+/// Mirror base URLs: `GPU_MNIST_MIRRORS` when set, else the public defaults.
+pub fn mirrors() -> Vec<String> {
+    match std::env::var(MIRRORS_ENV) {
+        Ok(list) if !list.trim().is_empty() => list
+            .split(',')
+            .map(|m| m.trim().to_string())
+            .filter(|m| !m.is_empty())
+            .collect(),
+        _ => DEFAULT_MIRRORS.iter().map(|m| m.to_string()).collect(),
+    }
+}
 
 /// One of the four files, with the SHA-256 of its decompressed upstream content.
 #[derive(Debug, Clone, Copy)]
@@ -39,6 +67,14 @@ impl MnistFile {
             .map(|name| dir.join(name))
             .find(|p| p.is_file())
     }
+
+    /// The file as the mirrors serve it: gzip under its canonical name.
+    pub fn remote(&self) -> RemoteFile {
+        RemoteFile {
+            name: format!("{}.gz", self.stem),
+            sha256: self.sha256.to_string(),
+        }
+    }
 }
 
 pub const TRAIN_IMAGES: MnistFile = MnistFile {
@@ -64,6 +100,17 @@ pub const TEST_LABELS: MnistFile = MnistFile {
 
 pub const FILES: [MnistFile; 4] = [TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS];
 
+/// Why the per-user cache could not supply the files.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("downloading is disabled")]
+    Disabled,
+    #[error("no cache directory: neither XDG_CACHE_HOME nor HOME is set")]
+    NoCacheDir,
+    #[error(transparent)]
+    Download(#[from] DownloadError),
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
     #[error("{0}")]
@@ -82,7 +129,7 @@ pub enum DataError {
     )]
     Unavailable {
         searched: Vec<PathBuf>,
-        cause: DownloadError,
+        cause: FetchError,
     },
 }
 
@@ -123,10 +170,24 @@ fn complete_set(dir: &Path) -> Result<[PathBuf; 4], Vec<String>> {
     }
 }
 
-/// Finds the directory holding all four files. With `explicit`, only that
-/// directory counts; otherwise the default search runs, then a download into the
-/// cache directory when `allow_download` is set.
-pub fn locate(explicit: Option<&Path>, allow_download: bool) -> Result<[PathBuf; 4], DataError> {
+/// Downloads any of the four files that `dir` lacks from [`mirrors`], and returns
+/// their paths once all four are verified.
+pub fn download_all(
+    dir: &Path,
+    progress: &mut dyn FnMut(Progress<'_>),
+) -> Result<[PathBuf; 4], DownloadError> {
+    let files = FILES.map(|f| f.remote());
+    let paths = download::download_files(dir, &files, &mirrors(), progress)?;
+    Ok(paths.try_into().expect("one path per file"))
+}
+
+/// Finds the four files. With `explicit`, only that directory counts; otherwise
+/// the default search runs, then, when `download` is given (it receives the
+/// progress), a download into the cache directory.
+pub fn locate(
+    explicit: Option<&Path>,
+    download: Option<&mut dyn FnMut(Progress<'_>)>,
+) -> Result<[PathBuf; 4], DataError> {
     if let Some(dir) = explicit {
         return complete_set(dir).map_err(|missing| DataError::MissingInExplicitDir {
             dir: dir.to_path_buf(),
@@ -137,35 +198,38 @@ pub fn locate(explicit: Option<&Path>, allow_download: bool) -> Result<[PathBuf;
     if let Some(paths) = searched.iter().find_map(|d| complete_set(d).ok()) {
         return Ok(paths);
     }
-    let cause = match (allow_download, cache_dir()) {
-        (false, _) => DownloadError::Disabled,
-        (true, None) => DownloadError::NoCacheDir,
-        (true, Some(dir)) => match download::download_all(&dir, &download::mirrors(), true) {
+    let cause = match (download, cache_dir()) {
+        (None, _) => FetchError::Disabled,
+        (Some(_), None) => FetchError::NoCacheDir,
+        (Some(progress), Some(dir)) => match download_all(&dir, progress) {
             Ok(paths) => return Ok(paths),
-            Err(e) => e,
+            Err(e) => e.into(),
         },
     };
     Err(DataError::Unavailable { searched, cause })
 }
 
 /// Loads both splits from the four files.
-pub fn load_files(paths: &[PathBuf; 4]) -> Result<Mnist, DataError> {
+pub fn load_files(paths: &[PathBuf; 4]) -> Result<Splits, DataError> {
     let read = |i: usize| idx::read_file(&paths[i], FILES[i].magic);
     let pair = |images: usize, labels: usize| -> Result<Dataset, DataError> {
-        Dataset::from_idx(read(images)?, read(labels)?).map_err(|problem| {
+        Dataset::from_idx(read(images)?, read(labels)?, CLASSES).map_err(|problem| {
             DataError::Idx(IdxError {
                 file: format!("{} + {}", paths[images].display(), paths[labels].display()),
                 problem,
             })
         })
     };
-    Ok(Mnist {
+    Ok(Splits {
         train: pair(0, 1)?,
         test: pair(2, 3)?,
     })
 }
 
-/// Locates, downloads if needed, and loads MNIST.
-pub fn load(explicit: Option<&Path>, allow_download: bool) -> Result<Mnist, DataError> {
-    load_files(&locate(explicit, allow_download)?)
+/// Locates MNIST (see [`locate`]), downloads it if needed and allowed, and loads it.
+pub fn load(
+    explicit: Option<&Path>,
+    download: Option<&mut dyn FnMut(Progress<'_>)>,
+) -> Result<Splits, DataError> {
+    load_files(&locate(explicit, download)?)
 }

@@ -1,251 +1,280 @@
-//! The reference backend: the book's math on ndarray, buffers allocated once.
+//! The reference device: runs the plan's ops in order on ndarray, into buffers
+//! allocated once. The first layer skips zero pixels (`sparse.rs`) whenever
+//! every op that reads the batch can.
 
-pub mod ops;
-pub mod sparse;
+pub(crate) mod ops;
+pub(crate) mod sparse;
 
+#[cfg(test)]
+mod gradcheck;
+
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use ndarray::{s, Array2, ArrayViewMut2};
+use ndarray::{ArrayView2, ArrayViewMut2};
 use rayon::prelude::*;
 
-use super::{check_same_shape, Backend, BackendError, Counters, Metrics, Split, TrainSettings};
-use crate::data::{Dataset, Mnist};
-use crate::loss::LossKind;
-use crate::model::Params;
+use super::{Counters, DeviceError, Executor, Metrics, RunSettings, Split};
+use crate::data::{Dataset, Splits};
+use crate::optim::OptimizerSpec;
+use crate::plan::{Buf, Epilogue, Matmul, Op, Plan, Program};
 use ops::Targets;
-
-/// Per-batch buffers, sized for the largest batch and sliced for smaller ones.
-struct Workspace {
-    input: Array2<f32>,
-    /// Output of each layer: relu activations, then the logits.
-    outputs: Vec<Array2<f32>>,
-    /// Gradient of the loss with respect to each layer's pre-activation.
-    deltas: Vec<Array2<f32>>,
-    one_hot: Array2<f32>,
-    labels: Vec<u8>,
-    /// The batch's nonzero pixels, and whether the first layer uses them
-    /// (instead of `input`) for this batch.
-    sparse: sparse::SparseBatch,
-    sparse_input: bool,
-}
-
-impl Workspace {
-    fn new(params: &Params, rows: usize) -> Self {
-        let widths: Vec<usize> = params.layers.iter().map(|l| l.bias.len()).collect();
-        let inputs = params.layers[0].weights.nrows();
-        Self {
-            input: Array2::zeros((rows, inputs)),
-            outputs: widths.iter().map(|&w| Array2::zeros((rows, w))).collect(),
-            deltas: widths.iter().map(|&w| Array2::zeros((rows, w))).collect(),
-            one_hot: Array2::zeros((rows, *widths.last().unwrap())),
-            labels: Vec::with_capacity(rows),
-            sparse: sparse::SparseBatch::default(),
-            sparse_input: false,
-        }
-    }
-
-    fn rows(&self) -> usize {
-        self.input.nrows()
-    }
-}
-
-pub struct CpuBackend {
-    data: Arc<Mnist>,
-    params: Params,
-    settings: TrainSettings,
-    /// Per parameter tensor, `state_slots` optimizer vectors.
-    optimizer_state: Vec<Vec<Vec<f32>>>,
-    /// Gradients in the order of `Params::tensors`.
-    grads: Vec<Vec<f32>>,
-    train_ws: Workspace,
-    eval_ws: Option<Workspace>,
-    counters: Counters,
-}
 
 /// Parameters per parallel optimizer task: large enough to amortise the task.
 const UPDATE_CHUNK: usize = 1 << 15;
 
-/// Rows evaluated at once: large enough for efficient matmuls, small in memory.
-const EVAL_CHUNK: usize = 1000;
+pub(crate) struct CpuExecutor {
+    plan: Plan,
+    data: Arc<Splits>,
+    settings: RunSettings,
+    /// Every buffer of the plan, parameters included, sized once.
+    bufs: HashMap<Buf, Vec<f32>>,
+    /// The step's labels, in row order (the loss reads them by row).
+    labels: Vec<u8>,
+    /// The batch's nonzero pixels, and whether this step's first-layer ops
+    /// use them instead of [`Buf::Input`].
+    sparse: sparse::SparseBatch,
+    sparse_input: bool,
+    /// Whether every op that reads the batch has a sparse form.
+    sparse_capable: bool,
+    counters: Counters,
+}
 
-impl CpuBackend {
-    pub fn new(data: Arc<Mnist>, params: Params, settings: TrainSettings) -> Self {
-        let slots = settings.optimizer.state_slots();
-        let tensors = params.tensors();
+/// Whether the CPU has a sparse form of `op` when it reads the batch.
+fn sparse_form(op: &Op) -> bool {
+    match op {
+        Op::Matmul(mm) if mm.a == Buf::Input => {
+            !mm.form.transpose_b
+                && if mm.form.transpose_a {
+                    mm.form.epilogue == Epilogue::None
+                } else {
+                    mm.form.epilogue != Epilogue::ReluMask
+                }
+        }
+        Op::Matmul(mm) => mm.b != Buf::Input && mm.extra != Some(Buf::Input),
+        _ => true,
+    }
+}
+
+impl CpuExecutor {
+    pub fn new(plan: Plan, data: Arc<Splits>, settings: RunSettings, params: &[&[f32]]) -> Self {
+        let mut bufs: HashMap<Buf, Vec<f32>> = plan
+            .batch_buffers()
+            .into_iter()
+            .map(|b| (b, vec![0.0; plan.len(b)]))
+            .collect();
+        for t in 0..plan.tensors.len() {
+            let len = plan.tensor_len(t);
+            bufs.insert(Buf::Param(t), params[t].to_vec());
+            bufs.insert(Buf::Grad(t), vec![0.0; len]);
+            for slot in 0..plan.state_slots {
+                bufs.insert(Buf::State { slot, tensor: t }, vec![0.0; len]);
+            }
+        }
+        let sparse_capable = [&plan.train, &plan.eval, &plan.predict]
+            .iter()
+            .all(|ops| ops.iter().all(sparse_form));
         Self {
-            optimizer_state: tensors
-                .iter()
-                .map(|t| vec![vec![0.0; t.len()]; slots])
-                .collect(),
-            grads: tensors.iter().map(|t| vec![0.0; t.len()]).collect(),
-            train_ws: Workspace::new(&params, settings.batch_size),
-            eval_ws: None,
+            labels: Vec::with_capacity(plan.batch),
+            plan,
             data,
-            params,
             settings,
+            bufs,
+            sparse: sparse::SparseBatch::default(),
+            sparse_input: false,
+            sparse_capable,
             counters: Counters::default(),
         }
     }
 
-    /// Forward pass of `indices` of `data` into `ws`; returns the loss sum and
-    /// correct count and leaves the scaled loss gradient in the last delta.
-    fn forward_and_loss(
-        params: &Params,
-        loss: LossKind,
-        data: &Dataset,
-        indices: &[u32],
-        ws: &mut Workspace,
-        grad_scale: f32,
-    ) -> (f64, u64) {
-        let b = indices.len();
-        ws.sparse.gather(data, indices);
-        ws.sparse_input = ws.sparse.density() <= sparse::MAX_DENSITY;
-        if !ws.sparse_input {
-            ops::gather_batch(data, indices, ws.input.slice_mut(s![..b, ..]));
-        }
-        let last = params.layers.len() - 1;
-        for (l, layer) in params.layers.iter().enumerate() {
-            if l == 0 && ws.sparse_input {
-                sparse::forward(
-                    &ws.sparse,
-                    layer.weights.view(),
-                    layer.bias.as_slice().unwrap(),
-                    l != last,
-                    ws.outputs[0].slice_mut(s![..b, ..]),
-                );
-                continue;
+    fn take(&mut self, buf: Buf) -> Vec<f32> {
+        self.bufs.remove(&buf).expect("the plan allocates every buffer")
+    }
+
+    fn get(&self, buf: Buf) -> &[f32] {
+        &self.bufs[&buf]
+    }
+
+    /// Runs `ops` once over the examples `indices` of `source`; returns the
+    /// loss sum and correct count of the step (zero without a loss op).
+    fn step(&mut self, ops: &[Op], source: &Dataset, indices: &[u32]) -> (f64, u64) {
+        let rows = indices.len();
+        self.labels.clear();
+        self.labels
+            .extend(indices.iter().map(|&i| source.labels[i as usize]));
+        let mut metrics = (0.0, 0);
+        for op in ops {
+            match *op {
+                Op::Gather { one_hot } => self.gather(source, indices, one_hot),
+                Op::Matmul(mm) => self.matmul(&mm, rows),
+                Op::SoftmaxXent {
+                    logits,
+                    grad,
+                    dense_targets,
+                } => metrics = self.softmax_xent(logits, grad, dense_targets, rows),
+                Op::Softmax { logits } => {
+                    let mut probs = self.take(Buf::Probs);
+                    let classes = self.plan.classes;
+                    ops::softmax(
+                        view(self.get(logits), rows, classes),
+                        view_mut(&mut probs, rows, classes),
+                    );
+                    self.bufs.insert(Buf::Probs, probs);
+                }
+                Op::ColumnSums { src, dst, cols } => {
+                    let mut sums = self.take(dst);
+                    ops::column_sums(view(self.get(src), rows, cols), (&mut sums[..]).into());
+                    self.bufs.insert(dst, sums);
+                }
+                Op::Update => self.update(),
             }
-            let (before, rest) = ws.outputs.split_at_mut(l);
-            let x = if l == 0 {
-                ws.input.slice(s![..b, ..])
-            } else {
-                before[l - 1].slice(s![..b, ..])
-            };
-            ops::dense_forward(
-                x,
-                layer.weights.view(),
-                layer.bias.as_slice().unwrap(),
-                l != last,
-                rest[0].slice_mut(s![..b, ..]),
-            );
         }
-        ws.labels.clear();
-        ws.labels
-            .extend(indices.iter().map(|&i| data.labels[i as usize]));
-        let targets = match loss {
-            LossKind::SparseCategorical => Targets::Sparse(&ws.labels),
-            LossKind::Categorical => {
-                ops::one_hot(&ws.labels, ws.one_hot.slice_mut(s![..b, ..]));
-                Targets::Dense(ws.one_hot.slice(s![..b, ..]))
-            }
+        metrics
+    }
+
+    fn gather(&mut self, source: &Dataset, indices: &[u32], one_hot: bool) {
+        let rows = indices.len();
+        self.sparse_input = self.sparse_capable && {
+            self.sparse.gather(source, indices);
+            self.sparse.density() <= sparse::MAX_DENSITY
         };
-        ops::softmax_cross_entropy(
-            ws.outputs[last].slice(s![..b, ..]),
-            targets,
-            grad_scale,
-            ws.deltas[last].slice_mut(s![..b, ..]),
-        )
+        if !self.sparse_input {
+            let mut input = self.take(Buf::Input);
+            ops::gather_batch(source, indices, view_mut(&mut input, rows, source.features));
+            self.bufs.insert(Buf::Input, input);
+        }
+        if one_hot {
+            let mut targets = self.take(Buf::Targets);
+            ops::one_hot(&self.labels, view_mut(&mut targets, rows, self.plan.classes));
+            self.bufs.insert(Buf::Targets, targets);
+        }
     }
 
-    /// Forward and backward pass over `indices` of the training set: leaves the
-    /// gradients of the mean loss in `self.grads` and returns the loss sum and
-    /// correct count.
-    fn backward(&mut self, indices: &[u32]) -> (f64, u64) {
-        let b = indices.len();
-        let ws = &mut self.train_ws;
-        let (loss_sum, correct) = Self::forward_and_loss(
-            &self.params,
-            self.settings.loss,
-            &self.data.train,
-            indices,
-            ws,
-            1.0 / b as f32,
-        );
-        // Backward, last layer first: weight gradient, bias gradient, then the
-        // delta of the layer below through W^T and relu's derivative.
-        for (l, layer) in self.params.layers.iter().enumerate().rev() {
-            let x = if l == 0 {
-                ws.input.slice(s![..b, ..])
+    fn matmul(&mut self, mm: &Matmul, rows: usize) {
+        let (m, k) = mm.step_mk(rows);
+        let n = mm.n;
+        let mut c = self.take(mm.c);
+        let out = view_mut(&mut c, m, n);
+        let b = if mm.form.transpose_b {
+            view(self.get(mm.b), n, k).reversed_axes()
+        } else {
+            view(self.get(mm.b), k, n)
+        };
+        let extra = mm.extra.map(|e| self.get(e));
+        let relu = mm.form.epilogue == Epilogue::BiasRelu;
+        let bias = match mm.form.epilogue {
+            Epilogue::Bias | Epilogue::BiasRelu => extra,
+            Epilogue::None | Epilogue::ReluMask => None,
+        };
+        if mm.a == Buf::Input && self.sparse_input {
+            if mm.form.transpose_a {
+                sparse::grad_weights(&self.sparse, b, out);
             } else {
-                ws.outputs[l - 1].slice(s![..b, ..])
-            };
-            let delta = ws.deltas[l].slice(s![..b, ..]);
-            let (gw, gb) = grad_pair(&mut self.grads, l, layer.weights.dim());
-            if l == 0 && ws.sparse_input {
-                sparse::grad_weights(&ws.sparse, delta, gw);
-            } else {
-                ops::matmul(x.t(), delta, gw);
+                sparse::forward(&self.sparse, b, bias, relu, out);
             }
-            ops::column_sums(delta, gb.into());
-            if l > 0 {
-                let (below, here) = ws.deltas.split_at_mut(l);
-                let mut prev = below[l - 1].slice_mut(s![..b, ..]);
-                ops::matmul(
-                    here[0].slice(s![..b, ..]),
-                    layer.weights.t(),
-                    prev.view_mut(),
-                );
-                ops::relu_backward(prev, ws.outputs[l - 1].slice(s![..b, ..]));
+        } else {
+            let a = if mm.form.transpose_a {
+                view(self.get(mm.a), k, m).reversed_axes()
+            } else {
+                view(self.get(mm.a), m, k)
+            };
+            match mm.form.epilogue {
+                Epilogue::None => ops::matmul(a, b, out),
+                Epilogue::Bias | Epilogue::BiasRelu => {
+                    ops::dense_forward(a, b, bias.expect("a bias operand"), relu, out)
+                }
+                Epilogue::ReluMask => {
+                    let mut out = out;
+                    ops::matmul(a, b, out.view_mut());
+                    ops::relu_backward(out, view(extra.expect("a relu mask"), m, n));
+                }
             }
         }
-        (loss_sum, correct)
+        self.bufs.insert(mm.c, c);
     }
 
-    /// Gradients of the mean loss over `indices` of the training set, tensor by
-    /// tensor in `Params::tensors` order, with the loss sum (no update is made).
-    pub fn gradients(&mut self, indices: &[u32]) -> (f64, Vec<Vec<f32>>) {
-        let (loss_sum, _) = self.backward(indices);
-        (loss_sum, self.grads.clone())
+    fn softmax_xent(
+        &mut self,
+        logits: Buf,
+        grad: Option<Buf>,
+        dense_targets: bool,
+        rows: usize,
+    ) -> (f64, u64) {
+        let classes = self.plan.classes;
+        let mut grad_buf = grad.map(|g| (g, self.take(g)));
+        let targets = if dense_targets {
+            Targets::Dense(view(self.get(Buf::Targets), rows, classes))
+        } else {
+            Targets::Sparse(&self.labels)
+        };
+        let result = ops::softmax_cross_entropy(
+            view(self.get(logits), rows, classes),
+            targets,
+            1.0 / rows as f32,
+            grad_buf.as_mut().map(|(_, g)| view_mut(g, rows, classes)),
+        );
+        if let Some((g, values)) = grad_buf {
+            self.bufs.insert(g, values);
+        }
+        result
     }
 
-    fn train_step(&mut self, indices: &[u32]) -> (f64, u64) {
-        let (loss_sum, correct) = self.backward(indices);
+    fn update(&mut self) {
+        let optimizer = self
+            .settings
+            .optimizer
+            .expect("a training plan has an optimizer");
         self.counters.steps += 1;
         let t = self.counters.steps;
-        let optimizer = self.settings.optimizer;
-        for ((param, grad), state) in self
-            .params
-            .tensors_mut()
-            .into_iter()
-            .zip(&self.grads)
-            .zip(&mut self.optimizer_state)
-        {
-            // Element-wise, so chunks update in parallel.
-            let chunks = param
-                .par_chunks_mut(UPDATE_CHUNK)
-                .zip(grad.par_chunks(UPDATE_CHUNK));
-            match state.as_mut_slice() {
-                [] => {
-                    chunks.for_each(|(p, g)| optimizer.apply(t, p, g, &mut [] as &mut [&mut [f32]]))
-                }
-                [a] => chunks
-                    .zip(a.par_chunks_mut(UPDATE_CHUNK))
-                    .for_each(|((p, g), a)| optimizer.apply(t, p, g, &mut [a])),
-                [a, b] => chunks
-                    .zip(a.par_chunks_mut(UPDATE_CHUNK))
-                    .zip(b.par_chunks_mut(UPDATE_CHUNK))
-                    .for_each(|(((p, g), a), b)| optimizer.apply(t, p, g, &mut [a, b])),
-                more => unreachable!("no optimizer keeps {} state vectors", more.len()),
+        for tensor in 0..self.plan.tensors.len() {
+            let mut param = self.take(Buf::Param(tensor));
+            let mut state: Vec<Vec<f32>> = (0..self.plan.state_slots)
+                .map(|slot| self.take(Buf::State { slot, tensor }))
+                .collect();
+            update_parallel(&optimizer, t, &mut param, self.get(Buf::Grad(tensor)), &mut state);
+            self.bufs.insert(Buf::Param(tensor), param);
+            for (slot, s) in state.into_iter().enumerate() {
+                self.bufs.insert(Buf::State { slot, tensor }, s);
             }
         }
-        (loss_sum, correct)
     }
 }
 
-/// Views of layer `l`'s weight and bias gradients.
-fn grad_pair(
-    grads: &mut [Vec<f32>],
-    l: usize,
-    dim: (usize, usize),
-) -> (ArrayViewMut2<'_, f32>, &mut [f32]) {
-    let (w, b) = grads[2 * l..2 * l + 2].split_at_mut(1);
-    (
-        ArrayViewMut2::from_shape(dim, &mut w[0]).expect("gradient has the weight's shape"),
-        &mut b[0],
-    )
+/// One optimizer update, element-wise, so chunks run in parallel.
+fn update_parallel(
+    optimizer: &OptimizerSpec,
+    t: u64,
+    param: &mut [f32],
+    grad: &[f32],
+    state: &mut [Vec<f32>],
+) {
+    let chunks = param
+        .par_chunks_mut(UPDATE_CHUNK)
+        .zip(grad.par_chunks(UPDATE_CHUNK));
+    match state {
+        [] => chunks.for_each(|(p, g)| optimizer.apply(t, p, g, &mut [] as &mut [&mut [f32]])),
+        [a] => chunks
+            .zip(a.par_chunks_mut(UPDATE_CHUNK))
+            .for_each(|((p, g), a)| optimizer.apply(t, p, g, &mut [a])),
+        [a, b] => chunks
+            .zip(a.par_chunks_mut(UPDATE_CHUNK))
+            .zip(b.par_chunks_mut(UPDATE_CHUNK))
+            .for_each(|(((p, g), a), b)| optimizer.apply(t, p, g, &mut [a, b])),
+        more => unreachable!("no optimizer keeps {} state vectors", more.len()),
+    }
 }
 
-impl Backend for CpuBackend {
+/// The first `rows x cols` floats of `values` as a matrix.
+fn view(values: &[f32], rows: usize, cols: usize) -> ArrayView2<'_, f32> {
+    ArrayView2::from_shape((rows, cols), &values[..rows * cols]).expect("buffer holds the shape")
+}
+
+fn view_mut(values: &mut [f32], rows: usize, cols: usize) -> ArrayViewMut2<'_, f32> {
+    ArrayViewMut2::from_shape((rows, cols), &mut values[..rows * cols])
+        .expect("buffer holds the shape")
+}
+
+impl Executor for CpuExecutor {
     fn describe(&self) -> String {
         format!(
             "cpu (ndarray, {} threads)",
@@ -253,18 +282,31 @@ impl Backend for CpuBackend {
         )
     }
 
-    fn train_epoch(
+    fn run(
         &mut self,
-        order: &[u32],
+        program: Program,
+        split: Split,
+        order: Option<&[u32]>,
         report: &mut dyn FnMut(&Metrics),
-    ) -> Result<Metrics, BackendError> {
+    ) -> Result<Metrics, DeviceError> {
+        let data = self.data.clone();
+        let source = match split {
+            Split::Train => &data.train,
+            Split::Test => &data.test,
+        };
+        let all: Vec<u32>;
+        let order = match order {
+            Some(order) => order,
+            None => {
+                all = (0..source.len as u32).collect();
+                &all
+            }
+        };
+        let ops = self.plan.ops(program).to_vec();
         let mut metrics = Metrics::default();
-        for batch in order.chunks(self.settings.batch_size) {
-            let (loss_sum, correct) = self.train_step(batch);
-            metrics.samples += batch.len() as u64;
-            metrics.steps += 1;
-            metrics.loss_sum += loss_sum;
-            metrics.correct += correct;
+        for batch in order.chunks(self.plan.batch) {
+            let (loss_sum, correct) = self.step(&ops, source, batch);
+            metrics.add_step(batch.len(), loss_sum, correct);
             if metrics.steps % self.settings.report_every as u64 == 0 {
                 report(&metrics);
             }
@@ -272,34 +314,29 @@ impl Backend for CpuBackend {
         Ok(metrics)
     }
 
-    fn evaluate(&mut self, split: Split) -> Result<Metrics, BackendError> {
-        let data = match split {
-            Split::Train => &self.data.train,
-            Split::Test => &self.data.test,
-        };
-        let ws = self
-            .eval_ws
-            .get_or_insert_with(|| Workspace::new(&self.params, EVAL_CHUNK));
-        let all: Vec<u32> = (0..data.len as u32).collect();
-        let mut metrics = Metrics::default();
-        for chunk in all.chunks(ws.rows()) {
-            let (loss_sum, correct) =
-                Self::forward_and_loss(&self.params, self.settings.loss, data, chunk, ws, 1.0);
-            metrics.samples += chunk.len() as u64;
-            metrics.steps += 1;
-            metrics.loss_sum += loss_sum;
-            metrics.correct += correct;
+    fn predict(&mut self, images: &[u8]) -> Result<Vec<f32>, DeviceError> {
+        let features = self.plan.features;
+        let rows = images.len() / features;
+        let source = Dataset::new(images.to_vec(), vec![0; rows], features, self.plan.classes)
+            .map_err(|e| DeviceError::Invalid(e.to_string()))?;
+        let ops = self.plan.predict.clone();
+        let classes = self.plan.classes;
+        let mut probs = Vec::with_capacity(rows * classes);
+        let all: Vec<u32> = (0..rows as u32).collect();
+        for batch in all.chunks(self.plan.batch) {
+            self.step(&ops, &source, batch);
+            probs.extend_from_slice(&self.get(Buf::Probs)[..batch.len() * classes]);
         }
-        Ok(metrics)
+        Ok(probs)
     }
 
-    fn params(&mut self) -> Result<Params, BackendError> {
-        Ok(self.params.clone())
+    fn read(&mut self, buf: Buf) -> Result<Vec<f32>, DeviceError> {
+        Ok(self.get(buf).to_vec())
     }
 
-    fn set_params(&mut self, params: &Params) -> Result<(), BackendError> {
-        check_same_shape(&self.params.spec(), params)?;
-        self.params = params.clone();
+    fn write(&mut self, buf: Buf, values: &[f32]) -> Result<(), DeviceError> {
+        let target = self.bufs.get_mut(&buf).expect("the plan allocates every buffer");
+        target[..values.len()].copy_from_slice(values);
         Ok(())
     }
 

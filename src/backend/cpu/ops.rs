@@ -5,13 +5,13 @@
 use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis, Zip};
 
-use crate::data::Dataset;
+use crate::data::{pixel, Dataset};
 
-/// Builds the `f32` batch `pixels / 255` for the examples `indices`.
+/// Builds the `f32` batch of pixel values for the examples `indices`.
 pub fn gather_batch(data: &Dataset, indices: &[u32], mut out: ArrayViewMut2<f32>) {
     for (row, &i) in out.rows_mut().into_iter().zip(indices) {
         for (o, &p) in row.into_iter().zip(data.image(i as usize)) {
-            *o = p as f32 / 255.0;
+            *o = pixel(p);
         }
     }
 }
@@ -25,6 +25,11 @@ pub fn dense_forward(
     mut out: ArrayViewMut2<f32>,
 ) {
     general_mat_mul(1.0, &x, &w, 0.0, &mut out);
+    add_bias(bias, relu, out);
+}
+
+/// `out += bias` row by row, then relu when asked.
+pub fn add_bias(bias: &[f32], relu: bool, mut out: ArrayViewMut2<f32>) {
     for mut row in out.rows_mut() {
         for (o, b) in row.iter_mut().zip(bias) {
             let z = *o + b;
@@ -86,16 +91,17 @@ pub fn argmax(values: impl Iterator<Item = f32>) -> usize {
 /// Fused, numerically stable softmax + cross-entropy over the rows of `logits`.
 /// Returns the summed loss and the number of rows whose argmax is the target
 /// class, and writes `grad_scale * dloss/dlogits = grad_scale * (softmax * sum(t) - t)`
-/// into `grad` (which may alias nothing; pass `1 / batch` for the mean loss).
+/// into `grad` when given (pass `1 / batch` for the mean loss).
 pub fn softmax_cross_entropy(
     logits: ArrayView2<f32>,
     targets: Targets,
     grad_scale: f32,
-    mut grad: ArrayViewMut2<f32>,
+    mut grad: Option<ArrayViewMut2<f32>>,
 ) -> (f64, u64) {
     let mut loss_sum = 0.0f64;
     let mut correct = 0u64;
-    for (r, (z, mut g)) in logits.rows().into_iter().zip(grad.rows_mut()).enumerate() {
+    for (r, z) in logits.rows().into_iter().enumerate() {
+        let mut g = grad.as_mut().map(|g| g.row_mut(r));
         let max = z.fold(f32::NEG_INFINITY, |m, &v| m.max(v));
         let sum_exp: f32 = z.iter().map(|&v| (v - max).exp()).sum();
         let log_sum_exp = max + sum_exp.ln();
@@ -107,23 +113,39 @@ pub fn softmax_cross_entropy(
             Targets::Sparse(labels) => {
                 let label = labels[r] as usize;
                 loss_sum += (log_sum_exp - z[label]) as f64;
-                for (c, (gv, &zv)) in g.iter_mut().zip(&z).enumerate() {
-                    let p = (zv - log_sum_exp).exp();
-                    *gv = grad_scale * (p - if c == label { 1.0 } else { 0.0 });
+                if let Some(g) = g.as_mut() {
+                    for (c, (gv, &zv)) in g.iter_mut().zip(&z).enumerate() {
+                        let p = (zv - log_sum_exp).exp();
+                        *gv = grad_scale * (p - if c == label { 1.0 } else { 0.0 });
+                    }
                 }
             }
             Targets::Dense(t) => {
                 let t = t.row(r);
                 let t_sum: f32 = t.sum();
-                for ((gv, &zv), &tv) in g.iter_mut().zip(&z).zip(&t) {
+                for (c, (&zv, &tv)) in z.iter().zip(&t).enumerate() {
                     loss_sum += (tv * (log_sum_exp - zv)) as f64;
-                    let p = (zv - log_sum_exp).exp();
-                    *gv = grad_scale * (p * t_sum - tv);
+                    if let Some(g) = g.as_mut() {
+                        let p = (zv - log_sum_exp).exp();
+                        g[c] = grad_scale * (p * t_sum - tv);
+                    }
                 }
             }
         }
     }
     (loss_sum, correct)
+}
+
+/// Row-wise softmax of `logits` into `probs`, computed as `exp(z - lse)` like
+/// the loss, so a prediction agrees with the loss's probabilities.
+pub fn softmax(logits: ArrayView2<f32>, mut probs: ArrayViewMut2<f32>) {
+    for (z, mut p) in logits.rows().into_iter().zip(probs.rows_mut()) {
+        let max = z.fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+        let log_sum_exp = max + z.iter().map(|&v| (v - max).exp()).sum::<f32>().ln();
+        for (pv, &zv) in p.iter_mut().zip(&z) {
+            *pv = (zv - log_sum_exp).exp();
+        }
+    }
 }
 
 /// Writes one-hot rows for `labels` into `out`.

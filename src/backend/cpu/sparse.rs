@@ -7,7 +7,7 @@
 use ndarray::{ArrayView2, ArrayViewMut2};
 use rayon::prelude::*;
 
-use crate::data::Dataset;
+use crate::data::{pixel, Dataset};
 
 /// Use the sparse kernels when at most this fraction of the batch is nonzero;
 /// above it, the dense matmul's better arithmetic intensity wins.
@@ -48,7 +48,7 @@ impl SparseBatch {
                     if v != 0 {
                         let p = 8 * w + j;
                         self.row_cols.push(p as u32);
-                        self.row_vals.push(v as f32 / 255.0);
+                        self.row_vals.push(pixel(v));
                         self.col_start[p + 1] += 1;
                     }
                 }
@@ -124,11 +124,11 @@ fn accumulate_rows(
     }
 }
 
-/// `out = X · w + bias` (then relu when asked) for the batch's rows.
+/// `out = X · w (+ bias)` (then relu when asked) for the batch's rows.
 pub fn forward(
     batch: &SparseBatch,
     w: ArrayView2<f32>,
-    bias: &[f32],
+    bias: Option<&[f32]>,
     relu: bool,
     out: ArrayViewMut2<f32>,
 ) {
@@ -136,10 +136,13 @@ pub fn forward(
     let width = w.ncols();
     let w = w.as_slice().expect("standard layout");
     let out = out.into_slice().expect("the batch buffer is contiguous");
-    out.par_chunks_mut(bias.len())
+    out.par_chunks_mut(width)
         .enumerate()
         .for_each(|(r, row)| {
-            row.copy_from_slice(bias);
+            match bias {
+                Some(bias) => row.copy_from_slice(bias),
+                None => row.fill(0.0),
+            }
             let entries = batch.row_start[r]..batch.row_start[r + 1];
             accumulate_rows(
                 &batch.row_cols[entries.clone()],

@@ -1,12 +1,15 @@
-//! Device buffers: creation, the per-step uniform table, and read-backs (blocking
-//! for parameters, asynchronous through `map_async` and a futures-intrusive
-//! channel for the per-step metrics).
+//! Device buffers: creation, regions of them, the per-step uniform table, and
+//! read-backs. Read-backs are futures: the core awaits them and never blocks;
+//! [`block_on`] is the native host's edge that drives the device meanwhile.
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
 
 use futures_intrusive::channel::shared::{oneshot_channel, OneshotReceiver};
 use wgpu::util::DeviceExt;
-use wgpu::{Buffer, BufferUsages, Device, Queue};
+use wgpu::{BindingResource, Buffer, BufferUsages, Device, Queue, SubmissionIndex};
 
-use super::kernels::{Kernels, StepParams};
+use super::shader::{self, Step};
 use super::GpuError;
 use crate::backend::Counters;
 
@@ -15,7 +18,7 @@ fn padded(len: u64) -> u64 {
     len.max(16).next_multiple_of(4)
 }
 
-pub fn storage(device: &Device, label: &str, bytes: u64) -> Buffer {
+pub(crate) fn storage(device: &Device, label: &str, bytes: u64) -> Buffer {
     device.create_buffer(&wgpu::BufferDescriptor {
         label: Some(label),
         size: padded(bytes),
@@ -25,7 +28,7 @@ pub fn storage(device: &Device, label: &str, bytes: u64) -> Buffer {
 }
 
 /// A storage buffer holding `bytes` (zero-padded to a valid size).
-pub fn storage_with(device: &Device, label: &str, bytes: &[u8]) -> Buffer {
+pub(crate) fn storage_with(device: &Device, label: &str, bytes: &[u8]) -> Buffer {
     let mut contents = bytes.to_vec();
     contents.resize(padded(bytes.len() as u64) as usize, 0);
     device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
@@ -35,7 +38,7 @@ pub fn storage_with(device: &Device, label: &str, bytes: &[u8]) -> Buffer {
     })
 }
 
-pub fn uniform_with(device: &Device, label: &str, bytes: &[u8]) -> Buffer {
+pub(crate) fn uniform_with(device: &Device, label: &str, bytes: &[u8]) -> Buffer {
     device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
         label: Some(label),
         contents: bytes,
@@ -44,63 +47,102 @@ pub fn uniform_with(device: &Device, label: &str, bytes: &[u8]) -> Buffer {
 }
 
 /// Bytes packed four to a `u32` word, as the WGSL kernels read `u8` data.
-pub fn pack_bytes(bytes: &[u8]) -> Vec<u8> {
+pub(crate) fn pack_bytes(bytes: &[u8]) -> Vec<u8> {
     let mut packed = bytes.to_vec();
     packed.resize(bytes.len().next_multiple_of(4), 0);
     packed
 }
 
 /// Little-endian `f32`s from bytes of any alignment.
-pub fn f32s(bytes: &[u8]) -> Vec<f32> {
+pub(crate) fn f32s(bytes: &[u8]) -> Vec<f32> {
     bytes
         .chunks_exact(4)
         .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
         .collect()
 }
 
-pub fn u32s(bytes: &[u8]) -> Vec<u32> {
+pub(crate) fn u32s(bytes: &[u8]) -> Vec<u32> {
     bytes
         .chunks_exact(4)
         .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
         .collect()
 }
 
-/// Copies `size` bytes at `offset` of `buffer` to the host, waiting for the device.
-pub fn read_blocking(
+/// `size` bytes at `offset` of a buffer: what one plan buffer occupies.
+#[derive(Clone, Copy)]
+pub(crate) struct Region<'a> {
+    pub buffer: &'a Buffer,
+    pub offset: u64,
+    pub size: u64,
+}
+
+impl<'a> Region<'a> {
+    pub fn whole(buffer: &'a Buffer) -> Self {
+        Self {
+            buffer,
+            offset: 0,
+            size: buffer.size(),
+        }
+    }
+
+    pub fn binding(&self) -> BindingResource<'a> {
+        BindingResource::Buffer(wgpu::BufferBinding {
+            buffer: self.buffer,
+            offset: self.offset,
+            size: wgpu::BufferSize::new(padded(self.size)),
+        })
+    }
+}
+
+/// The submission a pending read-back waits for. The async core records it;
+/// whoever drives the device (the native [`block_on`], or a browser's event
+/// loop) waits for that submission and polls the core again.
+#[derive(Default)]
+pub(crate) struct DeviceWaits(Mutex<Option<SubmissionIndex>>);
+
+impl DeviceWaits {
+    fn want(&self, submission: SubmissionIndex) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(submission);
+    }
+
+    fn take(&self) -> Option<SubmissionIndex> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}
+
+/// Runs `future` to completion on this thread, waiting on the device for the
+/// submission the future is waiting for whenever it cannot go on.
+pub(crate) fn block_on<F: Future>(
     device: &Device,
-    queue: &Queue,
-    buffer: &Buffer,
-    offset: u64,
-    size: u64,
-    counters: &mut Counters,
-) -> Result<Vec<u8>, GpuError> {
-    let staging = device.create_buffer(&wgpu::BufferDescriptor {
-        label: Some("read-back"),
-        size,
-        usage: BufferUsages::MAP_READ | BufferUsages::COPY_DST,
-        mapped_at_creation: false,
-    });
-    let mut encoder = device.create_command_encoder(&Default::default());
-    encoder.copy_buffer_to_buffer(buffer, offset, &staging, 0, size);
-    let submission = queue.submit([encoder.finish()]);
-    counters.submits += 1;
-    let pending = PendingMap::start(&staging, submission);
-    let bytes = pending.wait(device, &staging, size, counters)?;
-    counters.bytes_from_device += size;
-    Ok(bytes)
+    waits: &DeviceWaits,
+    future: F,
+) -> Result<F::Output, GpuError> {
+    let mut future = std::pin::pin!(future);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    loop {
+        if let std::task::Poll::Ready(out) = future.as_mut().poll(&mut cx) {
+            return Ok(out);
+        }
+        device
+            .poll(wgpu::PollType::Wait {
+                submission_index: waits.take(),
+                timeout: None,
+            })
+            .map_err(|e| GpuError::Device(e.to_string()))?;
+    }
 }
 
 /// A `map_async` under way on a staging buffer.
 struct PendingMap {
-    submission: wgpu::SubmissionIndex,
+    submission: SubmissionIndex,
     receiver: OneshotReceiver<Result<(), wgpu::BufferAsyncError>>,
 }
 
 impl PendingMap {
-    fn start(staging: &Buffer, submission: wgpu::SubmissionIndex) -> Self {
+    fn start(staging: &Buffer, submission: SubmissionIndex) -> Self {
         let (sender, receiver) = oneshot_channel();
         staging.map_async(wgpu::MapMode::Read, .., move |result| {
-            // The receiver only goes away with the backend; nothing to report then.
+            // The receiver only goes away with the device; nothing to report then.
             let _ = sender.send(result);
         });
         Self {
@@ -109,23 +151,18 @@ impl PendingMap {
         }
     }
 
-    /// Waits for the copy and the mapping, then copies the first `size` bytes out
-    /// and unmaps the buffer for its next use.
-    fn wait(
+    /// Waits for the copy and the mapping, then copies the first `size` bytes
+    /// out and unmaps the buffer for its next use.
+    async fn bytes(
         self,
-        device: &Device,
+        waits: &DeviceWaits,
         staging: &Buffer,
         size: u64,
         counters: &mut Counters,
     ) -> Result<Vec<u8>, GpuError> {
-        device
-            .poll(wgpu::PollType::Wait {
-                submission_index: Some(self.submission),
-                timeout: None,
-            })
-            .map_err(|e| GpuError::Device(e.to_string()))?;
+        waits.want(self.submission);
         counters.blocking_syncs += 1;
-        match pollster::block_on(self.receiver.receive()) {
+        match self.receiver.receive().await {
             Some(Ok(())) => {}
             Some(Err(e)) => return Err(GpuError::Device(e.to_string())),
             None => return Err(GpuError::Device("the buffer mapping was dropped".into())),
@@ -135,13 +172,37 @@ impl PendingMap {
             .map_err(|e| GpuError::Device(e.to_string()))?
             .to_vec();
         staging.unmap();
+        counters.bytes_from_device += size;
         Ok(bytes)
     }
 }
 
+/// Copies `region` to the host.
+pub(crate) async fn read(
+    device: &Device,
+    queue: &Queue,
+    waits: &DeviceWaits,
+    region: Region<'_>,
+    counters: &mut Counters,
+) -> Result<Vec<u8>, GpuError> {
+    let staging = device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("read-back"),
+        size: region.size.max(4),
+        usage: BufferUsages::MAP_READ | BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    let mut encoder = device.create_command_encoder(&Default::default());
+    encoder.copy_buffer_to_buffer(region.buffer, region.offset, &staging, 0, region.size);
+    let submission = queue.submit([encoder.finish()]);
+    counters.submits += 1;
+    PendingMap::start(&staging, submission)
+        .bytes(waits, &staging, region.size, counters)
+        .await
+}
+
 /// Per-step uniforms of one example source at the device's dynamic-offset
 /// stride, written once per source length (not per step).
-pub struct StepTable {
+pub(crate) struct StepTable {
     pub buffer: Buffer,
     pub bind_group: wgpu::BindGroup,
     stride: u64,
@@ -150,19 +211,25 @@ pub struct StepTable {
 }
 
 impl StepTable {
-    pub fn new(device: &Device, kernels: &Kernels, stride: u64, max_steps: usize) -> Self {
+    pub fn new(
+        device: &Device,
+        layout: &wgpu::BindGroupLayout,
+        stride: u64,
+        max_steps: usize,
+    ) -> Self {
         let buffer = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("step table"),
             size: stride * max_steps.max(1) as u64,
             usage: BufferUsages::UNIFORM | BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        let bind_group = kernels.bind_group(
-            &kernels.step_layout,
-            &[wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+        let bind_group = shader::bind_group(
+            device,
+            layout,
+            vec![BindingResource::Buffer(wgpu::BufferBinding {
                 buffer: &buffer,
                 offset: 0,
-                size: wgpu::BufferSize::new(std::mem::size_of::<StepParams>() as u64),
+                size: wgpu::BufferSize::new(std::mem::size_of::<Step>() as u64),
             })],
         );
         Self {
@@ -183,15 +250,14 @@ impl StepTable {
         let steps = len.div_ceil(batch);
         let mut bytes = vec![0u8; self.stride as usize * steps];
         for s in 0..steps {
-            let entry = StepParams {
+            let entry = Step {
                 rows: (len - s * batch).min(batch) as u32,
                 row_offset: (s * batch) as u32,
                 slot: s as u32,
-                _pad: 0,
+                pad: 0,
             };
             let at = s * self.stride as usize;
-            bytes[at..at + std::mem::size_of::<StepParams>()]
-                .copy_from_slice(bytemuck::bytes_of(&entry));
+            bytes[at..at + std::mem::size_of::<Step>()].copy_from_slice(bytemuck::bytes_of(&entry));
         }
         queue.write_buffer(&self.buffer, 0, &bytes);
         counters.bytes_to_device += bytes.len() as u64;
@@ -206,14 +272,14 @@ impl StepTable {
 
 /// Reads the per-step loss sums and correct counts back in windows, double
 /// buffered: while the host waits for window `w`, the device runs window `w + 1`.
-pub struct MetricsReadback {
+pub(crate) struct MetricsReadback {
     staging: [Buffer; 2],
     pending: Option<(usize, std::ops::Range<usize>, PendingMap)>,
     next: usize,
 }
 
 /// Per-step metrics of a finished window: (loss sum, correct count) per step.
-pub type StepMetrics = Vec<(f32, u32)>;
+pub(crate) type StepMetrics = Vec<(f32, u32)>;
 
 impl MetricsReadback {
     pub fn new(device: &Device, max_steps: usize) -> Self {
@@ -250,14 +316,14 @@ impl MetricsReadback {
 
     /// Starts mapping the window just submitted, and returns the metrics of the
     /// window before it (waiting for it if needed).
-    pub fn submitted(
+    pub async fn submitted(
         &mut self,
-        device: &Device,
+        waits: &DeviceWaits,
         window: std::ops::Range<usize>,
-        submission: wgpu::SubmissionIndex,
+        submission: SubmissionIndex,
         counters: &mut Counters,
     ) -> Result<Option<(std::ops::Range<usize>, StepMetrics)>, GpuError> {
-        let earlier = self.finish(device, counters)?;
+        let earlier = self.finish(waits, counters).await?;
         let map = PendingMap::start(&self.staging[self.next], submission);
         self.pending = Some((self.next, window, map));
         self.next = 1 - self.next;
@@ -265,17 +331,18 @@ impl MetricsReadback {
     }
 
     /// Waits for the last window under way, if any.
-    pub fn finish(
+    pub async fn finish(
         &mut self,
-        device: &Device,
+        waits: &DeviceWaits,
         counters: &mut Counters,
     ) -> Result<Option<(std::ops::Range<usize>, StepMetrics)>, GpuError> {
         let Some((index, window, map)) = self.pending.take() else {
             return Ok(None);
         };
         let count = window.len();
-        let bytes = map.wait(device, &self.staging[index], 8 * count as u64, counters)?;
-        counters.bytes_from_device += bytes.len() as u64;
+        let bytes = map
+            .bytes(waits, &self.staging[index], 8 * count as u64, counters)
+            .await?;
         let (losses, corrects) = bytes.split_at(4 * count);
         Ok(Some((
             window,
@@ -283,3 +350,6 @@ impl MetricsReadback {
         )))
     }
 }
+
+/// Shared handle to the waits, so the edge and the core can hold it at once.
+pub(crate) type Waits = Arc<DeviceWaits>;

@@ -18,6 +18,16 @@ pub struct AdapterSummary {
     pub max_compute_workgroup_storage_size: u32,
     pub timestamp_queries: bool,
     pub subgroups: bool,
+    /// Lanes per subgroup the adapter may use (0 when it has no subgroups).
+    pub subgroup_sizes: (u32, u32),
+}
+
+impl AdapterSummary {
+    /// A software rasteriser such as lavapipe or llvmpipe: slower than the
+    /// CPU device, so used only when asked for by name.
+    pub fn is_software(&self) -> bool {
+        self.device_type == format!("{:?}", DeviceType::Cpu)
+    }
 }
 
 impl std::fmt::Display for AdapterSummary {
@@ -36,7 +46,11 @@ impl std::fmt::Display for AdapterSummary {
             self.max_compute_invocations_per_workgroup,
             self.max_compute_workgroup_storage_size >> 10,
             if self.timestamp_queries { "yes" } else { "no" },
-            if self.subgroups { "yes" } else { "no" },
+            if self.subgroups {
+                format!("{}-{} lanes", self.subgroup_sizes.0, self.subgroup_sizes.1)
+            } else {
+                "no".to_string()
+            },
         )
     }
 }
@@ -46,10 +60,10 @@ fn summarise(index: usize, adapter: &Adapter) -> AdapterSummary {
     let limits = adapter.limits();
     AdapterSummary {
         index,
-        name: info.name,
+        name: info.name.clone(),
         backend: format!("{:?}", info.backend).to_lowercase(),
         device_type: format!("{:?}", info.device_type),
-        driver: [info.driver, info.driver_info]
+        driver: [info.driver.clone(), info.driver_info.clone()]
             .into_iter()
             .filter(|s| !s.is_empty())
             .collect::<Vec<_>>()
@@ -60,6 +74,11 @@ fn summarise(index: usize, adapter: &Adapter) -> AdapterSummary {
         max_compute_workgroup_storage_size: limits.max_compute_workgroup_storage_size,
         timestamp_queries: adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY),
         subgroups: adapter.features().contains(wgpu::Features::SUBGROUP),
+        subgroup_sizes: if adapter.features().contains(wgpu::Features::SUBGROUP) {
+            (info.subgroup_min_size, info.subgroup_max_size)
+        } else {
+            (0, 0)
+        },
     }
 }
 
@@ -92,8 +111,9 @@ pub fn list(backends: Backends) -> Vec<AdapterSummary> {
         .collect()
 }
 
-/// An open device and what it can do.
-pub struct GpuContext {
+/// An open device and what it can do (handles: clones share the device).
+#[derive(Clone)]
+pub(crate) struct GpuContext {
     pub device: wgpu::Device,
     pub queue: wgpu::Queue,
     pub summary: AdapterSummary,
@@ -151,6 +171,11 @@ impl GpuContext {
             limits,
             subgroups_of_8,
         })
+    }
+
+    /// Byte stride of the step table's entries (the dynamic-offset alignment).
+    pub fn step_stride(&self) -> u64 {
+        (self.limits.min_uniform_buffer_offset_alignment as u64).max(16)
     }
 
     /// Fails with a clear message when a buffer of `bytes` cannot be bound.

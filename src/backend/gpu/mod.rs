@@ -1,28 +1,31 @@
-//! The wgpu backend: WGSL kernels over device-resident buffers. The data set is
-//! uploaded once as `u8`; per epoch only the example order goes up; metrics come
-//! back every `report_every` steps through double-buffered asynchronous reads.
+//! The wgpu device: the plan's ops become kernel launches over device-resident
+//! buffers, bound once. The data set is uploaded once as `u8`; per epoch only
+//! the example order goes up; metrics come back every `report_every` steps
+//! through double-buffered asynchronous reads.
+//!
+//! The core (`*_async` methods) only awaits; the [`Executor`] impl at the
+//! bottom is the native edge that blocks on it.
 
-pub mod buffers;
-pub mod context;
-pub mod kernels;
-pub mod probe;
-pub mod profile;
-pub mod step;
+mod buffers;
+pub(crate) mod context;
+pub(crate) mod kernels;
+mod profile;
+pub(crate) mod shader;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use wgpu::{Buffer, CommandEncoder, ComputePass};
 
-use wgpu::{BindingResource, Buffer, BufferBinding};
+pub(crate) use context::GpuContext;
 
-pub use context::GpuContext;
-
-use super::{check_same_shape, Backend, BackendError, Counters, Metrics, Split, TrainSettings};
-use crate::data::Mnist;
-use crate::loss::LossKind;
-use crate::model::{ModelSpec, Params};
-use crate::optim::{OptimizerKind, OptimizerSpec};
-use buffers::{MetricsReadback, StepTable};
-use kernels::{whole, Dims, Hyper, Kernels, Shape, LINEAR_WORKGROUP, STEPS_BEFORE_OFFSET};
-use step::{LayerBindings, Matmul, Pipelines, SourceBindings, StepRecorder};
+use super::{Counters, DeviceError, Executor, Metrics, Profile, RunSettings, Split};
+use crate::data::Splits;
+use crate::plan::{BatchDim, Buf, Epilogue, MatmulForm, Op, Plan, Program};
+use buffers::{block_on, MetricsReadback, Region, StepTable, Waits};
+use kernels::gather::GatherBindings;
+use kernels::matmul::{self, MatmulKernel, MatmulOperands};
+use kernels::optimizer::{Hyper, OptimizerBindings, STEPS_BEFORE_OFFSET};
+use kernels::softmax_xent::{XentBindings, XentMode};
+use kernels::{Kernels, Launch, Shape};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GpuError {
@@ -51,459 +54,426 @@ pub enum GpuError {
     Device(String),
 }
 
-/// Where each parameter tensor (w0, b0, w1, b1, ...) starts in the one parameter
-/// buffer, in floats; offsets are aligned so each tensor can be bound alone.
+/// Where each parameter tensor starts in the one parameter buffer (and in the
+/// gradient and optimizer-state buffers of the same layout), in floats;
+/// offsets are aligned so each tensor can be bound alone.
 #[derive(Debug, Clone)]
-pub struct ParamLayout {
+pub(crate) struct ParamLayout {
     pub offsets: Vec<u64>,
     pub lens: Vec<u64>,
     pub total: u64,
 }
 
 impl ParamLayout {
-    pub fn new(spec: &ModelSpec, align_bytes: u64) -> Self {
+    pub fn new(lens: impl IntoIterator<Item = usize>, align_bytes: u64) -> Self {
         // At least 4 floats, so the optimizer's vec4s never straddle tensors.
         let align = (align_bytes / 4).max(4);
-        let mut offsets = Vec::new();
-        let mut lens = Vec::new();
+        let (mut offsets, mut all) = (Vec::new(), Vec::new());
         let mut at = 0u64;
-        for (fan_in, fan_out) in spec.layer_dims() {
-            for len in [(fan_in * fan_out) as u64, fan_out as u64] {
-                offsets.push(at);
-                lens.push(len);
-                at = (at + len).next_multiple_of(align);
-            }
+        for len in lens {
+            offsets.push(at);
+            all.push(len as u64);
+            at = (at + len as u64).next_multiple_of(align);
         }
         Self {
             offsets,
-            lens,
+            lens: all,
             total: at,
         }
     }
 
-    fn binding<'a>(&self, buffer: &'a Buffer, tensor: usize) -> BindingResource<'a> {
-        BindingResource::Buffer(BufferBinding {
+    fn region<'a>(&self, buffer: &'a Buffer, tensor: usize) -> Region<'a> {
+        Region {
             buffer,
             offset: 4 * self.offsets[tensor],
-            size: wgpu::BufferSize::new(4 * self.lens[tensor]),
-        })
-    }
-
-    /// The flat buffer contents for `params` (padding zeroed).
-    pub fn flatten(&self, params: &Params) -> Vec<f32> {
-        let mut flat = vec![0.0; self.total as usize];
-        for (i, t) in params.tensors().iter().enumerate() {
-            let at = self.offsets[i] as usize;
-            flat[at..at + t.len()].copy_from_slice(t);
-        }
-        flat
-    }
-
-    /// Writes the flat buffer contents back into `params`.
-    pub fn unflatten(&self, flat: &[f32], params: &mut Params) {
-        for (i, t) in params.tensors_mut().into_iter().enumerate() {
-            let at = self.offsets[i] as usize;
-            t.copy_from_slice(&flat[at..at + t.len()]);
+            size: 4 * self.lens[tensor],
         }
     }
 }
 
-/// The WGSL rule number of an optimizer (see `optimizer.wgsl`).
-pub fn optimizer_rule(spec: &OptimizerSpec) -> u32 {
-    match spec.kind {
-        OptimizerKind::Sgd if spec.momentum == 0.0 => 0,
-        OptimizerKind::Sgd if spec.nesterov => 2,
-        OptimizerKind::Sgd => 1,
-        OptimizerKind::Rmsprop => 3,
-        OptimizerKind::Adam => 4,
-    }
-}
-
-/// The optimizer's uniforms for `count` parameters (a multiple of 4).
-pub fn hyper(spec: &OptimizerSpec, count: u64, steps_before: u64) -> Hyper {
-    debug_assert_eq!(count % 4, 0, "the optimizer kernel updates vec4s");
-    Hyper {
-        lr: spec.lr,
-        momentum: spec.momentum,
-        rho: spec.rho,
-        beta1: spec.beta1,
-        beta2: spec.beta2,
-        epsilon: spec.epsilon,
-        count4: (count / 4) as u32,
-        steps_before: steps_before as u32,
-    }
-}
-
-/// The images, labels and example order one kind of step reads.
+/// The example source of a step: images, labels, the example order, and the
+/// per-step table over them.
 struct Source {
-    bindings: SourceBindings,
+    images: Buffer,
+    labels: Buffer,
+    order: Buffer,
     table: StepTable,
 }
 
-pub struct GpuBackend {
-    ctx: GpuContext,
-    settings: TrainSettings,
-    spec: ModelSpec,
-    layout: ParamLayout,
-    params: Buffer,
-    hyper: Buffer,
-    order: Buffer,
-    loss_sums: Buffer,
-    correct_counts: Buffer,
-    train: Source,
-    train_eval: Source,
-    test: Source,
-    recorder: StepRecorder,
-    readback: MetricsReadback,
-    counters: Counters,
-    train_len: usize,
+/// Which source a program runs over: a split, in the uploaded order or in
+/// file order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct SourceKey {
+    split: Split,
+    ordered: bool,
 }
 
-impl GpuBackend {
+pub(crate) struct GpuExecutor {
+    ctx: GpuContext,
+    waits: Waits,
+    kernels: Kernels,
+    plan: Plan,
+    settings: RunSettings,
+    layout: ParamLayout,
+    params: Buffer,
+    grads: Buffer,
+    state: [Buffer; 2],
+    hyper: Buffer,
+    batch: HashMap<Buf, Buffer>,
+    /// The batch transposed (`features x batch`), when the first layer's
+    /// weight gradient reads it (see [`Self::transposed_input_kernel`]).
+    input_t: Option<Buffer>,
+    /// Bound where a kernel's binding is unused (read-only, and writable).
+    unused: [Buffer; 2],
+    shape: Buffer,
+    loss_sums: Buffer,
+    correct_counts: Buffer,
+    sources: HashMap<SourceKey, Source>,
+    launches: HashMap<(Program, SourceKey), Vec<Launch>>,
+    readback: MetricsReadback,
+    counters: Counters,
+    lens: [usize; 2],
+    /// A matmul kernel to use wherever it fits instead of the fastest (the
+    /// conformance tests run every candidate through the training wiring).
+    #[cfg(test)]
+    forced_matmul: Option<MatmulKernel>,
+}
+
+/// The first layer's weight gradient `Xᵀ·delta` as a plain product of the
+/// transposed batch (which the gather writes, padded with zero rows to the
+/// full batch), when a vectorised kernel fits: an NN product over a fixed K
+/// runs about twice as fast as the TN form on lavapipe.
+fn transposed_form() -> MatmulForm {
+    MatmulForm {
+        transpose_a: false,
+        transpose_b: false,
+        epilogue: Epilogue::None,
+        batch_dim: BatchDim::None,
+    }
+}
+
+impl GpuExecutor {
     pub fn new(
         ctx: GpuContext,
-        data: Arc<Mnist>,
-        params: Params,
-        settings: TrainSettings,
-    ) -> Result<Self, BackendError> {
-        Ok(Self::build(ctx, &data, params, settings)?)
-    }
-
-    fn build(
-        ctx: GpuContext,
-        data: &Mnist,
-        params: Params,
-        settings: TrainSettings,
+        plan: Plan,
+        data: &Splits,
+        settings: RunSettings,
+        params: &[&[f32]],
     ) -> Result<Self, GpuError> {
         let device = ctx.device.clone();
-        let spec = params.spec();
-        let batch = settings.batch_size;
-        let widest = spec
-            .layer_dims()
-            .iter()
-            .map(|d| d.1)
-            .max()
-            .unwrap_or(1)
-            .max(spec.inputs);
+        let f32_bytes = |n: usize| (4 * n) as u64;
+        for buf in plan.batch_buffers() {
+            ctx.check_binding_size("one batch of activations", f32_bytes(plan.len(buf)))?;
+        }
         ctx.check_binding_size("the training images", data.train.images.len() as u64)?;
         ctx.check_binding_size("the test images", data.test.images.len() as u64)?;
-        ctx.check_binding_size("one batch of activations", (4 * batch * widest) as u64)?;
-        let layout = ParamLayout::new(&spec, ctx.limits.min_storage_buffer_offset_alignment as u64);
+        let layout = ParamLayout::new(
+            (0..plan.tensors.len()).map(|t| plan.tensor_len(t)),
+            ctx.limits.min_storage_buffer_offset_alignment as u64,
+        );
         ctx.check_binding_size("the parameters", 4 * layout.total)?;
         let kernels = Kernels::new(&device, ctx.summary.subgroups);
         let mut counters = Counters::default();
 
-        let f32_bytes = |n: usize| (4 * n) as u64;
-        let flat = layout.flatten(&params);
+        let mut flat = vec![0.0f32; layout.total as usize];
+        for (t, values) in params.iter().enumerate() {
+            let at = layout.offsets[t] as usize;
+            flat[at..at + values.len()].copy_from_slice(values);
+        }
         let params_buf = buffers::storage_with(&device, "params", bytemuck::cast_slice(&flat));
+        counters.bytes_to_device += 4 * flat.len() as u64;
         let grads = buffers::storage(&device, "grads", f32_bytes(flat.len()));
-        let slots = settings.optimizer.state_slots();
         let state_len = |slot: usize| {
-            if slots > slot {
+            if plan.state_slots > slot {
                 f32_bytes(flat.len())
             } else {
                 0
             }
         };
-        let state1 = buffers::storage(&device, "optimizer state 1", state_len(0));
-        let state2 = buffers::storage(&device, "optimizer state 2", state_len(1));
-        let hyper_buf = buffers::uniform_with(
-            &device,
-            "hyper-parameters",
-            bytemuck::bytes_of(&hyper(&settings.optimizer, layout.total, 0)),
-        );
-        counters.bytes_to_device += 4 * flat.len() as u64;
-
-        let x = buffers::storage(&device, "batch", f32_bytes(batch * spec.inputs));
-        let targets = buffers::storage(&device, "targets", f32_bytes(batch * spec.classes));
-        let dims = spec.layer_dims();
-        let first_grad =
-            step::transposed_input_grad(batch, spec.inputs, dims[0].1, ctx.subgroups_of_8);
-        let xt_len = if first_grad.is_some() {
-            batch * spec.inputs
-        } else {
-            0
+        let state = [0, 1].map(|s| buffers::storage(&device, "optimizer state", state_len(s)));
+        let hyper = match settings.optimizer {
+            Some(spec) => Hyper::new(&spec, layout.total, 0),
+            None => Hyper::default(),
         };
-        let xt = buffers::storage(&device, "batch transposed", f32_bytes(xt_len));
-        let outputs: Vec<Buffer> = dims
-            .iter()
-            .map(|d| buffers::storage(&device, "activations", f32_bytes(batch * d.1)))
+        let hyper = kernels.uniform("hyper-parameters", &hyper);
+        let batch = plan
+            .batch_buffers()
+            .into_iter()
+            .map(|b| (b, buffers::storage(&device, "batch buffer", f32_bytes(plan.len(b)))))
             .collect();
-        let deltas: Vec<Buffer> = dims
-            .iter()
-            .map(|d| buffers::storage(&device, "deltas", f32_bytes(batch * d.1)))
-            .collect();
-
-        let max_steps = data.train.len.max(data.test.len).div_ceil(batch);
+        let shape = kernels.uniform(
+            "shape",
+            &Shape {
+                features: plan.features as u32,
+                classes: plan.classes as u32,
+                batch: plan.batch as u32,
+                pad: 0,
+            },
+        );
+        let lens = [data.train.len, data.test.len];
+        let max_steps = plan.steps(lens[0].max(lens[1]));
         let loss_sums = buffers::storage(&device, "loss sums", f32_bytes(max_steps));
         let correct_counts = buffers::storage(&device, "correct counts", f32_bytes(max_steps));
 
-        let upload = |label: &str, bytes: &[u8], counters: &mut Counters| {
-            let packed = buffers::pack_bytes(bytes);
-            counters.bytes_to_device += packed.len() as u64;
-            buffers::storage_with(&device, label, &packed)
-        };
-        let train_images = upload("train images", &data.train.images, &mut counters);
-        let train_labels = upload("train labels", &data.train.labels, &mut counters);
-        let test_images = upload("test images", &data.test.images, &mut counters);
-        let test_labels = upload("test labels", &data.test.labels, &mut counters);
-        let order = buffers::storage(&device, "order", f32_bytes(data.train.len));
-        let identity: Vec<u32> = (0..data.train.len.max(data.test.len) as u32).collect();
+        let mut sources = HashMap::new();
+        let identity: Vec<u32> = (0..lens[0].max(lens[1]) as u32).collect();
         let identity =
             buffers::storage_with(&device, "identity order", bytemuck::cast_slice(&identity));
-        counters.bytes_to_device += 4 * identity.size();
-
-        let shape = buffers::uniform_with(
-            &device,
-            "shape",
-            bytemuck::bytes_of(&Shape {
-                features: spec.inputs as u32,
-                classes: spec.classes as u32,
-                batch: batch as u32,
-                _pad: 0,
-            }),
-        );
-        let last = dims.len() - 1;
-        let source = |images: &Buffer, labels: &Buffer, order: &Buffer| SourceBindings {
-            gather: kernels.bind_group(
-                &kernels.gather_layout,
-                &[
-                    whole(images),
-                    whole(labels),
-                    whole(order),
-                    whole(&x),
-                    whole(&targets),
-                    whole(&shape),
-                    whole(&xt),
-                ],
-            ),
-            xent: kernels.bind_group(
-                &kernels.xent_layout,
-                &[
-                    whole(&outputs[last]),
-                    whole(&deltas[last]),
-                    whole(labels),
-                    whole(order),
-                    whole(&targets),
-                    whole(&loss_sums),
-                    whole(&correct_counts),
-                    whole(&shape),
-                ],
-            ),
-        };
-        let stride = (ctx.limits.min_uniform_buffer_offset_alignment as u64).max(16);
-        let table = |len: usize, counters: &mut Counters| {
-            let mut t = StepTable::new(&device, &kernels, stride, max_steps);
-            if len > 0 {
-                t.fill(&ctx.queue, len, batch, counters);
+        counters.bytes_to_device += identity.size();
+        for (split, set) in [(Split::Train, &data.train), (Split::Test, &data.test)] {
+            let upload = |label: &str, bytes: &[u8], counters: &mut Counters| {
+                let packed = buffers::pack_bytes(bytes);
+                counters.bytes_to_device += packed.len() as u64;
+                buffers::storage_with(&device, label, &packed)
+            };
+            let images = upload("images", &set.images, &mut counters);
+            let labels = upload("labels", &set.labels, &mut counters);
+            for ordered in [false, true] {
+                let mut table = StepTable::new(
+                    &device,
+                    &kernels.ctx.step_layout,
+                    ctx.step_stride(),
+                    max_steps,
+                );
+                let order = if ordered {
+                    buffers::storage(&device, "order", f32_bytes(set.len))
+                } else {
+                    table.fill(&ctx.queue, set.len, plan.batch, &mut counters);
+                    identity.clone()
+                };
+                sources.insert(
+                    SourceKey { split, ordered },
+                    Source {
+                        images: images.clone(),
+                        labels: labels.clone(),
+                        order,
+                        table,
+                    },
+                );
             }
-            t
-        };
-        let train = Source {
-            bindings: source(&train_images, &train_labels, &order),
-            table: table(0, &mut counters),
-        };
-        let train_eval = Source {
-            bindings: source(&train_images, &train_labels, &identity),
-            table: table(data.train.len, &mut counters),
-        };
-        let test = Source {
-            bindings: source(&test_images, &test_labels, &identity),
-            table: table(data.test.len, &mut counters),
-        };
-
-        let dims_uniform = |m: usize, k: usize, n: usize| {
-            buffers::uniform_with(
-                &device,
-                "dims",
-                bytemuck::bytes_of(&Dims {
-                    m: m as u32,
-                    k: k as u32,
-                    n: n as u32,
-                    _pad: 0,
-                }),
-            )
-        };
-        let layers: Vec<LayerBindings> = dims
-            .iter()
-            .enumerate()
-            .map(|(l, &(fan_in, fan_out))| {
-                let input = if l == 0 { &x } else { &outputs[l - 1] };
-                let (w, b) = (2 * l, 2 * l + 1);
-                let forward_dims = dims_uniform(batch, fan_in, fan_out);
-                let grad_w_dims = dims_uniform(fan_in, batch, fan_out);
-                let grad_in_dims = dims_uniform(batch, fan_out, fan_in);
-                let (forward, grad_weights, grad_input) =
-                    step::layer_variants(batch, fan_in, fan_out, l == last, ctx.subgroups_of_8);
-                let (grad_weights, grad_weights_input) = match first_grad {
-                    Some(variant) if l == 0 => (variant, &xt),
-                    _ => (grad_weights, input),
-                };
-                // `b` is where B lives; the texture kernel reads a copy of it.
-                let matmul = |variant: kernels::MatmulVariant,
-                              (m, k, n): (usize, usize, usize),
-                              resources: [BindingResource; 5],
-                              b: (&Buffer, u64)| {
-                    let texture = (variant.kernel == kernels::MatmulKernel::Subgroup8Texture)
-                        .then(|| kernels::BTexture::new(&device, k, n));
-                    let layout = kernels.matmul_layout_for(variant);
-                    let bind_group = match &texture {
-                        Some(texture) => {
-                            let mut with_texture = resources.to_vec();
-                            with_texture[1] = BindingResource::TextureView(&texture.view);
-                            kernels.bind_group(layout, &with_texture)
-                        }
-                        None => kernels.bind_group(layout, &resources),
-                    };
-                    Matmul {
-                        pipeline: kernels.matmul(variant),
-                        bind_group,
-                        groups: kernels::matmul_groups(variant, m, n),
-                        upload: texture.map(|texture| step::Upload {
-                            buffer: b.0.clone(),
-                            offset: b.1,
-                            texture,
-                        }),
-                    }
-                };
-                let w_offset = 4 * layout.offsets[w];
-                LayerBindings {
-                    fan_in: fan_in as u32,
-                    fan_out: fan_out as u32,
-                    forward: matmul(
-                        forward,
-                        (batch, fan_in, fan_out),
-                        [
-                            whole(input),
-                            layout.binding(&params_buf, w),
-                            whole(&outputs[l]),
-                            layout.binding(&params_buf, b),
-                            whole(&forward_dims),
-                        ],
-                        (&params_buf, w_offset),
-                    ),
-                    grad_weights: matmul(
-                        grad_weights,
-                        (fan_in, batch, fan_out),
-                        [
-                            whole(grad_weights_input),
-                            whole(&deltas[l]),
-                            layout.binding(&grads, w),
-                            // Unused by this variant; any storage buffer fits the slot.
-                            whole(&deltas[l]),
-                            whole(&grad_w_dims),
-                        ],
-                        (&deltas[l], 0),
-                    ),
-                    grad_bias: kernels.bind_group(
-                        &kernels.column_sums_layout,
-                        &[
-                            whole(&deltas[l]),
-                            layout.binding(&grads, b),
-                            whole(&forward_dims),
-                        ],
-                    ),
-                    grad_input: (l > 0).then(|| {
-                        matmul(
-                            grad_input,
-                            (batch, fan_out, fan_in),
-                            [
-                                whole(&deltas[l]),
-                                layout.binding(&params_buf, w),
-                                whole(&deltas[l - 1]),
-                                whole(&outputs[l - 1]),
-                                whole(&grad_in_dims),
-                            ],
-                            (&params_buf, w_offset),
-                        )
-                    }),
-                }
-            })
-            .collect();
-        let optimizer = kernels.bind_group(
-            &kernels.optimizer_layout,
-            &[
-                whole(&params_buf),
-                whole(&grads),
-                whole(&state1),
-                whole(&state2),
-                whole(&hyper_buf),
-            ],
-        );
-        let recorder = StepRecorder {
-            pipelines: Pipelines::new(
-                &kernels,
-                settings.loss == LossKind::Categorical,
-                first_grad.is_some(),
-                optimizer_rule(&settings.optimizer),
-            ),
-            layers,
-            optimizer,
-            batch: batch as u32,
-            features: spec.inputs as u32,
-            optimizer_groups: ((layout.total / 4).div_ceil(LINEAR_WORKGROUP as u64) as u32)
-                .clamp(1, ctx.limits.max_compute_workgroups_per_dimension),
-        };
+        }
+        let input_t = Self::transposed_input_kernel(&plan, &ctx).map(|_| {
+            buffers::storage(&device, "batch transposed", f32_bytes(plan.batch * plan.features))
+        });
         Ok(Self {
             readback: MetricsReadback::new(&device, max_steps),
+            unused: [
+                buffers::storage(&device, "unused", 16),
+                buffers::storage(&device, "unused", 16),
+            ],
+            waits: Waits::default(),
             ctx,
+            kernels,
+            plan,
             settings,
-            spec,
             layout,
             params: params_buf,
-            hyper: hyper_buf,
-            order,
+            grads,
+            state,
+            hyper,
+            batch,
+            input_t,
+            shape,
             loss_sums,
             correct_counts,
-            train,
-            train_eval,
-            test,
-            recorder,
+            sources,
+            launches: HashMap::new(),
             counters,
-            train_len: data.train.len,
+            lens,
+            #[cfg(test)]
+            forced_matmul: None,
         })
     }
 
-    /// Runs every step of `source`'s table, `window` steps per submit, reading
-    /// the metrics of each window back while the next one runs.
-    fn run_steps(
+    /// Uses `kernel` for every product it can compute.
+    #[cfg(test)]
+    pub fn force_matmul_kernel(&mut self, kernel: MatmulKernel) {
+        self.forced_matmul = Some(kernel);
+        self.launches.clear();
+    }
+
+    /// The kernel for `form` at this shape.
+    fn matmul_kernel(&self, form: MatmulForm, m: usize, k: usize, n: usize) -> MatmulKernel {
+        let fastest = matmul::fastest(form, m, k, n, self.ctx.subgroups_of_8);
+        #[cfg(test)]
+        if let Some(forced) = self.forced_matmul {
+            if matmul::candidates(form, m, k, n, self.ctx.subgroups_of_8).contains(&forced) {
+                return forced;
+            }
+        }
+        fastest
+    }
+
+    /// The kernel of `Xᵀ·delta` over the transposed batch, when the training
+    /// program has that product and a vectorised kernel fits it.
+    fn transposed_input_kernel(plan: &Plan, ctx: &GpuContext) -> Option<MatmulKernel> {
+        plan.train.iter().find_map(|op| match op {
+            Op::Matmul(mm) if mm.a == Buf::Input && mm.form.transpose_a => {
+                let kernel =
+                    matmul::fastest(transposed_form(), mm.m, plan.batch, mm.n, ctx.subgroups_of_8);
+                (kernel != MatmulKernel::Scalar).then_some(kernel)
+            }
+            _ => None,
+        })
+    }
+
+    /// Where `buf` lives.
+    fn region(&self, buf: Buf) -> Region<'_> {
+        match buf {
+            Buf::Param(t) => self.layout.region(&self.params, t),
+            Buf::Grad(t) => self.layout.region(&self.grads, t),
+            Buf::State { slot, tensor } => self.layout.region(&self.state[slot], tensor),
+            other => Region::whole(&self.batch[&other]),
+        }
+    }
+
+    /// Binds every op of `program` over `source`'s images, labels and order.
+    fn lower(&self, program: Program, source: &Source) -> Vec<Launch> {
+        let k = &self.kernels;
+        let plan = &self.plan;
+        let bind = |buf: Buf| self.region(buf).binding();
+        let (unused_read, unused_write) = (&self.unused[0], &self.unused[1]);
+        let transposed = program == Program::Train && self.input_t.is_some();
+        plan.ops(program)
+            .iter()
+            .map(|op| match *op {
+                Op::Gather { one_hot } => k.gather(
+                    GatherBindings {
+                        images: whole(&source.images),
+                        labels: whole(&source.labels),
+                        order: whole(&source.order),
+                        x: bind(Buf::Input),
+                        targets: bind(Buf::Targets),
+                        xt: whole(self.input_t.as_ref().unwrap_or(unused_write)),
+                        shape: whole(&self.shape),
+                    },
+                    &Shape {
+                        features: plan.features as u32,
+                        classes: plan.classes as u32,
+                        batch: plan.batch as u32,
+                        pad: 0,
+                    },
+                    one_hot,
+                    transposed,
+                ),
+                Op::Matmul(mm) => {
+                    let reads_transposed = transposed && mm.a == Buf::Input && mm.form.transpose_a;
+                    let (form, (m, k_dim, n), a) = if reads_transposed {
+                        let xt = self.input_t.as_ref().expect("allocated with the kernel");
+                        (transposed_form(), (mm.m, plan.batch, mm.n), whole(xt))
+                    } else {
+                        (mm.form, (mm.m, mm.k, mm.n), bind(mm.a))
+                    };
+                    let kernel = self.matmul_kernel(form, m, k_dim, n);
+                    k.matmul(
+                        kernel,
+                        form,
+                        (m, k_dim, n),
+                        MatmulOperands {
+                            a,
+                            b: self.region(mm.b),
+                            c: bind(mm.c),
+                            extra: mm.extra.map_or_else(|| whole(unused_read), bind),
+                        },
+                    )
+                }
+                Op::SoftmaxXent {
+                    logits,
+                    grad,
+                    dense_targets,
+                } => k.softmax_xent(
+                    self.xent_bindings(source, logits, grad.map_or_else(|| whole(unused_write), bind)),
+                    dense_targets,
+                    if grad.is_some() {
+                        XentMode::LossAndGradient
+                    } else {
+                        XentMode::Loss
+                    },
+                ),
+                Op::Softmax { logits } => k.softmax_xent(
+                    self.xent_bindings(source, logits, bind(Buf::Probs)),
+                    false,
+                    XentMode::Probabilities,
+                ),
+                Op::ColumnSums { src, dst, cols } => k.column_sums(bind(src), bind(dst), cols),
+                Op::Update => k.optimizer(
+                    &self.settings.optimizer.expect("a training plan has an optimizer"),
+                    OptimizerBindings {
+                        params: whole(&self.params),
+                        grads: whole(&self.grads),
+                        state1: whole(&self.state[0]),
+                        state2: whole(&self.state[1]),
+                        hyper: whole(&self.hyper),
+                    },
+                    self.layout.total,
+                    self.ctx.limits.max_compute_workgroups_per_dimension,
+                ),
+            })
+            .collect()
+    }
+
+    fn xent_bindings<'a>(
+        &'a self,
+        source: &'a Source,
+        logits: Buf,
+        out: wgpu::BindingResource<'a>,
+    ) -> XentBindings<'a> {
+        XentBindings {
+            logits: self.region(logits).binding(),
+            out,
+            labels: source.labels.as_entire_binding(),
+            order: source.order.as_entire_binding(),
+            targets: self.region(Buf::Targets).binding(),
+            loss_sums: self.loss_sums.as_entire_binding(),
+            correct_counts: self.correct_counts.as_entire_binding(),
+            shape: self.shape.as_entire_binding(),
+        }
+    }
+
+    /// The launches of `program` over `key`'s source, bound on first use.
+    fn launches(&mut self, program: Program, key: SourceKey) -> &[Launch] {
+        if !self.launches.contains_key(&(program, key)) {
+            let launches = self.lower(program, &self.sources[&key]);
+            self.launches.insert((program, key), launches);
+        }
+        &self.launches[&(program, key)]
+    }
+
+    /// Runs every step of `key`'s table, `report_every` steps per submit (all
+    /// at once when evaluating), reading the metrics of each window back while
+    /// the next one runs.
+    async fn run_async(
         &mut self,
-        which: Split,
-        training: bool,
-        window: usize,
+        program: Program,
+        key: SourceKey,
         report: &mut dyn FnMut(&Metrics),
     ) -> Result<Metrics, GpuError> {
-        let source = match (which, training) {
-            (Split::Train, true) => &self.train,
-            (Split::Train, false) => &self.train_eval,
-            (Split::Test, _) => &self.test,
+        let updates = self.plan.ops(program).contains(&Op::Update);
+        let window = if updates {
+            self.settings.report_every
+        } else {
+            usize::MAX / 2
         };
-        let (len, steps) = (source.table.len, source.table.steps);
-        let batch = self.settings.batch_size;
+        self.launches(program, key);
+        let launches = &self.launches[&(program, key)];
+        let source = &self.sources[&key];
+        let (len, steps, batch) = (source.table.len, source.table.steps, self.plan.batch);
         let mut metrics = Metrics::default();
         let mut absorb = |done: Option<(std::ops::Range<usize>, buffers::StepMetrics)>,
                           metrics: &mut Metrics| {
             if let Some((range, values)) = done {
                 for (s, (loss, correct)) in range.zip(values) {
-                    metrics.samples += (len - s * batch).min(batch) as u64;
-                    metrics.steps += 1;
-                    metrics.loss_sum += loss as f64;
-                    metrics.correct += correct as u64;
+                    metrics.add_step((len - s * batch).min(batch), loss as f64, correct as u64);
                 }
                 report(metrics);
             }
         };
-        let dispatches = if training {
-            self.recorder.train_step(&source.bindings)
-        } else {
-            self.recorder.eval_step(&source.bindings)
-        };
         for start in (0..steps).step_by(window) {
             let range = start..(start + window).min(steps);
             let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
-            self.counters.dispatches += step::record_steps(
+            self.counters.dispatches += record_steps(
                 &mut encoder,
-                &dispatches,
+                launches,
                 &source.table.bind_group,
                 range.clone().map(|s| source.table.offset(s)),
             );
@@ -515,82 +485,187 @@ impl GpuBackend {
             );
             let submission = self.ctx.queue.submit([encoder.finish()]);
             self.counters.submits += 1;
-            if training {
+            if updates {
                 self.counters.steps += range.len() as u64;
             }
-            let done =
-                self.readback
-                    .submitted(&self.ctx.device, range, submission, &mut self.counters)?;
+            let done = self
+                .readback
+                .submitted(&self.waits, range, submission, &mut self.counters)
+                .await?;
             absorb(done, &mut metrics);
         }
-        let done = self.readback.finish(&self.ctx.device, &mut self.counters)?;
+        let done = self.readback.finish(&self.waits, &mut self.counters).await?;
         absorb(done, &mut metrics);
         Ok(metrics)
     }
+
+    /// Uploads a training order and the optimizer's step count.
+    fn prepare(&mut self, key: SourceKey, order: &[u32]) -> Result<(), GpuError> {
+        let len = self.lens[key.split as usize];
+        if order.len() > len || order.iter().any(|&i| i as usize >= len) {
+            return Err(GpuError::Device(format!(
+                "the example order must index the {len} examples of the split"
+            )));
+        }
+        let queue = &self.ctx.queue;
+        let source = self.sources.get_mut(&key).expect("every source exists");
+        queue.write_buffer(&source.order, 0, bytemuck::cast_slice(order));
+        self.counters.bytes_to_device += 4 * order.len() as u64;
+        source
+            .table
+            .fill(queue, order.len(), self.plan.batch, &mut self.counters);
+        if self.settings.optimizer.is_some() {
+            queue.write_buffer(
+                &self.hyper,
+                STEPS_BEFORE_OFFSET,
+                bytemuck::bytes_of(&(self.counters.steps as u32)),
+            );
+            self.counters.bytes_to_device += 4;
+        }
+        Ok(())
+    }
+
+    /// Class probabilities of `images`, a batch at a time.
+    async fn predict_async(&mut self, images: &[u8]) -> Result<Vec<f32>, GpuError> {
+        let device = self.ctx.device.clone();
+        let rows = images.len() / self.plan.features;
+        let identity: Vec<u32> = (0..rows as u32).collect();
+        let mut table = StepTable::new(
+            &device,
+            &self.kernels.ctx.step_layout,
+            self.ctx.step_stride(),
+            self.plan.steps(rows),
+        );
+        table.fill(&self.ctx.queue, rows, self.plan.batch, &mut self.counters);
+        let source = Source {
+            images: buffers::storage_with(&device, "images", &buffers::pack_bytes(images)),
+            labels: buffers::storage(&device, "labels", 4),
+            order: buffers::storage_with(&device, "order", bytemuck::cast_slice(&identity)),
+            table,
+        };
+        self.counters.bytes_to_device += 4 * rows as u64 + images.len() as u64;
+        let launches = self.lower(Program::Predict, &source);
+        let classes = self.plan.classes;
+        let mut probs = Vec::with_capacity(rows * classes);
+        for s in 0..source.table.steps {
+            let mut encoder = device.create_command_encoder(&Default::default());
+            self.counters.dispatches += record_steps(
+                &mut encoder,
+                &launches,
+                &source.table.bind_group,
+                std::iter::once(source.table.offset(s)),
+            );
+            self.ctx.queue.submit([encoder.finish()]);
+            self.counters.submits += 1;
+            let step_rows = (rows - s * self.plan.batch).min(self.plan.batch);
+            let probs_buffer = self.batch[&Buf::Probs].clone();
+            let region = Region {
+                size: (4 * step_rows * classes) as u64,
+                ..Region::whole(&probs_buffer)
+            };
+            let bytes = buffers::read(
+                &device,
+                &self.ctx.queue,
+                &self.waits,
+                region,
+                &mut self.counters,
+            )
+            .await?;
+            probs.extend(buffers::f32s(&bytes));
+        }
+        Ok(probs)
+    }
 }
 
-impl Backend for GpuBackend {
+fn whole(buffer: &Buffer) -> wgpu::BindingResource<'_> {
+    buffer.as_entire_binding()
+}
+
+/// Records `launches` once per step-table offset into `encoder`, in compute
+/// passes that an upload (a copy, which cannot happen inside a pass) splits.
+/// Returns the number of dispatches recorded.
+fn record_steps(
+    encoder: &mut CommandEncoder,
+    launches: &[Launch],
+    steps: &wgpu::BindGroup,
+    offsets: impl Iterator<Item = u32>,
+) -> u64 {
+    let mut count = 0;
+    let mut pass: Option<ComputePass<'static>> = None;
+    for offset in offsets {
+        if let Some(pass) = pass.as_mut() {
+            pass.set_bind_group(1, steps, &[offset]);
+        }
+        for launch in launches {
+            if let Some(upload) = &launch.upload {
+                drop(pass.take());
+                upload
+                    .texture
+                    .record_copy(encoder, &upload.buffer, upload.offset);
+            }
+            let pass = pass.get_or_insert_with(|| {
+                let mut pass = encoder
+                    .begin_compute_pass(&Default::default())
+                    .forget_lifetime();
+                pass.set_bind_group(1, steps, &[offset]);
+                pass
+            });
+            launch.record(pass);
+            count += 1;
+        }
+    }
+    count
+}
+
+impl Executor for GpuExecutor {
     fn describe(&self) -> String {
         let s = &self.ctx.summary;
         format!("{} ({}, {})", s.name, s.backend, s.device_type)
     }
 
-    fn train_epoch(
+    fn run(
         &mut self,
-        order: &[u32],
+        program: Program,
+        split: Split,
+        order: Option<&[u32]>,
         report: &mut dyn FnMut(&Metrics),
-    ) -> Result<Metrics, BackendError> {
-        if order.len() > self.train_len || order.iter().any(|&i| i as usize >= self.train_len) {
-            return Err(GpuError::Device(format!(
-                "the example order must index the {} training images",
-                self.train_len
-            ))
-            .into());
+    ) -> Result<Metrics, DeviceError> {
+        let key = SourceKey {
+            split,
+            ordered: order.is_some(),
+        };
+        if let Some(order) = order {
+            self.prepare(key, order)?;
         }
-        let queue = &self.ctx.queue;
-        queue.write_buffer(&self.order, 0, bytemuck::cast_slice(order));
-        queue.write_buffer(
-            &self.hyper,
-            STEPS_BEFORE_OFFSET,
-            bytemuck::bytes_of(&(self.counters.steps as u32)),
-        );
-        self.counters.bytes_to_device += 4 * order.len() as u64 + 4;
-        self.train.table.fill(
-            queue,
-            order.len(),
-            self.settings.batch_size,
-            &mut self.counters,
-        );
-        let window = self.settings.report_every;
-        Ok(self.run_steps(Split::Train, true, window, report)?)
+        let (device, waits) = (self.ctx.device.clone(), self.waits.clone());
+        Ok(block_on(&device, &waits, self.run_async(program, key, report))??)
     }
 
-    fn evaluate(&mut self, split: Split) -> Result<Metrics, BackendError> {
-        let all = usize::MAX / 2;
-        Ok(self.run_steps(split, false, all, &mut |_| {})?)
+    fn predict(&mut self, images: &[u8]) -> Result<Vec<f32>, DeviceError> {
+        let (device, waits) = (self.ctx.device.clone(), self.waits.clone());
+        Ok(block_on(&device, &waits, self.predict_async(images))??)
     }
 
-    fn params(&mut self) -> Result<Params, BackendError> {
-        let bytes = buffers::read_blocking(
-            &self.ctx.device,
-            &self.ctx.queue,
-            &self.params,
-            0,
-            4 * self.layout.total,
-            &mut self.counters,
-        )?;
-        let mut params = Params::zeros(&self.spec);
-        self.layout.unflatten(&buffers::f32s(&bytes), &mut params);
-        Ok(params)
+    fn read(&mut self, buf: Buf) -> Result<Vec<f32>, DeviceError> {
+        let (device, waits) = (self.ctx.device.clone(), self.waits.clone());
+        let region = self.region(buf);
+        let buffer = region.buffer.clone();
+        let region = Region {
+            buffer: &buffer,
+            size: 4 * self.plan.len(buf) as u64,
+            ..region
+        };
+        let future = buffers::read(&device, &self.ctx.queue, &waits, region, &mut self.counters);
+        let bytes = block_on(&device, &waits, future)??;
+        Ok(buffers::f32s(&bytes))
     }
 
-    fn set_params(&mut self, params: &Params) -> Result<(), BackendError> {
-        check_same_shape(&self.spec, params)?;
-        let flat = self.layout.flatten(params);
+    fn write(&mut self, buf: Buf, values: &[f32]) -> Result<(), DeviceError> {
+        let region = self.region(buf);
         self.ctx
             .queue
-            .write_buffer(&self.params, 0, bytemuck::cast_slice(&flat));
-        self.counters.bytes_to_device += 4 * flat.len() as u64;
+            .write_buffer(region.buffer, region.offset, bytemuck::cast_slice(values));
+        self.counters.bytes_to_device += 4 * values.len() as u64;
         Ok(())
     }
 
@@ -598,16 +673,15 @@ impl Backend for GpuBackend {
         self.counters
     }
 
-    fn profile_step(&mut self) -> Result<Option<super::Profile>, BackendError> {
-        // The training-set source in file order: its step table is always filled.
-        let source = &self.train_eval;
-        let dispatches = self.recorder.train_step(&source.bindings);
-        let profile = profile::time_dispatches(
-            &self.ctx,
-            &dispatches,
-            &source.table.bind_group,
-            source.table.offset(0),
-        )?;
+    fn profile_step(&mut self) -> Result<Option<Profile>, DeviceError> {
+        // The training split in file order: its step table is always filled.
+        let key = SourceKey {
+            split: Split::Train,
+            ordered: false,
+        };
+        let launches = self.lower(Program::Train, &self.sources[&key]);
+        let table = &self.sources[&key].table;
+        let profile = profile::time_launches(&self.ctx, &self.waits, &launches, &table.bind_group, table.offset(0))?;
         Ok(Some(profile))
     }
 }

@@ -1,27 +1,28 @@
 //! GPU time per kernel of one training step: timestamp queries around each
-//! dispatch where the adapter has them, else host timing of one submit per kernel.
+//! launch where the adapter has them, else host timing of one submit per kernel.
 
 use std::time::Instant;
 
 use wgpu::BindGroup;
 
-use super::buffers;
-use super::step::Dispatch;
+use super::buffers::{self, block_on, DeviceWaits, Region};
+use super::kernels::Launch;
 use super::{GpuContext, GpuError};
 use crate::backend::{Counters, KernelTime, Profile};
 
-/// Runs `dispatches` (one step, at `offset` of the step table `steps`) once,
+/// Runs `launches` (one step, at `offset` of the step table `steps`) once,
 /// each in a compute pass of its own, and returns the time of each.
-pub fn time_dispatches(
+pub(super) fn time_launches(
     ctx: &GpuContext,
-    dispatches: &[Dispatch],
+    waits: &DeviceWaits,
+    launches: &[Launch],
     steps: &BindGroup,
     offset: u32,
 ) -> Result<Profile, GpuError> {
     if ctx.summary.timestamp_queries {
-        with_timestamps(ctx, dispatches, steps, offset)
+        with_timestamps(ctx, waits, launches, steps, offset)
     } else {
-        with_host_timing(ctx, dispatches, steps, offset)
+        with_host_timing(ctx, launches, steps, offset)
     }
 }
 
@@ -37,11 +38,12 @@ fn wait(ctx: &GpuContext, submission: wgpu::SubmissionIndex) -> Result<(), GpuEr
 
 fn with_timestamps(
     ctx: &GpuContext,
-    dispatches: &[Dispatch],
+    waits: &DeviceWaits,
+    launches: &[Launch],
     steps: &BindGroup,
     offset: u32,
 ) -> Result<Profile, GpuError> {
-    let count = 2 * dispatches.len() as u32;
+    let count = 2 * launches.len() as u32;
     let queries = ctx.device.create_query_set(&wgpu::QuerySetDescriptor {
         label: Some("kernel timestamps"),
         ty: wgpu::QueryType::Timestamp,
@@ -54,14 +56,14 @@ fn with_timestamps(
         mapped_at_creation: false,
     });
     let mut encoder = ctx.device.create_command_encoder(&Default::default());
-    for (i, dispatch) in dispatches.iter().enumerate() {
-        if let Some(upload) = dispatch.upload {
+    for (i, launch) in launches.iter().enumerate() {
+        if let Some(upload) = &launch.upload {
             upload
                 .texture
                 .record_copy(&mut encoder, &upload.buffer, upload.offset);
         }
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some(dispatch.label),
+            label: Some(&launch.label),
             timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
                 query_set: &queries,
                 beginning_of_pass_write_index: Some(2 * i as u32),
@@ -69,18 +71,19 @@ fn with_timestamps(
             }),
         });
         pass.set_bind_group(1, steps, &[offset]);
-        dispatch.record(&mut pass);
+        launch.record(&mut pass);
     }
     encoder.resolve_query_set(&queries, 0..count, &resolved, 0);
     wait(ctx, ctx.queue.submit([encoder.finish()]))?;
-    let bytes = buffers::read_blocking(
+    let mut counters = Counters::default();
+    let read = buffers::read(
         &ctx.device,
         &ctx.queue,
-        &resolved,
-        0,
-        8 * count as u64,
-        &mut Counters::default(),
-    )?;
+        waits,
+        Region::whole(&resolved),
+        &mut counters,
+    );
+    let bytes = block_on(&ctx.device, waits, read)??;
     let ticks: Vec<u64> = bytes
         .chunks_exact(8)
         .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
@@ -88,11 +91,11 @@ fn with_timestamps(
     let ns_per_tick = ctx.queue.get_timestamp_period() as f64;
     Ok(Profile {
         method: "timestamp queries",
-        kernels: dispatches
+        kernels: launches
             .iter()
             .zip(ticks.chunks_exact(2))
-            .map(|(d, t)| KernelTime {
-                label: d.label,
+            .map(|(l, t)| KernelTime {
+                label: l.label.clone(),
                 ms: t[1].saturating_sub(t[0]) as f64 * ns_per_tick / 1e6,
             })
             .collect(),
@@ -101,23 +104,23 @@ fn with_timestamps(
 
 fn with_host_timing(
     ctx: &GpuContext,
-    dispatches: &[Dispatch],
+    launches: &[Launch],
     steps: &BindGroup,
     offset: u32,
 ) -> Result<Profile, GpuError> {
-    let mut kernels = Vec::with_capacity(dispatches.len());
-    for dispatch in dispatches {
+    let mut kernels = Vec::with_capacity(launches.len());
+    for launch in launches {
         let start = Instant::now();
         let mut encoder = ctx.device.create_command_encoder(&Default::default());
-        super::step::record_steps(
+        super::record_steps(
             &mut encoder,
-            std::slice::from_ref(dispatch),
+            std::slice::from_ref(launch),
             steps,
             [offset].into_iter(),
         );
         wait(ctx, ctx.queue.submit([encoder.finish()]))?;
         kernels.push(KernelTime {
-            label: dispatch.label,
+            label: launch.label.clone(),
             ms: start.elapsed().as_secs_f64() * 1e3,
         });
     }

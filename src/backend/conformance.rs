@@ -1,0 +1,554 @@
+//! One suite of op tests, written once and run on every device: the CPU and
+//! each wgpu adapter the machine offers (Vulkan, GL). Each test builds a small
+//! plan, runs it through the device's executor (the code that trains), and
+//! compares the results with a plain f64 computation. On wgpu, every matmul
+//! kernel that fits a shape is checked, not only the fastest.
+//!
+//! Tolerances: f32 sums of K products differ from the f64 sum by about
+//! sqrt(K) * 6e-8 * sum|a*b| in practice (the worst case is K * 6e-8); we
+//! allow 1e-5 * sum|a*b| + 1e-6, about 3x the practical bound at K = 785.
+
+use std::sync::Arc;
+
+use super::cpu::CpuExecutor;
+use super::gpu::kernels::matmul::{self, MatmulKernel};
+use super::gpu::{GpuContext, GpuExecutor};
+use super::{Executor, RunSettings, Split};
+use crate::data::{pixel, Splits};
+use crate::optim::{OptimizerKind, OptimizerSpec};
+use crate::plan::{BatchDim, Buf, Epilogue, Matmul, MatmulForm, Op, Plan, Program};
+use crate::test_util::{synthetic, Lcg};
+
+/// Set (as CI does) to make a missing Vulkan adapter fail the tests.
+const REQUIRE_ADAPTER_ENV: &str = "GPU_MNIST_REQUIRE_ADAPTER";
+/// Set to make a missing GL adapter fail the tests.
+const REQUIRE_GL_ENV: &str = "GPU_MNIST_REQUIRE_GL";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TestDevice {
+    Cpu,
+    Vulkan,
+    Gl,
+}
+
+fn required(var: &str) -> bool {
+    std::env::var(var).is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+impl TestDevice {
+    /// The device's context, or `None` (with a notice) when the machine has
+    /// no such adapter and it is not required.
+    fn gpu(self) -> Option<Option<GpuContext>> {
+        let (backends, require) = match self {
+            TestDevice::Cpu => return Some(None),
+            TestDevice::Vulkan => (wgpu::Backends::VULKAN, REQUIRE_ADAPTER_ENV),
+            TestDevice::Gl => (wgpu::Backends::GL, REQUIRE_GL_ENV),
+        };
+        match GpuContext::open(backends, None) {
+            Ok(ctx) => Some(Some(ctx)),
+            Err(e) if required(require) => panic!("{require} is set: {e}"),
+            Err(e) => {
+                eprintln!("notice: skipping on {self:?}: {e}");
+                None
+            }
+        }
+    }
+}
+
+/// What a test runs a plan with.
+struct Setup<'a> {
+    plan: Plan,
+    data: Splits,
+    optimizer: Option<OptimizerSpec>,
+    params: Vec<Vec<f32>>,
+    /// Matmul kernel to force on wgpu (each candidate in turn).
+    kernel: Option<MatmulKernel>,
+    ctx: &'a Option<GpuContext>,
+}
+
+impl Setup<'_> {
+    fn open(self) -> Box<dyn Executor> {
+        let settings = RunSettings {
+            optimizer: self.optimizer,
+            report_every: 1,
+        };
+        let params: Vec<&[f32]> = self.params.iter().map(Vec::as_slice).collect();
+        match self.ctx {
+            None => Box::new(CpuExecutor::new(
+                self.plan,
+                Arc::new(self.data),
+                settings,
+                &params,
+            )),
+            Some(ctx) => {
+                let mut exec =
+                    GpuExecutor::new(ctx.clone(), self.plan, &self.data, settings, &params)
+                        .expect("the executor opens");
+                if let Some(kernel) = self.kernel {
+                    exec.force_matmul_kernel(kernel);
+                }
+                Box::new(exec)
+            }
+        }
+    }
+}
+
+/// The matmul kernels to check on this device for `form` at this shape.
+fn kernels(ctx: &Option<GpuContext>, mm: &Matmul) -> Vec<Option<MatmulKernel>> {
+    match ctx {
+        None => vec![None],
+        Some(ctx) => matmul::candidates(mm.form, mm.m, mm.k, mm.n, ctx.subgroups_of_8)
+            .into_iter()
+            .map(Some)
+            .collect(),
+    }
+}
+
+/// A plan with no layers: `tensors` parameter-sized buffers, batch buffers of
+/// `batch` rows, and `ops` as its training program.
+fn bare_plan(batch: usize, features: usize, classes: usize, tensors: Vec<(usize, usize)>, ops: Vec<Op>) -> Plan {
+    Plan {
+        batch,
+        features,
+        classes,
+        widths: Vec::new(),
+        tensors,
+        state_slots: 0,
+        train: ops,
+        eval: Vec::new(),
+        predict: Vec::new(),
+    }
+}
+
+/// A data set of `len` examples (only its length matters to most tests).
+fn examples(len: usize, features: usize, classes: usize) -> Splits {
+    let set = synthetic(len, features, classes, 0.5, 3);
+    Splits {
+        train: set.clone(),
+        test: set,
+    }
+}
+
+/// Runs the training program once over the first `rows` training examples.
+fn run_rows(exec: &mut dyn Executor, rows: usize) -> super::Metrics {
+    let order: Vec<u32> = (0..rows as u32).collect();
+    exec.run(Program::Train, Split::Train, Some(&order), &mut |_| {})
+        .expect("the step runs")
+}
+
+/// f64 reference of `op(a)·op(b)` with the epilogue, and `sum |a*b|` per output.
+fn reference(mm: &Matmul, m: usize, k: usize, a: &[f32], b: &[f32], extra: &[f32]) -> (Vec<f64>, Vec<f64>) {
+    let n = mm.n;
+    let at = |i: usize, kk: usize| if mm.form.transpose_a { a[kk * m + i] } else { a[i * k + kk] } as f64;
+    let bt = |kk: usize, j: usize| if mm.form.transpose_b { b[j * k + kk] } else { b[kk * n + j] } as f64;
+    let mut c = vec![0.0; m * n];
+    let mut magnitude = vec![0.0; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            let (mut s, mut mag) = (0.0, 0.0);
+            for kk in 0..k {
+                s += at(i, kk) * bt(kk, j);
+                mag += (at(i, kk) * bt(kk, j)).abs();
+            }
+            c[i * n + j] = match mm.form.epilogue {
+                Epilogue::None => s,
+                Epilogue::Bias => s + extra[j] as f64,
+                Epilogue::BiasRelu => (s + extra[j] as f64).max(0.0),
+                Epilogue::ReluMask => if extra[i * n + j] > 0.0 { s } else { 0.0 },
+            };
+            magnitude[i * n + j] = mag + if mm.extra.is_some() { 1.0 } else { 0.0 };
+        }
+    }
+    (c, magnitude)
+}
+
+fn assert_close(got: &[f32], want: &[f64], magnitude: &[f64], what: &str) {
+    for (i, ((&g, &w), &mag)) in got.iter().zip(want).zip(magnitude).enumerate() {
+        let tol = 1e-5 * mag + 1e-6;
+        assert!((g as f64 - w).abs() <= tol, "{what} at {i}: {g} vs {w} (tolerance {tol})");
+    }
+}
+
+const SHAPES: [(usize, usize, usize); 8] = [
+    (1, 1, 1),
+    (3, 5, 7),
+    (4, 8, 12),
+    (33, 17, 65),
+    (68, 36, 20),
+    (127, 785, 513),
+    (128, 784, 512),
+    (128, 512, 10),
+];
+
+/// Every matmul form of a dense layer at every shape, with partial batches:
+/// the batch buffers hold `full` rows, the step `rows`.
+fn matmul_forms(device: TestDevice) {
+    let Some(ctx) = device.gpu() else { return };
+    let form = |ta, tb, epilogue, batch_dim| MatmulForm {
+        transpose_a: ta,
+        transpose_b: tb,
+        epilogue,
+        batch_dim,
+    };
+    let forms = [
+        form(false, false, Epilogue::None, BatchDim::M),
+        form(false, false, Epilogue::Bias, BatchDim::M),
+        form(false, false, Epilogue::BiasRelu, BatchDim::M),
+        // dW = Xᵀ·delta: A transposed, the batch is K.
+        form(true, false, Epilogue::None, BatchDim::K),
+        // delta·Wᵀ fused with relu's derivative.
+        form(false, true, Epilogue::ReluMask, BatchDim::M),
+        form(true, true, Epilogue::None, BatchDim::None),
+    ];
+    let mut checked = 0;
+    for (s, &(m, k, n)) in SHAPES.iter().enumerate() {
+        for (f, &form) in forms.iter().enumerate() {
+            // The full batch is one row more than the step, when the batch is a dimension.
+            let (full_m, full_k) = match form.batch_dim {
+                BatchDim::M => (m + 1, k),
+                BatchDim::K => (m, k + 1),
+                BatchDim::None => (m, k),
+            };
+            let rows = match form.batch_dim {
+                BatchDim::M => m,
+                BatchDim::K => k,
+                BatchDim::None => 1,
+            };
+            let mm = Matmul {
+                a: Buf::Param(0),
+                b: Buf::Param(1),
+                c: Buf::Grad(3),
+                extra: (form.epilogue != Epilogue::None).then_some(Buf::Param(2)),
+                form,
+                m: full_m,
+                k: full_k,
+                n,
+            };
+            let mut rng = Lcg((10 * s + f) as u64);
+            let a = rng.vec(full_m * full_k);
+            let b = rng.vec(full_k * n);
+            let extra: Vec<f32> = match form.epilogue {
+                // A relu output: zero in about half the places.
+                Epilogue::ReluMask => rng.vec(full_m * n).into_iter().map(|v| v.max(0.0)).collect(),
+                _ => rng.vec(n),
+            };
+            // The step reads the leading rows of the stored operands.
+            let (a_step, b_step) = (&a[..], &b[..]);
+            let (want, magnitude) = reference(&mm, m, k, a_step, b_step, &extra);
+            for kernel in kernels(&ctx, &mm) {
+                let setup = Setup {
+                    plan: bare_plan(
+                        full_m.max(full_k),
+                        1,
+                        2,
+                        vec![(full_m, full_k), (full_k, n), (1, extra.len()), (full_m, n)],
+                        vec![Op::Matmul(mm)],
+                    ),
+                    data: examples(rows, 1, 2),
+                    optimizer: None,
+                    params: vec![a.clone(), b.clone(), extra.clone(), vec![0.0; full_m * n]],
+                    kernel,
+                    ctx: &ctx,
+                };
+                let mut exec = setup.open();
+                run_rows(exec.as_mut(), rows);
+                let got = exec.read(Buf::Grad(3)).unwrap();
+                let what = format!("{device:?} {kernel:?} {form:?} {m}x{k}x{n}");
+                assert_close(&got[..m * n], &want, &magnitude, &what);
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= SHAPES.len() * forms.len());
+}
+
+/// The first layer as trained: the gathered batch times W, and Xᵀ·delta (the
+/// CPU's sparse kernels on MNIST-like data, its dense ones otherwise; on wgpu
+/// the transposed batch the gather writes).
+fn first_layer_from_the_batch(device: TestDevice) {
+    let Some(ctx) = device.gpu() else { return };
+    let (batch, features, units, rows) = (16, 36, 64, 13);
+    for zero_fraction in [0.8, 0.1] {
+        let data = synthetic(40, features, 3, zero_fraction, 5);
+        let order: Vec<u32> = (0..rows as u32).map(|i| (i * 7) % 40).collect();
+        let x: Vec<f32> = order
+            .iter()
+            .flat_map(|&i| data.image(i as usize).iter().map(|&p| pixel(p)))
+            .collect();
+        let mut rng = Lcg(9);
+        let (w, bias, delta) = (rng.vec(features * units), rng.vec(units), rng.vec(batch * units));
+        let forward = Matmul {
+            a: Buf::Input,
+            b: Buf::Param(0),
+            c: Buf::Grad(2),
+            extra: Some(Buf::Param(1)),
+            form: MatmulForm {
+                transpose_a: false,
+                transpose_b: false,
+                epilogue: Epilogue::BiasRelu,
+                batch_dim: BatchDim::M,
+            },
+            m: batch,
+            k: features,
+            n: units,
+        };
+        let grad_weights = Matmul {
+            a: Buf::Input,
+            b: Buf::Param(3),
+            c: Buf::Grad(4),
+            extra: None,
+            form: MatmulForm {
+                transpose_a: true,
+                transpose_b: false,
+                epilogue: Epilogue::None,
+                batch_dim: BatchDim::K,
+            },
+            m: features,
+            k: batch,
+            n: units,
+        };
+        let setup = Setup {
+            plan: bare_plan(
+                batch,
+                features,
+                3,
+                vec![(features, units), (1, units), (batch, units), (batch, units), (features, units)],
+                vec![Op::Gather { one_hot: false }, Op::Matmul(forward), Op::Matmul(grad_weights)],
+            ),
+            data: Splits {
+                train: data.clone(),
+                test: data,
+            },
+            optimizer: None,
+            params: vec![w.clone(), bias.clone(), vec![0.0; batch * units], delta.clone(), vec![0.0; features * units]],
+            kernel: None,
+            ctx: &ctx,
+        };
+        let mut exec = setup.open();
+        exec.run(Program::Train, Split::Train, Some(&order), &mut |_| {}).unwrap();
+        let (want, magnitude) = reference(&forward, rows, features, &x, &w, &bias);
+        let got = exec.read(Buf::Grad(2)).unwrap();
+        assert_close(&got[..rows * units], &want, &magnitude, &format!("{device:?} forward, {zero_fraction} zeros"));
+        // Xᵀ·delta over the step's rows only: the rest of delta must not count.
+        let (want, magnitude) = reference(&grad_weights, features, rows, &x, &delta, &[]);
+        let got = exec.read(Buf::Grad(4)).unwrap();
+        assert_close(&got, &want, &magnitude, &format!("{device:?} Xᵀ·delta, {zero_fraction} zeros"));
+    }
+}
+
+/// Softmax + cross-entropy with labels, one-hot and soft targets, and the
+/// softmax of predictions.
+fn softmax_cross_entropy(device: TestDevice) {
+    let Some(ctx) = device.gpu() else { return };
+    for (rows, classes, seed) in [(1, 1, 1u64), (3, 10, 2), (128, 10, 3), (100, 7, 4)] {
+        let mut rng = Lcg(seed);
+        // Large logits exercise the log-sum-exp's stability.
+        let logits: Vec<f32> = rng.vec(rows * classes).into_iter().map(|v| 40.0 * v).collect();
+        let data = synthetic(rows, 1, classes, 0.0, seed);
+        let labels = data.labels.clone();
+        let one_hot: Vec<f32> = (0..rows * classes)
+            .map(|i| if labels[i / classes] as usize == i % classes { 1.0 } else { 0.0 })
+            .collect();
+        let soft: Vec<f32> = rng.vec(rows * classes).into_iter().map(f32::abs).collect();
+        for targets in [None, Some(one_hot), Some(soft)] {
+            let op = Op::SoftmaxXent {
+                logits: Buf::Param(0),
+                grad: Some(Buf::Grad(1)),
+                dense_targets: targets.is_some(),
+            };
+            let mut plan = bare_plan(rows, 1, classes, vec![(rows, classes), (rows, classes)], vec![op]);
+            plan.predict = vec![Op::Softmax { logits: Buf::Param(0) }];
+            let setup = Setup {
+                plan,
+                data: Splits { train: data.clone(), test: data.clone() },
+                optimizer: None,
+                params: vec![logits.clone(), vec![0.0; rows * classes]],
+                kernel: None,
+                ctx: &ctx,
+            };
+            let mut exec = setup.open();
+            if let Some(t) = &targets {
+                exec.write(Buf::Targets, t).unwrap();
+            }
+            let metrics = run_rows(exec.as_mut(), rows);
+            let grad = exec.read(Buf::Grad(1)).unwrap();
+            let probs = exec.predict(&vec![0; rows]).unwrap();
+            let (mut loss, mut correct) = (0.0f64, 0);
+            for r in 0..rows {
+                let z: Vec<f64> = logits[r * classes..(r + 1) * classes].iter().map(|&v| v as f64).collect();
+                let max = z.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let lse = max + z.iter().map(|v| (v - max).exp()).sum::<f64>().ln();
+                let argmax = |v: &[f64]| (0..v.len()).fold(0, |b, i| if v[i] > v[b] { i } else { b });
+                let t: Vec<f64> = match &targets {
+                    None => (0..classes).map(|c| if c == labels[r] as usize { 1.0 } else { 0.0 }).collect(),
+                    Some(t) => t[r * classes..(r + 1) * classes].iter().map(|&v| v as f64).collect(),
+                };
+                let t_sum: f64 = t.iter().sum();
+                correct += (argmax(&z) == argmax(&t)) as u64;
+                for c in 0..classes {
+                    let p = (z[c] - lse).exp();
+                    loss += t[c] * (lse - z[c]);
+                    let want = (p * t_sum - t[c]) / rows as f64;
+                    let i = r * classes + c;
+                    // exp(z - lse) in f32: the difference of two numbers up to
+                    // ~45 carries ~45 * 6e-8 = 3e-6 of relative error into p.
+                    let tol = 1e-5 * p * t_sum.max(1.0) + 1e-6;
+                    assert!((grad[i] as f64 - want).abs() <= tol, "{device:?} gradient {} vs {want}", grad[i]);
+                    assert!((probs[i] as f64 - p).abs() <= tol, "{device:?} probability {} vs {p}", probs[i]);
+                }
+            }
+            assert_eq!(metrics.correct, correct, "{device:?} {rows}x{classes}");
+            assert!((metrics.loss_sum - loss).abs() <= 1e-5 * loss.abs() + 1e-4, "{device:?} loss {} vs {loss}", metrics.loss_sum);
+        }
+    }
+}
+
+fn column_sums(device: TestDevice) {
+    let Some(ctx) = device.gpu() else { return };
+    for (rows, cols) in [(1, 1), (3, 7), (128, 512), (127, 10), (1000, 65)] {
+        let values = Lcg(rows as u64).vec((rows + 1) * cols);
+        let setup = Setup {
+            plan: bare_plan(
+                rows + 1,
+                1,
+                2,
+                vec![(rows + 1, cols), (1, cols)],
+                vec![Op::ColumnSums { src: Buf::Param(0), dst: Buf::Grad(1), cols }],
+            ),
+            data: examples(rows, 1, 2),
+            optimizer: None,
+            params: vec![values.clone(), vec![0.0; cols]],
+            kernel: None,
+            ctx: &ctx,
+        };
+        let mut exec = setup.open();
+        run_rows(exec.as_mut(), rows);
+        let got = exec.read(Buf::Grad(1)).unwrap();
+        for (c, &g) in got.iter().enumerate() {
+            let want: f64 = (0..rows).map(|r| values[r * cols + c] as f64).sum();
+            assert!((g as f64 - want).abs() <= 1e-6 * rows as f64, "{device:?} {rows}x{cols}: {g} vs {want}");
+        }
+    }
+}
+
+/// Five updates of two tensors (sizes not multiples of 4, so the wgpu layout
+/// pads them) against the host formulas of `optim.rs`.
+fn optimizer_updates(device: TestDevice) {
+    let Some(ctx) = device.gpu() else { return };
+    let sgd = OptimizerSpec::keras_default(OptimizerKind::Sgd);
+    let specs = [
+        sgd,
+        OptimizerSpec { momentum: 0.9, ..sgd },
+        OptimizerSpec { momentum: 0.9, nesterov: true, ..sgd },
+        OptimizerSpec::keras_default(OptimizerKind::Rmsprop),
+        OptimizerSpec::keras_default(OptimizerKind::Adam),
+    ];
+    let tensors = vec![(7, 143), (1, 5)];
+    for spec in specs {
+        let mut rng = Lcg(5);
+        let mut host: Vec<Vec<f32>> = tensors.iter().map(|&(r, c)| rng.vec(r * c)).collect();
+        let mut host_state: Vec<Vec<Vec<f32>>> =
+            host.iter().map(|t| vec![vec![0.0; t.len()]; spec.state_slots()]).collect();
+        let mut plan = bare_plan(1, 1, 2, tensors.clone(), vec![Op::Update]);
+        plan.state_slots = spec.state_slots();
+        let setup = Setup {
+            plan,
+            data: examples(1, 1, 2),
+            optimizer: Some(spec),
+            params: host.clone(),
+            kernel: None,
+            ctx: &ctx,
+        };
+        let mut exec = setup.open();
+        // Several steps, so state and Adam's bias correction matter.
+        for t in 1..=5 {
+            for (i, param) in host.iter_mut().enumerate() {
+                let grad = rng.vec(param.len());
+                exec.write(Buf::Grad(i), &grad).unwrap();
+                spec.apply(t, param, &grad, &mut host_state[i]);
+            }
+            run_rows(exec.as_mut(), 1);
+        }
+        assert_eq!(exec.counters().steps, 5);
+        for (i, param) in host.iter().enumerate() {
+            let close = |g: f32, c: f32| (g - c).abs() <= 1e-6 + 1e-5 * c.abs();
+            let got = exec.read(Buf::Param(i)).unwrap();
+            assert!(got.iter().zip(param).all(|(&g, &c)| close(g, c)), "{device:?} {:?} tensor {i}", spec.kind);
+            for (slot, want) in host_state[i].iter().enumerate() {
+                let got = exec.read(Buf::State { slot, tensor: i }).unwrap();
+                assert!(got.iter().zip(want).all(|(&g, &c)| close(g, c)), "{device:?} {:?} state", spec.kind);
+            }
+        }
+    }
+}
+
+/// The batch, bit for bit (pixel values), and one-hot targets wider than the
+/// images, from a step of 5 rows in buffers of 8.
+fn gather(device: TestDevice) {
+    let Some(ctx) = device.gpu() else { return };
+    let (features, classes) = (5, 9);
+    let data = synthetic(50, features, classes, 0.3, 9);
+    let order = [49u32, 0, 7, 7, 31];
+    let setup = Setup {
+        plan: bare_plan(8, features, classes, vec![(1, 1)], vec![Op::Gather { one_hot: true }]),
+        data: Splits { train: data.clone(), test: data.clone() },
+        optimizer: None,
+        params: vec![vec![0.0]],
+        kernel: None,
+        ctx: &ctx,
+    };
+    let mut exec = setup.open();
+    exec.run(Program::Train, Split::Train, Some(&order), &mut |_| {}).unwrap();
+    let x = exec.read(Buf::Input).unwrap();
+    let want: Vec<f32> = order
+        .iter()
+        .flat_map(|&i| data.image(i as usize).iter().map(|&p| pixel(p)))
+        .collect();
+    assert_eq!(&x[..want.len()], &want[..], "{device:?}: pixel values, bit for bit");
+    let targets = exec.read(Buf::Targets).unwrap();
+    for (r, &i) in order.iter().enumerate() {
+        let label = data.labels[i as usize] as usize;
+        let row: Vec<f32> = (0..classes).map(|c| if c == label { 1.0 } else { 0.0 }).collect();
+        assert_eq!(&targets[r * classes..(r + 1) * classes], &row[..], "{device:?} row {r}");
+    }
+}
+
+/// Instantiates each suite function once per device.
+macro_rules! device_tests {
+    ($($name:ident),* $(,)?) => {
+        mod cpu {
+            $(#[test] fn $name() { super::$name(super::TestDevice::Cpu) })*
+        }
+        mod vulkan {
+            $(#[test] fn $name() { super::$name(super::TestDevice::Vulkan) })*
+        }
+        mod gl {
+            $(#[test] fn $name() { super::$name(super::TestDevice::Gl) })*
+        }
+    };
+}
+
+device_tests!(
+    matmul_forms,
+    first_layer_from_the_batch,
+    softmax_cross_entropy,
+    column_sums,
+    optimizer_updates,
+    gather,
+);
+
+/// Every kernel's WGSL, in every variant, parses and validates with naga (no
+/// adapter needed).
+#[test]
+fn every_shader_validates() {
+    for (name, source) in super::gpu::kernels::all_sources() {
+        let module = naga::front::wgsl::parse_str(&source)
+            .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(&source)));
+        naga::valid::Validator::new(
+            naga::valid::ValidationFlags::all(),
+            naga::valid::Capabilities::all(),
+        )
+        .validate(&module)
+        .unwrap_or_else(|e| panic!("{name}: {e:?}"));
+    }
+}

@@ -1,0 +1,389 @@
+//! `C = op(A) · op(B)` with a fused epilogue, in four kernels that share one
+//! interface: `matmul.wgsl` (any shape), `matmul_vec4.wgsl` (vec4 loads),
+//! and `matmul_subgroup.wgsl` (vec4 loads shared across 8-lane subgroups)
+//! with B in a buffer or in a texture.
+
+use std::collections::HashMap;
+
+use wgpu::{BindingResource, Buffer, Device};
+
+use super::{Dims, Family, Kernels, Launch, Upload};
+use crate::backend::gpu::buffers::Region;
+use crate::backend::gpu::shader::{self, bindings, flag};
+use crate::plan::{BatchDim, Epilogue, MatmulForm};
+
+/// Which WGSL kernel computes a product.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum MatmulKernel {
+    /// `matmul.wgsl`: any shape, 4 x 4 outputs per invocation.
+    Scalar,
+    /// `matmul_vec4.wgsl`: vec4 loads, 8 x 8 outputs per invocation.
+    Vec4,
+    /// `matmul_subgroup.wgsl`: vec4 loads shared across 8-lane subgroups.
+    Subgroup8,
+    /// The same with B copied into a texture before each dispatch.
+    Subgroup8Texture,
+}
+
+const ALL_KERNELS: [MatmulKernel; 4] = [
+    MatmulKernel::Scalar,
+    MatmulKernel::Vec4,
+    MatmulKernel::Subgroup8,
+    MatmulKernel::Subgroup8Texture,
+];
+
+impl MatmulKernel {
+    fn files(self) -> Vec<&'static str> {
+        let common = include_str!("../../../../shaders/matmul_common.wgsl");
+        let epilogue4 = include_str!("../../../../shaders/matmul_epilogue4.wgsl");
+        let subgroup = include_str!("../../../../shaders/matmul_subgroup.wgsl");
+        match self {
+            Self::Scalar => vec![common, include_str!("../../../../shaders/matmul.wgsl")],
+            Self::Vec4 => vec![
+                common,
+                epilogue4,
+                include_str!("../../../../shaders/matmul_vec4.wgsl"),
+            ],
+            Self::Subgroup8 => vec![
+                common,
+                epilogue4,
+                include_str!("../../../../shaders/matmul_subgroup_buffer.wgsl"),
+                subgroup,
+            ],
+            Self::Subgroup8Texture => vec![
+                common,
+                epilogue4,
+                include_str!("../../../../shaders/matmul_subgroup_texture.wgsl"),
+                subgroup,
+            ],
+        }
+    }
+
+    /// Rows and columns of C one workgroup covers: 8 x 8 invocations of 4 x 4
+    /// outputs (scalar) or 8 x 8 outputs (vec4), or 8 subgroups of 16 rows x
+    /// 32 columns (subgroup).
+    fn tile(self) -> (usize, usize) {
+        match self {
+            Self::Scalar => (32, 32),
+            Self::Vec4 => (64, 64),
+            Self::Subgroup8 | Self::Subgroup8Texture => (128, 32),
+        }
+    }
+
+    fn needs_subgroups(self) -> bool {
+        matches!(self, Self::Subgroup8 | Self::Subgroup8Texture)
+    }
+
+    /// The kernel's source: element type, the constants of the forms, its
+    /// bindings, then its files.
+    fn source(self) -> String {
+        let elem = if self == Self::Scalar { "f32" } else { "vec4<f32>" };
+        let constants = format!(
+            "alias Elem = {elem};\n\
+             const EPILOGUE_NONE: u32 = {}u;\nconst EPILOGUE_BIAS: u32 = {}u;\n\
+             const EPILOGUE_BIAS_RELU: u32 = {}u;\nconst EPILOGUE_RELU_MASK: u32 = {}u;\n\
+             const BATCH_M: u32 = {}u;\nconst BATCH_K: u32 = {}u;\n",
+            epilogue_code(Epilogue::None),
+            epilogue_code(Epilogue::Bias),
+            epilogue_code(Epilogue::BiasRelu),
+            epilogue_code(Epilogue::ReluMask),
+            batch_code(BatchDim::M),
+            batch_code(BatchDim::K),
+        );
+        shader::source(&[Dims::WGSL, &constants], self.slots(), &self.files())
+    }
+
+    fn slots(self) -> &'static [shader::Slot] {
+        if self == Self::Subgroup8Texture {
+            MatmulTextureBindings::SLOTS
+        } else {
+            MatmulBindings::SLOTS
+        }
+    }
+}
+
+/// The `EPILOGUE` override of the matmul kernels.
+fn epilogue_code(e: Epilogue) -> u32 {
+    match e {
+        Epilogue::None => 0,
+        Epilogue::Bias => 1,
+        Epilogue::BiasRelu => 2,
+        Epilogue::ReluMask => 3,
+    }
+}
+
+/// The `BATCH_DIM` override of the matmul kernels.
+fn batch_code(b: BatchDim) -> u32 {
+    match b {
+        BatchDim::None => 0,
+        BatchDim::M => 1,
+        BatchDim::K => 2,
+    }
+}
+
+bindings! {
+    pub(crate) struct MatmulBindings {
+        a: Read "array<Elem>",
+        b: Read "array<Elem>",
+        c: ReadWrite "array<Elem>",
+        /// The bias (epilogues with a bias) or the relu mask; any storage
+        /// buffer for the others.
+        extra: Read "array<Elem>",
+        dims: Uniform "Dims",
+    }
+}
+
+bindings! {
+    /// [`MatmulBindings`] with B as an rgba32float texture of (N / 4) x K texels.
+    pub(crate) struct MatmulTextureBindings {
+        a: Read "array<Elem>",
+        b: Texture "texture_2d<f32>",
+        c: ReadWrite "array<Elem>",
+        extra: Read "array<Elem>",
+        dims: Uniform "Dims",
+    }
+}
+
+/// Whether the vec4 kernels compute `form` for an `m x k x n` problem: the
+/// dimensions they load four at a time must be multiples of 4, and never the
+/// batch dimension, whose size changes with the last batch.
+pub(crate) fn vec4_fits(form: MatmulForm, m: usize, k: usize, n: usize) -> bool {
+    let vector_dim_is_batch = match form.batch_dim {
+        BatchDim::None => false,
+        BatchDim::M => form.transpose_a,
+        BatchDim::K => !form.transpose_a,
+    };
+    let vector_dim = if form.transpose_a { m } else { k };
+    !(vector_dim_is_batch || form.transpose_a && form.transpose_b)
+        && n.is_multiple_of(4)
+        && vector_dim.is_multiple_of(4)
+}
+
+/// The fastest kernel that computes `form` at this shape; `subgroups_of_8`
+/// says whether the device runs subgroups of exactly 8 lanes.
+pub(crate) fn fastest(
+    form: MatmulForm,
+    m: usize,
+    k: usize,
+    n: usize,
+    subgroups_of_8: bool,
+) -> MatmulKernel {
+    match (vec4_fits(form, m, k, n), subgroups_of_8 && !form.transpose_b) {
+        (false, _) => MatmulKernel::Scalar,
+        (true, false) => MatmulKernel::Vec4,
+        (true, true) if BTexture::fits(k, n) => MatmulKernel::Subgroup8Texture,
+        (true, true) => MatmulKernel::Subgroup8,
+    }
+}
+
+/// Every kernel that computes `form` at this shape on this device, simplest first.
+#[cfg(test)]
+pub(crate) fn candidates(
+    form: MatmulForm,
+    m: usize,
+    k: usize,
+    n: usize,
+    subgroups_of_8: bool,
+) -> Vec<MatmulKernel> {
+    let mut out = vec![MatmulKernel::Scalar];
+    if vec4_fits(form, m, k, n) {
+        out.push(MatmulKernel::Vec4);
+        if subgroups_of_8 && !form.transpose_b {
+            out.push(MatmulKernel::Subgroup8);
+            if BTexture::fits(k, n) {
+                out.push(MatmulKernel::Subgroup8Texture);
+            }
+        }
+    }
+    out
+}
+
+/// The matmul kernels' modules and pipelines (per kernel and form).
+pub(crate) struct Matmuls(HashMap<MatmulKernel, Family<MatmulForm>>);
+
+impl Matmuls {
+    /// The subgroup kernels are built only on devices opened with subgroups.
+    pub fn new(device: &Device, subgroups: bool) -> Self {
+        Self(
+            ALL_KERNELS
+                .into_iter()
+                .filter(|k| subgroups || !k.needs_subgroups())
+                .map(|k| (k, Family::new(device, "matmul", k.slots(), k.source())))
+                .collect(),
+        )
+    }
+}
+
+/// The `m x k x n` problem of one launch and the operands it reads.
+pub(crate) struct MatmulOperands<'a> {
+    pub a: BindingResource<'a>,
+    pub b: Region<'a>,
+    pub c: BindingResource<'a>,
+    /// The epilogue's operand, or any storage buffer.
+    pub extra: BindingResource<'a>,
+}
+
+impl Kernels {
+    /// Binds `kernel` computing `form` at `m x k x n` (the full batch).
+    #[allow(clippy::too_many_arguments)]
+    pub fn matmul(
+        &self,
+        kernel: MatmulKernel,
+        form: MatmulForm,
+        (m, k, n): (usize, usize, usize),
+        operands: MatmulOperands,
+    ) -> Launch {
+        let device = &self.ctx.device;
+        let family = &self.matmul.0[&kernel];
+        let dims = self.uniform(
+            "dims",
+            &Dims {
+                m: m as u32,
+                k: k as u32,
+                n: n as u32,
+                pad: 0,
+            },
+        );
+        let texture = (kernel == MatmulKernel::Subgroup8Texture).then(|| BTexture::new(device, k, n));
+        let MatmulOperands { a, b, c, extra } = operands;
+        let resources = match &texture {
+            Some(texture) => MatmulTextureBindings {
+                a,
+                b: BindingResource::TextureView(&texture.view),
+                c,
+                extra,
+                dims: dims.as_entire_binding(),
+            }
+            .resources(),
+            None => MatmulBindings {
+                a,
+                b: b.binding(),
+                c,
+                extra,
+                dims: dims.as_entire_binding(),
+            }
+            .resources(),
+        };
+        let (rows, cols) = kernel.tile();
+        Launch {
+            label: format!("matmul {m}x{k}x{n} {:?} {kernel:?}", form.epilogue),
+            pipeline: family.pipeline(
+                &self.ctx,
+                form,
+                &[
+                    ("TRANSPOSE_A", flag(form.transpose_a)),
+                    ("TRANSPOSE_B", flag(form.transpose_b)),
+                    ("EPILOGUE", epilogue_code(form.epilogue) as f64),
+                    ("BATCH_DIM", batch_code(form.batch_dim) as f64),
+                ],
+            ),
+            bind_group: shader::bind_group(device, &family.layout, resources),
+            groups: (
+                n.div_ceil(cols).max(1) as u32,
+                m.div_ceil(rows).max(1) as u32,
+                1,
+            ),
+            upload: texture.map(|texture| Upload {
+                buffer: b.buffer.clone(),
+                offset: b.offset,
+                texture,
+            }),
+        }
+    }
+}
+
+/// B of a matmul as an rgba32float texture of (N / 4) x K texels, refreshed from
+/// its buffer by a copy before each dispatch (`matmul_subgroup_texture.wgsl`).
+pub(crate) struct BTexture {
+    pub texture: wgpu::Texture,
+    pub view: wgpu::TextureView,
+}
+
+impl BTexture {
+    /// Texture sides every WebGPU device supports.
+    const MAX_SIDE: usize = 8192;
+
+    /// Whether a K x N operand fits: copies need rows of a multiple of 256
+    /// bytes (N % 64 == 0) and both sides within the guaranteed limit.
+    pub fn fits(k: usize, n: usize) -> bool {
+        n.is_multiple_of(64) && n / 4 <= Self::MAX_SIDE && k <= Self::MAX_SIDE
+    }
+
+    pub fn new(device: &Device, k: usize, n: usize) -> Self {
+        let texture = device.create_texture(&wgpu::TextureDescriptor {
+            label: Some("matmul B"),
+            size: wgpu::Extent3d {
+                width: (n / 4) as u32,
+                height: k as u32,
+                depth_or_array_layers: 1,
+            },
+            mip_level_count: 1,
+            sample_count: 1,
+            dimension: wgpu::TextureDimension::D2,
+            format: wgpu::TextureFormat::Rgba32Float,
+            usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+            view_formats: &[],
+        });
+        let view = texture.create_view(&Default::default());
+        Self { texture, view }
+    }
+
+    /// Records the copy of the K x N row-major matrix at `offset` of `buffer`.
+    pub fn record_copy(&self, encoder: &mut wgpu::CommandEncoder, buffer: &Buffer, offset: u64) {
+        let size = self.texture.size();
+        encoder.copy_buffer_to_texture(
+            wgpu::TexelCopyBufferInfo {
+                buffer,
+                layout: wgpu::TexelCopyBufferLayout {
+                    offset,
+                    bytes_per_row: Some(16 * size.width),
+                    rows_per_image: Some(size.height),
+                },
+            },
+            self.texture.as_image_copy(),
+            size,
+        );
+    }
+}
+
+#[cfg(test)]
+pub(crate) fn all_sources() -> Vec<(String, String)> {
+    ALL_KERNELS
+        .into_iter()
+        .map(|k| (format!("matmul {k:?}"), k.source()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const fn form(transpose_a: bool, transpose_b: bool, batch_dim: BatchDim) -> MatmulForm {
+        MatmulForm {
+            transpose_a,
+            transpose_b,
+            epilogue: Epilogue::None,
+            batch_dim,
+        }
+    }
+
+    #[test]
+    fn kernel_choice_follows_shape_and_subgroups() {
+        let forward = form(false, false, BatchDim::M);
+        let grad_w = form(true, false, BatchDim::K);
+        let grad_in = form(false, true, BatchDim::M);
+        // The book's first layer on an 8-lane device: the texture kernel.
+        assert_eq!(fastest(forward, 128, 784, 512, true), MatmulKernel::Subgroup8Texture);
+        assert_eq!(fastest(forward, 128, 784, 512, false), MatmulKernel::Vec4);
+        // N = 10 is not a multiple of 4: the scalar kernel.
+        assert_eq!(fastest(forward, 128, 512, 10, true), MatmulKernel::Scalar);
+        // Xᵀ·delta vectorises along M = fan_in, never along the batch.
+        assert!(vec4_fits(grad_w, 784, 128, 512));
+        assert!(!vec4_fits(form(true, false, BatchDim::M), 128, 784, 512));
+        // B transposed never takes the subgroup kernels; N = 12 is not a texture.
+        assert_eq!(fastest(grad_in, 128, 512, 784, true), MatmulKernel::Vec4);
+        assert_eq!(fastest(forward, 4, 8, 12, true), MatmulKernel::Subgroup8);
+        assert_eq!(candidates(forward, 3, 5, 7, true), vec![MatmulKernel::Scalar]);
+        assert_eq!(candidates(forward, 128, 784, 512, true), ALL_KERNELS.to_vec());
+    }
+}

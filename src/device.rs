@@ -1,0 +1,86 @@
+//! Which device runs a model: the CPU, a wgpu adapter, or `Auto`.
+
+use crate::backend::gpu::context::{self, AdapterSummary, GpuContext};
+use crate::backend::gpu::GpuError;
+
+/// A graphics API wgpu can drive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GpuApi {
+    /// Whichever the platform offers.
+    #[default]
+    Any,
+    Vulkan,
+    Gl,
+    Metal,
+    Dx12,
+}
+
+impl GpuApi {
+    pub(crate) fn backends(self) -> wgpu::Backends {
+        match self {
+            GpuApi::Any => wgpu::Backends::all(),
+            GpuApi::Vulkan => wgpu::Backends::VULKAN,
+            GpuApi::Gl => wgpu::Backends::GL,
+            GpuApi::Metal => wgpu::Backends::METAL,
+            GpuApi::Dx12 => wgpu::Backends::DX12,
+        }
+    }
+}
+
+/// Where a model runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Device {
+    /// A hardware GPU if wgpu finds one, else the CPU. Software adapters
+    /// (lavapipe, llvmpipe) are skipped: the CPU device is many times faster
+    /// than an emulated GPU. Name them with [`Device::Gpu`].
+    #[default]
+    Auto,
+    Cpu,
+    /// Adapter `adapter` of [`adapters`]`(api)` (default: the first, which is
+    /// the most capable kind).
+    Gpu { api: GpuApi, adapter: Option<usize> },
+}
+
+/// A device, opened.
+pub(crate) enum Opened {
+    Cpu,
+    Gpu(Box<GpuContext>),
+}
+
+impl Device {
+    /// Opens the device; the string says what was chosen and, for `Auto`, why.
+    pub(crate) fn open(&self) -> Result<(Opened, String), GpuError> {
+        match *self {
+            Device::Cpu => Ok((Opened::Cpu, "cpu".into())),
+            Device::Gpu { api, adapter } => {
+                let ctx = GpuContext::open(api.backends(), adapter)?;
+                Ok((Opened::Gpu(Box::new(ctx)), "requested".into()))
+            }
+            Device::Auto => {
+                let all = adapters(GpuApi::Any);
+                match all.iter().find(|a| !a.is_software()) {
+                    Some(hardware) => {
+                        let ctx = GpuContext::open(GpuApi::Any.backends(), Some(hardware.index))?;
+                        Ok((Opened::Gpu(Box::new(ctx)), "auto: hardware GPU".into()))
+                    }
+                    None => {
+                        let why = if all.is_empty() {
+                            "auto: no GPU adapter".to_string()
+                        } else {
+                            "auto: only software GPU adapters, which are slower than the CPU \
+                             (ask for one by name to use it)"
+                                .to_string()
+                        };
+                        Ok((Opened::Cpu, why))
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The adapters wgpu finds for `api`, most capable kind first (discrete,
+/// integrated, virtual, then software).
+pub fn adapters(api: GpuApi) -> Vec<AdapterSummary> {
+    context::list(api.backends())
+}

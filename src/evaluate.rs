@@ -1,0 +1,187 @@
+//! A model on a device for evaluation and prediction, and the errors of the
+//! library's sessions.
+
+use std::sync::Arc;
+
+use crate::backend::cpu::CpuExecutor;
+use crate::backend::gpu::GpuExecutor;
+use crate::backend::{Counters, DeviceError, Executor, Metrics, RunSettings, Split};
+use crate::data::Splits;
+use crate::device::{Device, Opened};
+use crate::loss::LossKind;
+use crate::model::{ModelError, ModelSpec, Params};
+use crate::optim::OptimizerSpec;
+use crate::plan::{Buf, Plan, Program};
+
+/// Why a session failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Model(#[from] ModelError),
+    #[error("{0}")]
+    Device(#[from] DeviceError),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("training diverged: the loss is {loss} after epoch {epoch}; try a smaller learning rate")]
+    Diverged { epoch: usize, loss: f64 },
+}
+
+impl From<crate::backend::gpu::GpuError> for Error {
+    fn from(e: crate::backend::gpu::GpuError) -> Self {
+        Error::Device(e.into())
+    }
+}
+
+/// A trained (or loaded) model on a device, with the data set it is measured on.
+pub struct Evaluator {
+    pub(crate) exec: Box<dyn Executor>,
+    spec: ModelSpec,
+    data: Arc<Splits>,
+    description: String,
+}
+
+impl Evaluator {
+    /// Opens `device` with the model `spec` holding `params`, evaluating in
+    /// batches of `batch_size`.
+    pub fn new(
+        device: &Device,
+        spec: &ModelSpec,
+        params: &Params,
+        data: Arc<Splits>,
+        batch_size: usize,
+    ) -> Result<Self, Error> {
+        Self::open(device, spec, params, data, batch_size, None, 50)
+    }
+
+    /// Opens a device with the plan of `spec`, for training when `training`
+    /// names the optimizer and loss.
+    pub(crate) fn open(
+        device: &Device,
+        spec: &ModelSpec,
+        params: &Params,
+        data: Arc<Splits>,
+        batch_size: usize,
+        training: Option<(OptimizerSpec, LossKind)>,
+        report_every: usize,
+    ) -> Result<Self, Error> {
+        spec.validate()?;
+        check_fits(spec, params, &data)?;
+        if batch_size == 0 {
+            return Err(Error::Invalid("the batch size must be at least 1".into()));
+        }
+        let (optimizer, loss) = match training {
+            Some((optimizer, loss)) => (Some(optimizer), loss),
+            None => (None, LossKind::SparseCategorical),
+        };
+        let slots = optimizer.map_or(0, |o| o.state_slots());
+        let plan = Plan::new(spec, batch_size, loss, slots);
+        let settings = RunSettings {
+            optimizer,
+            report_every,
+        };
+        let tensors = params.tensors();
+        let (opened, why) = device.open()?;
+        let exec: Box<dyn Executor> = match opened {
+            Opened::Cpu => Box::new(CpuExecutor::new(plan, data.clone(), settings, &tensors)),
+            Opened::Gpu(ctx) => Box::new(GpuExecutor::new(*ctx, plan, &data, settings, &tensors)?),
+        };
+        let description = format!("{} ({why})", exec.describe());
+        Ok(Self {
+            exec,
+            spec: spec.clone(),
+            data,
+            description,
+        })
+    }
+
+    /// The device, and why it was chosen.
+    pub fn describe(&self) -> &str {
+        &self.description
+    }
+
+    pub fn spec(&self) -> &ModelSpec {
+        &self.spec
+    }
+
+    pub fn data(&self) -> &Splits {
+        &self.data
+    }
+
+    /// Loss and accuracy over a whole split.
+    pub fn evaluate(&mut self, split: Split) -> Result<Metrics, Error> {
+        Ok(self.exec.run(Program::Eval, split, None, &mut |_| {})?)
+    }
+
+    /// Class probabilities of each image (rows of `features` pixels, `u8`
+    /// like the data set), computed on the device a batch at a time.
+    pub fn predict(&mut self, images: &[u8]) -> Result<Vec<Vec<f32>>, Error> {
+        let features = self.spec.inputs;
+        if images.is_empty() || images.len() % features != 0 {
+            return Err(Error::Invalid(format!(
+                "{} bytes are not whole images of {features} pixels",
+                images.len()
+            )));
+        }
+        let probs = self.exec.predict(images)?;
+        Ok(probs
+            .chunks(self.spec.classes())
+            .map(<[f32]>::to_vec)
+            .collect())
+    }
+
+    /// The current parameters, read from the device.
+    pub fn params(&mut self) -> Result<Params, Error> {
+        let dims = self.spec.layer_dims();
+        let tensors = (0..2 * dims.len())
+            .map(|t| self.exec.read(Buf::Param(t)))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Params::from_tensors(&dims, tensors))
+    }
+
+    /// Replaces the parameters (the optimizer state is kept).
+    pub fn set_params(&mut self, params: &Params) -> Result<(), Error> {
+        if params.layer_dims() != self.spec.layer_dims() {
+            return Err(Error::Invalid(format!(
+                "parameters of layers {:?} do not fit this model's {:?}",
+                params.layer_dims(),
+                self.spec.layer_dims()
+            )));
+        }
+        for (t, values) in params.tensors().iter().enumerate() {
+            self.exec.write(Buf::Param(t), values)?;
+        }
+        Ok(())
+    }
+
+    pub fn counters(&self) -> Counters {
+        self.exec.counters()
+    }
+}
+
+/// Fails unless the parameters have the model's shapes and the data set's
+/// examples and classes fit the model.
+fn check_fits(spec: &ModelSpec, params: &Params, data: &Splits) -> Result<(), Error> {
+    if params.layer_dims() != spec.layer_dims() {
+        return Err(Error::Invalid(format!(
+            "parameters of layers {:?} do not fit the model's {:?}",
+            params.layer_dims(),
+            spec.layer_dims()
+        )));
+    }
+    for (name, set) in [("training", &data.train), ("test", &data.test)] {
+        if set.features != spec.inputs {
+            return Err(Error::Invalid(format!(
+                "the {name} images have {} pixels each; the model takes {} inputs",
+                set.features, spec.inputs
+            )));
+        }
+        if set.classes != spec.classes() {
+            return Err(Error::Invalid(format!(
+                "the {name} set has {} classes; the model's last layer has {} units",
+                set.classes,
+                spec.classes()
+            )));
+        }
+    }
+    Ok(())
+}

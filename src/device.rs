@@ -38,7 +38,10 @@ pub enum Device {
     Cpu,
     /// Adapter `adapter` of [`adapters`]`(api)` (default: the first, which is
     /// the most capable kind).
-    Gpu { api: GpuApi, adapter: Option<usize> },
+    Gpu {
+        api: GpuApi,
+        adapter: Option<usize>,
+    },
 }
 
 /// A device, opened.
@@ -48,20 +51,23 @@ pub(crate) enum Opened {
 }
 
 impl Device {
-    /// Opens the device; the string says what was chosen and, for `Auto`, why.
-    pub(crate) fn open(&self) -> Result<(Opened, String), GpuError> {
+    /// Opens the device; for `Auto`, also says why it chose it.
+    pub(crate) fn open(&self) -> Result<(Opened, Option<String>), GpuError> {
         match *self {
-            Device::Cpu => Ok((Opened::Cpu, "cpu".into())),
+            Device::Cpu => Ok((Opened::Cpu, None)),
             Device::Gpu { api, adapter } => {
                 let ctx = GpuContext::open(api.backends(), adapter)?;
-                Ok((Opened::Gpu(Box::new(ctx)), "requested".into()))
+                Ok((Opened::Gpu(Box::new(ctx)), None))
             }
             Device::Auto => {
                 let all = adapters(GpuApi::Any);
                 match all.iter().find(|a| !a.is_software()) {
                     Some(hardware) => {
                         let ctx = GpuContext::open(GpuApi::Any.backends(), Some(hardware.index))?;
-                        Ok((Opened::Gpu(Box::new(ctx)), "auto: hardware GPU".into()))
+                        Ok((
+                            Opened::Gpu(Box::new(ctx)),
+                            Some("auto: a hardware GPU".into()),
+                        ))
                     }
                     None => {
                         let why = if all.is_empty() {
@@ -71,7 +77,7 @@ impl Device {
                              (ask for one by name to use it)"
                                 .to_string()
                         };
-                        Ok((Opened::Cpu, why))
+                        Ok((Opened::Cpu, Some(why)))
                     }
                 }
             }

@@ -22,7 +22,9 @@ pub enum Error {
     Device(#[from] DeviceError),
     #[error("{0}")]
     Invalid(String),
-    #[error("training diverged: the loss is {loss} after epoch {epoch}; try a smaller learning rate")]
+    #[error(
+        "training diverged: the loss is {loss} after epoch {epoch}; try a smaller learning rate"
+    )]
     Diverged { epoch: usize, loss: f64 },
 }
 
@@ -79,13 +81,11 @@ impl Evaluator {
             optimizer,
             report_every,
         };
-        let tensors = params.tensors();
-        let (opened, why) = device.open()?;
-        let exec: Box<dyn Executor> = match opened {
-            Opened::Cpu => Box::new(CpuExecutor::new(plan, data.clone(), settings, &tensors)),
-            Opened::Gpu(ctx) => Box::new(GpuExecutor::new(*ctx, plan, &data, settings, &tensors)?),
+        let (exec, why) = executor(device, plan, data.clone(), settings, &params.tensors())?;
+        let description = match why {
+            Some(why) => format!("{} ({why})", exec.describe()),
+            None => exec.describe(),
         };
-        let description = format!("{} ({why})", exec.describe());
         Ok(Self {
             exec,
             spec: spec.clone(),
@@ -116,7 +116,7 @@ impl Evaluator {
     /// like the data set), computed on the device a batch at a time.
     pub fn predict(&mut self, images: &[u8]) -> Result<Vec<Vec<f32>>, Error> {
         let features = self.spec.inputs;
-        if images.is_empty() || images.len() % features != 0 {
+        if images.is_empty() || !images.len().is_multiple_of(features) {
             return Err(Error::Invalid(format!(
                 "{} bytes are not whole images of {features} pixels",
                 images.len()
@@ -156,6 +156,22 @@ impl Evaluator {
     pub fn counters(&self) -> Counters {
         self.exec.counters()
     }
+}
+
+/// Opens `device` with `plan`; for `Device::Auto`, also says why it chose it.
+pub(crate) fn executor(
+    device: &Device,
+    plan: Plan,
+    data: Arc<Splits>,
+    settings: RunSettings,
+    params: &[&[f32]],
+) -> Result<(Box<dyn Executor>, Option<String>), Error> {
+    let (opened, why) = device.open()?;
+    let exec: Box<dyn Executor> = match opened {
+        Opened::Cpu => Box::new(CpuExecutor::new(plan, data, settings, params)),
+        Opened::Gpu(ctx) => Box::new(GpuExecutor::new(*ctx, plan, &data, settings, params)?),
+    };
+    Ok((exec, why))
 }
 
 /// Fails unless the parameters have the model's shapes and the data set's

@@ -35,6 +35,8 @@
 
 pub mod atomic_file;
 mod backend;
+#[doc(hidden)]
+pub mod bench_support;
 pub mod checkpoint;
 pub mod data;
 mod device;

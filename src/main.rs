@@ -1,3 +1,8 @@
+//! The `gpu-mnist` command: flags in `cli/args.rs`, what each subcommand does
+//! in `cli/commands.rs`, over the library's API.
+
+mod cli;
+
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -35,8 +40,8 @@ fn main() -> ExitCode {
         env_logger::Env::default().default_filter_or("warn,wgpu_hal=off"),
     )
     .init();
-    let cli = gpu_mnist::cli::Cli::parse();
-    match gpu_mnist::app::run(cli) {
+    let args = cli::args::Cli::parse();
+    match cli::commands::run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

@@ -85,7 +85,9 @@ impl ModelSpec {
     pub fn mlp(inputs: usize, hidden: &[usize], classes: usize) -> Self {
         hidden
             .iter()
-            .fold(Self::sequential(inputs), |m, &w| m.dense(w, Activation::Relu))
+            .fold(Self::sequential(inputs), |m, &w| {
+                m.dense(w, Activation::Relu)
+            })
             .dense(classes, Activation::Softmax)
     }
 
@@ -147,8 +149,13 @@ impl ModelSpec {
 impl std::fmt::Display for ModelSpec {
     /// A Keras-style summary: one line per layer with its output shape and parameters.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(f, "{:<24}{:<18}{:>10}", "Layer (type)", "Output Shape", "Param #")?;
-        for (i, ((fan_in, fan_out), layer)) in self.layer_dims().iter().zip(&self.layers).enumerate()
+        writeln!(
+            f,
+            "{:<24}{:<18}{:>10}",
+            "Layer (type)", "Output Shape", "Param #"
+        )?;
+        for (i, ((fan_in, fan_out), layer)) in
+            self.layer_dims().iter().zip(&self.layers).enumerate()
         {
             let Layer::Dense { activation, .. } = layer;
             let name = format!("dense_{i} ({activation:?})");
@@ -320,7 +327,10 @@ mod tests {
     fn summary_lists_layers_like_keras() {
         let text = ModelSpec::mlp(784, &[512], 10).to_string();
         assert!(text.contains("dense_0 (Relu)"), "{text}");
-        assert!(text.contains("(None, 512)") && text.contains("401920"), "{text}");
+        assert!(
+            text.contains("(None, 512)") && text.contains("401920"),
+            "{text}"
+        );
         assert!(text.ends_with("Total params: 407050"), "{text}");
     }
 }

@@ -177,7 +177,10 @@ mod tests {
         };
         // v1 = -0.002, w1 = 0.498; v2 = 0.9 * -0.002 + 0.001 = -0.0008, w2 = 0.4972.
         let (w, state) = two_steps(spec);
-        assert!(close(w, 0.4972) && close(state[0], -0.0008), "{w} {state:?}");
+        assert!(
+            close(w, 0.4972) && close(state[0], -0.0008),
+            "{w} {state:?}"
+        );
         // Nesterov: w += m * v - lr * g: w1 = 0.5 - 0.0018 - 0.002 = 0.4962;
         // w2 = 0.4962 + 0.9 * -0.0008 + 0.001 = 0.49648.
         let (w, _) = two_steps(OptimizerSpec {
@@ -209,6 +212,9 @@ mod tests {
         let w1 = 0.5 - step1 * 0.02 / (4e-5f64.sqrt() + 1e-7);
         let w2 = w1 - step2 * 0.008 / (4.996e-5f64.sqrt() + 1e-7);
         assert!(close(w, w2), "{w} vs {w2}");
-        assert!(close(state[0], 0.008) && close(state[1], 4.996e-5), "{state:?}");
+        assert!(
+            close(state[0], 0.008) && close(state[1], 4.996e-5),
+            "{state:?}"
+        );
     }
 }

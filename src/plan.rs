@@ -24,7 +24,10 @@ pub(crate) enum Buf {
     /// optimizer's state vector `slot` for it.
     Param(usize),
     Grad(usize),
-    State { slot: usize, tensor: usize },
+    State {
+        slot: usize,
+        tensor: usize,
+    },
 }
 
 /// The fused operation after a matmul.
@@ -89,7 +92,9 @@ pub(crate) enum Op {
     /// The step's rows of the example source (u8 images, by the example order)
     /// into [`Buf::Input`] as pixel values; one-hot targets into [`Buf::Targets`]
     /// when `one_hot`.
-    Gather { one_hot: bool },
+    Gather {
+        one_hot: bool,
+    },
     Matmul(Matmul),
     /// Fused, stable softmax + cross-entropy of `logits` against the step's
     /// labels (or [`Buf::Targets`] when `dense_targets`): the loss sum and
@@ -101,9 +106,15 @@ pub(crate) enum Op {
         dense_targets: bool,
     },
     /// Row-wise softmax of `logits` into [`Buf::Probs`].
-    Softmax { logits: Buf },
+    Softmax {
+        logits: Buf,
+    },
     /// Column sums of the step's rows of `src` (`cols` wide) into `dst`.
-    ColumnSums { src: Buf, dst: Buf, cols: usize },
+    ColumnSums {
+        src: Buf,
+        dst: Buf,
+        cols: usize,
+    },
     /// One optimizer update of every parameter tensor from its gradient.
     Update,
 }
@@ -150,7 +161,11 @@ impl Plan {
             let (gw, gb) = (Buf::Grad(tensors.len()), Buf::Grad(tensors.len() + 1));
             tensors.extend([(fan_in, fan_out), (1, fan_out)]);
             widths.extend([(Buf::Output(l), fan_out), (Buf::Delta(l), fan_out)]);
-            let input = if l == 0 { Buf::Input } else { Buf::Output(l - 1) };
+            let input = if l == 0 {
+                Buf::Input
+            } else {
+                Buf::Output(l - 1)
+            };
             let relu = activation == Activation::Relu;
             forward.push(Op::Matmul(Matmul {
                 a: input,
@@ -160,7 +175,11 @@ impl Plan {
                 form: MatmulForm {
                     transpose_a: false,
                     transpose_b: false,
-                    epilogue: if relu { Epilogue::BiasRelu } else { Epilogue::Bias },
+                    epilogue: if relu {
+                        Epilogue::BiasRelu
+                    } else {
+                        Epilogue::Bias
+                    },
                     batch_dim: BatchDim::M,
                 },
                 m: batch,
@@ -327,8 +346,8 @@ mod tests {
         assert_eq!(
             kinds,
             [
-                "gather", "matmul", "matmul", "xent", "matmul", "sums", "matmul", "matmul",
-                "sums", "update"
+                "gather", "matmul", "matmul", "xent", "matmul", "sums", "matmul", "matmul", "sums",
+                "update"
             ]
         );
         let m = matmuls(&plan.train);
@@ -337,7 +356,10 @@ mod tests {
         assert_eq!(m[0].form.epilogue, Epilogue::BiasRelu);
         assert_eq!(m[1].form.epilogue, Epilogue::Bias);
         // Backward of the output layer: dW1 = H1ᵀ·delta1, then delta0 masked by relu.
-        assert_eq!((m[2].a, m[2].c, m[2].form.batch_dim), (Buf::Output(0), Buf::Grad(2), BatchDim::K));
+        assert_eq!(
+            (m[2].a, m[2].c, m[2].form.batch_dim),
+            (Buf::Output(0), Buf::Grad(2), BatchDim::K)
+        );
         assert_eq!((m[3].c, m[3].extra), (Buf::Delta(0), Some(Buf::Output(0))));
         assert_eq!(m[3].form.epilogue, Epilogue::ReluMask);
         // The first layer's weight gradient reads the batch; no input gradient.
@@ -345,7 +367,12 @@ mod tests {
         assert_eq!(plan.tensors, vec![(784, 512), (1, 512), (512, 10), (1, 10)]);
         assert_eq!(plan.len(Buf::Output(0)), 128 * 512);
         assert_eq!(plan.eval.len(), 4);
-        assert_eq!(plan.predict.last(), Some(&Op::Softmax { logits: Buf::Output(1) }));
+        assert_eq!(
+            plan.predict.last(),
+            Some(&Op::Softmax {
+                logits: Buf::Output(1)
+            })
+        );
     }
 
     #[test]

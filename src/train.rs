@@ -164,16 +164,21 @@ impl Trainer {
     /// no longer a number.
     pub fn train_epoch(&mut self, observer: &mut dyn Observer) -> Result<EpochRecord, Error> {
         let epoch = self.epochs_done + 1;
-        let steps = self.engine.data().train.len.div_ceil(self.config.batch_size) as u64;
+        let steps = self
+            .engine
+            .data()
+            .train
+            .len
+            .div_ceil(self.config.batch_size) as u64;
         observer.epoch_begin(epoch, steps);
         let start = Instant::now();
         let order = self.order.next_epoch().to_vec();
-        let metrics = self
-            .engine
-            .exec
-            .run(Program::Train, Split::Train, Some(&order), &mut |m| {
-                observer.progress(epoch, m)
-            })?;
+        let metrics =
+            self.engine
+                .exec
+                .run(Program::Train, Split::Train, Some(&order), &mut |m| {
+                    observer.progress(epoch, m)
+                })?;
         self.epochs_done = epoch;
         let record = EpochRecord {
             epoch,

@@ -1,74 +1,64 @@
-//! End to end on the real data: the book's configuration reaches the book's
-//! accuracy on both backends, and the from-scratch variant its ~82%.
+//! End to end on the real data, through the library's API: the book's
+//! configuration reaches the book's accuracy on both devices, and the
+//! from-scratch variant its ~82%.
 
 mod common;
 
-use gpu_mnist::backend::cpu::CpuBackend;
-use gpu_mnist::backend::gpu::GpuBackend;
-use gpu_mnist::backend::{Backend, Split, TrainSettings};
-use gpu_mnist::loss::LossKind;
-use gpu_mnist::model::{Init, ModelSpec, Params};
-use gpu_mnist::optim::{OptimizerKind, OptimizerSpec};
-use gpu_mnist::train::{fit, FitConfig};
+use gpu_mnist::data::mnist::{CLASSES, FEATURES};
+use gpu_mnist::{
+    Device, Init, ModelSpec, OptimizerKind, OptimizerSpec, Params, Split, TrainConfig, Trainer,
+};
 
-fn book_settings() -> TrainSettings {
-    TrainSettings {
-        batch_size: 128,
-        optimizer: OptimizerSpec::keras_default(OptimizerKind::Rmsprop),
-        loss: LossKind::SparseCategorical,
-        report_every: 50,
-    }
+fn book() -> ModelSpec {
+    ModelSpec::mlp(FEATURES, &[512], CLASSES)
 }
 
 /// Trains `epochs` epochs and returns the test accuracy.
-fn test_accuracy(backend: &mut dyn Backend, epochs: usize, shuffle: bool, seed: u64) -> f64 {
-    let config = FitConfig {
-        epochs,
-        shuffle,
-        seed,
-        verbose: false,
-    };
-    let history = fit(backend, 60_000, 128, &config).unwrap();
+fn test_accuracy(device: &Device, init: Init, config: TrainConfig, epochs: usize) -> Option<f64> {
+    let data = common::mnist()?;
+    let params = Params::init(&book(), init, config.seed);
+    let mut trainer = Trainer::new(device, &book(), &params, data, config).unwrap();
+    let history = trainer.fit(epochs, &mut ()).unwrap();
     assert_eq!(history.epochs.len(), epochs);
-    backend.evaluate(Split::Test).unwrap().accuracy()
+    assert_eq!(trainer.counters().steps, epochs as u64 * 469);
+    Some(trainer.evaluate(Split::Test).unwrap().accuracy())
 }
 
 #[test]
 fn cpu_reaches_the_books_accuracy_for_three_seeds() {
-    let Some(data) = common::mnist() else { return };
     for seed in 1..=3 {
-        let params = Params::init(&ModelSpec::mnist_mlp(), Init::Glorot, seed);
-        let mut cpu = CpuBackend::new(data.clone(), params, book_settings());
-        let acc = test_accuracy(&mut cpu, 5, true, seed);
+        let config = TrainConfig {
+            seed,
+            ..TrainConfig::default()
+        };
+        let Some(acc) = test_accuracy(&Device::Cpu, Init::Glorot, config, 5) else {
+            return;
+        };
         assert!(acc >= 0.978, "seed {seed}: test accuracy {acc}");
-        assert_eq!(cpu.counters().steps, 5 * 469);
     }
 }
 
 #[test]
 fn cpu_from_scratch_variant_reaches_about_82_percent() {
-    let Some(data) = common::mnist() else { return };
-    let params = Params::init(&ModelSpec::mnist_mlp(), Init::Uniform, 1);
-    let settings = TrainSettings {
+    let config = TrainConfig {
         optimizer: OptimizerSpec {
             lr: 1e-3,
             ..OptimizerSpec::keras_default(OptimizerKind::Sgd)
         },
-        ..book_settings()
+        shuffle: false,
+        ..TrainConfig::default()
     };
-    let mut cpu = CpuBackend::new(data, params, settings);
-    let acc = test_accuracy(&mut cpu, 10, false, 1);
+    let Some(acc) = test_accuracy(&Device::Cpu, Init::Uniform, config, 10) else {
+        return;
+    };
     assert!((0.78..0.86).contains(&acc), "test accuracy {acc}");
 }
 
 #[test]
 fn gpu_reaches_the_books_accuracy() {
-    let Some(data) = common::mnist() else { return };
-    let Some(ctx) = common::gpu() else { return };
-    let params = Params::init(&ModelSpec::mnist_mlp(), Init::Glorot, 1);
-    let mut gpu = GpuBackend::new(ctx, data, params, book_settings()).unwrap();
-    let acc = test_accuracy(&mut gpu, 5, true, 1);
+    let Some(gpu) = common::gpu() else { return };
+    let Some(acc) = test_accuracy(&gpu, Init::Glorot, TrainConfig::default(), 5) else {
+        return;
+    };
     assert!(acc >= 0.978, "test accuracy {acc}");
-    let counters = gpu.counters();
-    assert_eq!(counters.steps, 5 * 469);
 }

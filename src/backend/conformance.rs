@@ -106,7 +106,13 @@ fn kernels(ctx: &Option<GpuContext>, mm: &Matmul) -> Vec<Option<MatmulKernel>> {
 
 /// A plan with no layers: `tensors` parameter-sized buffers, batch buffers of
 /// `batch` rows, and `ops` as its training program.
-fn bare_plan(batch: usize, features: usize, classes: usize, tensors: Vec<(usize, usize)>, ops: Vec<Op>) -> Plan {
+fn bare_plan(
+    batch: usize,
+    features: usize,
+    classes: usize,
+    tensors: Vec<(usize, usize)>,
+    ops: Vec<Op>,
+) -> Plan {
     Plan {
         batch,
         features,
@@ -137,7 +143,14 @@ fn run_rows(exec: &mut dyn Executor, rows: usize) -> super::Metrics {
 }
 
 /// f64 reference of `op(a)·op(b)` with the epilogue, and `sum |a*b|` per output.
-fn reference(mm: &Matmul, m: usize, k: usize, a: &[f32], b: &[f32], extra: &[f32]) -> (Vec<f64>, Vec<f64>) {
+fn reference(
+    mm: &Matmul,
+    m: usize,
+    k: usize,
+    a: &[f32],
+    b: &[f32],
+    extra: &[f32],
+) -> (Vec<f64>, Vec<f64>) {
     let n = mm.n;
     let at = |i: usize, kk: usize| if mm.form.transpose_a { a[kk * m + i] } else { a[i * k + kk] } as f64;
     let bt = |kk: usize, j: usize| if mm.form.transpose_b { b[j * k + kk] } else { b[kk * n + j] } as f64;
@@ -154,7 +167,13 @@ fn reference(mm: &Matmul, m: usize, k: usize, a: &[f32], b: &[f32], extra: &[f32
                 Epilogue::None => s,
                 Epilogue::Bias => s + extra[j] as f64,
                 Epilogue::BiasRelu => (s + extra[j] as f64).max(0.0),
-                Epilogue::ReluMask => if extra[i * n + j] > 0.0 { s } else { 0.0 },
+                Epilogue::ReluMask => {
+                    if extra[i * n + j] > 0.0 {
+                        s
+                    } else {
+                        0.0
+                    }
+                }
             };
             magnitude[i * n + j] = mag + if mm.extra.is_some() { 1.0 } else { 0.0 };
         }
@@ -165,7 +184,10 @@ fn reference(mm: &Matmul, m: usize, k: usize, a: &[f32], b: &[f32], extra: &[f32
 fn assert_close(got: &[f32], want: &[f64], magnitude: &[f64], what: &str) {
     for (i, ((&g, &w), &mag)) in got.iter().zip(want).zip(magnitude).enumerate() {
         let tol = 1e-5 * mag + 1e-6;
-        assert!((g as f64 - w).abs() <= tol, "{what} at {i}: {g} vs {w} (tolerance {tol})");
+        assert!(
+            (g as f64 - w).abs() <= tol,
+            "{what} at {i}: {g} vs {w} (tolerance {tol})"
+        );
     }
 }
 
@@ -229,7 +251,11 @@ fn matmul_forms(device: TestDevice) {
             let b = rng.vec(full_k * n);
             let extra: Vec<f32> = match form.epilogue {
                 // A relu output: zero in about half the places.
-                Epilogue::ReluMask => rng.vec(full_m * n).into_iter().map(|v| v.max(0.0)).collect(),
+                Epilogue::ReluMask => rng
+                    .vec(full_m * n)
+                    .into_iter()
+                    .map(|v| v.max(0.0))
+                    .collect(),
                 _ => rng.vec(n),
             };
             // The step reads the leading rows of the stored operands.
@@ -276,7 +302,11 @@ fn first_layer_from_the_batch(device: TestDevice) {
             .flat_map(|&i| data.image(i as usize).iter().map(|&p| pixel(p)))
             .collect();
         let mut rng = Lcg(9);
-        let (w, bias, delta) = (rng.vec(features * units), rng.vec(units), rng.vec(batch * units));
+        let (w, bias, delta) = (
+            rng.vec(features * units),
+            rng.vec(units),
+            rng.vec(batch * units),
+        );
         let forward = Matmul {
             a: Buf::Input,
             b: Buf::Param(0),
@@ -312,27 +342,54 @@ fn first_layer_from_the_batch(device: TestDevice) {
                 batch,
                 features,
                 3,
-                vec![(features, units), (1, units), (batch, units), (batch, units), (features, units)],
-                vec![Op::Gather { one_hot: false }, Op::Matmul(forward), Op::Matmul(grad_weights)],
+                vec![
+                    (features, units),
+                    (1, units),
+                    (batch, units),
+                    (batch, units),
+                    (features, units),
+                ],
+                vec![
+                    Op::Gather { one_hot: false },
+                    Op::Matmul(forward),
+                    Op::Matmul(grad_weights),
+                ],
             ),
             data: Splits {
                 train: data.clone(),
                 test: data,
             },
             optimizer: None,
-            params: vec![w.clone(), bias.clone(), vec![0.0; batch * units], delta.clone(), vec![0.0; features * units]],
+            params: vec![
+                w.clone(),
+                bias.clone(),
+                vec![0.0; batch * units],
+                delta.clone(),
+                vec![0.0; features * units],
+            ],
             kernel: None,
             ctx: &ctx,
         };
         let mut exec = setup.open();
-        exec.run(Program::Train, Split::Train, Some(&order), &mut |_| {}).unwrap();
+        exec.run(Program::Train, Split::Train, Some(&order), &mut |_| {})
+            .unwrap();
         let (want, magnitude) = reference(&forward, rows, features, &x, &w, &bias);
         let got = exec.read(Buf::Grad(2)).unwrap();
-        assert_close(&got[..rows * units], &want, &magnitude, &format!("{device:?} forward, {zero_fraction} zeros"));
+        assert_close(
+            &got[..rows * units],
+            &want,
+            &magnitude,
+            &format!("{device:?} forward, {zero_fraction} zeros"),
+        );
         // Xᵀ·delta over the step's rows only: the rest of delta must not count.
         let (want, magnitude) = reference(&grad_weights, features, rows, &x, &delta, &[]);
         let got = exec.read(Buf::Grad(4)).unwrap();
-        assert_close(&got, &want, &magnitude, &format!("{device:?} Xᵀ·delta, {zero_fraction} zeros"));
+        assert_close(
+            &got,
+            &want,
+            &magnitude,
+            &format!("{device:?} Xᵀ·delta, {zero_fraction} zeros"),
+        );
     }
 }
 
@@ -343,11 +400,21 @@ fn softmax_cross_entropy(device: TestDevice) {
     for (rows, classes, seed) in [(1, 1, 1u64), (3, 10, 2), (128, 10, 3), (100, 7, 4)] {
         let mut rng = Lcg(seed);
         // Large logits exercise the log-sum-exp's stability.
-        let logits: Vec<f32> = rng.vec(rows * classes).into_iter().map(|v| 40.0 * v).collect();
+        let logits: Vec<f32> = rng
+            .vec(rows * classes)
+            .into_iter()
+            .map(|v| 40.0 * v)
+            .collect();
         let data = synthetic(rows, 1, classes, 0.0, seed);
         let labels = data.labels.clone();
         let one_hot: Vec<f32> = (0..rows * classes)
-            .map(|i| if labels[i / classes] as usize == i % classes { 1.0 } else { 0.0 })
+            .map(|i| {
+                if labels[i / classes] as usize == i % classes {
+                    1.0
+                } else {
+                    0.0
+                }
+            })
             .collect();
         let soft: Vec<f32> = rng.vec(rows * classes).into_iter().map(f32::abs).collect();
         for targets in [None, Some(one_hot), Some(soft)] {
@@ -356,11 +423,22 @@ fn softmax_cross_entropy(device: TestDevice) {
                 grad: Some(Buf::Grad(1)),
                 dense_targets: targets.is_some(),
             };
-            let mut plan = bare_plan(rows, 1, classes, vec![(rows, classes), (rows, classes)], vec![op]);
-            plan.predict = vec![Op::Softmax { logits: Buf::Param(0) }];
+            let mut plan = bare_plan(
+                rows,
+                1,
+                classes,
+                vec![(rows, classes), (rows, classes)],
+                vec![op],
+            );
+            plan.predict = vec![Op::Softmax {
+                logits: Buf::Param(0),
+            }];
             let setup = Setup {
                 plan,
-                data: Splits { train: data.clone(), test: data.clone() },
+                data: Splits {
+                    train: data.clone(),
+                    test: data.clone(),
+                },
                 optimizer: None,
                 params: vec![logits.clone(), vec![0.0; rows * classes]],
                 kernel: None,
@@ -375,13 +453,22 @@ fn softmax_cross_entropy(device: TestDevice) {
             let probs = exec.predict(&vec![0; rows]).unwrap();
             let (mut loss, mut correct) = (0.0f64, 0);
             for r in 0..rows {
-                let z: Vec<f64> = logits[r * classes..(r + 1) * classes].iter().map(|&v| v as f64).collect();
+                let z: Vec<f64> = logits[r * classes..(r + 1) * classes]
+                    .iter()
+                    .map(|&v| v as f64)
+                    .collect();
                 let max = z.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
                 let lse = max + z.iter().map(|v| (v - max).exp()).sum::<f64>().ln();
-                let argmax = |v: &[f64]| (0..v.len()).fold(0, |b, i| if v[i] > v[b] { i } else { b });
+                let argmax =
+                    |v: &[f64]| (0..v.len()).fold(0, |b, i| if v[i] > v[b] { i } else { b });
                 let t: Vec<f64> = match &targets {
-                    None => (0..classes).map(|c| if c == labels[r] as usize { 1.0 } else { 0.0 }).collect(),
-                    Some(t) => t[r * classes..(r + 1) * classes].iter().map(|&v| v as f64).collect(),
+                    None => (0..classes)
+                        .map(|c| if c == labels[r] as usize { 1.0 } else { 0.0 })
+                        .collect(),
+                    Some(t) => t[r * classes..(r + 1) * classes]
+                        .iter()
+                        .map(|&v| v as f64)
+                        .collect(),
                 };
                 let t_sum: f64 = t.iter().sum();
                 correct += (argmax(&z) == argmax(&t)) as u64;
@@ -393,12 +480,24 @@ fn softmax_cross_entropy(device: TestDevice) {
                     // exp(z - lse) in f32: the difference of two numbers up to
                     // ~45 carries ~45 * 6e-8 = 3e-6 of relative error into p.
                     let tol = 1e-5 * p * t_sum.max(1.0) + 1e-6;
-                    assert!((grad[i] as f64 - want).abs() <= tol, "{device:?} gradient {} vs {want}", grad[i]);
-                    assert!((probs[i] as f64 - p).abs() <= tol, "{device:?} probability {} vs {p}", probs[i]);
+                    assert!(
+                        (grad[i] as f64 - want).abs() <= tol,
+                        "{device:?} gradient {} vs {want}",
+                        grad[i]
+                    );
+                    assert!(
+                        (probs[i] as f64 - p).abs() <= tol,
+                        "{device:?} probability {} vs {p}",
+                        probs[i]
+                    );
                 }
             }
             assert_eq!(metrics.correct, correct, "{device:?} {rows}x{classes}");
-            assert!((metrics.loss_sum - loss).abs() <= 1e-5 * loss.abs() + 1e-4, "{device:?} loss {} vs {loss}", metrics.loss_sum);
+            assert!(
+                (metrics.loss_sum - loss).abs() <= 1e-5 * loss.abs() + 1e-4,
+                "{device:?} loss {} vs {loss}",
+                metrics.loss_sum
+            );
         }
     }
 }
@@ -413,7 +512,11 @@ fn column_sums(device: TestDevice) {
                 1,
                 2,
                 vec![(rows + 1, cols), (1, cols)],
-                vec![Op::ColumnSums { src: Buf::Param(0), dst: Buf::Grad(1), cols }],
+                vec![Op::ColumnSums {
+                    src: Buf::Param(0),
+                    dst: Buf::Grad(1),
+                    cols,
+                }],
             ),
             data: examples(rows, 1, 2),
             optimizer: None,
@@ -426,7 +529,10 @@ fn column_sums(device: TestDevice) {
         let got = exec.read(Buf::Grad(1)).unwrap();
         for (c, &g) in got.iter().enumerate() {
             let want: f64 = (0..rows).map(|r| values[r * cols + c] as f64).sum();
-            assert!((g as f64 - want).abs() <= 1e-6 * rows as f64, "{device:?} {rows}x{cols}: {g} vs {want}");
+            assert!(
+                (g as f64 - want).abs() <= 1e-6 * rows as f64,
+                "{device:?} {rows}x{cols}: {g} vs {want}"
+            );
         }
     }
 }
@@ -438,8 +544,15 @@ fn optimizer_updates(device: TestDevice) {
     let sgd = OptimizerSpec::keras_default(OptimizerKind::Sgd);
     let specs = [
         sgd,
-        OptimizerSpec { momentum: 0.9, ..sgd },
-        OptimizerSpec { momentum: 0.9, nesterov: true, ..sgd },
+        OptimizerSpec {
+            momentum: 0.9,
+            ..sgd
+        },
+        OptimizerSpec {
+            momentum: 0.9,
+            nesterov: true,
+            ..sgd
+        },
         OptimizerSpec::keras_default(OptimizerKind::Rmsprop),
         OptimizerSpec::keras_default(OptimizerKind::Adam),
     ];
@@ -447,8 +560,10 @@ fn optimizer_updates(device: TestDevice) {
     for spec in specs {
         let mut rng = Lcg(5);
         let mut host: Vec<Vec<f32>> = tensors.iter().map(|&(r, c)| rng.vec(r * c)).collect();
-        let mut host_state: Vec<Vec<Vec<f32>>> =
-            host.iter().map(|t| vec![vec![0.0; t.len()]; spec.state_slots()]).collect();
+        let mut host_state: Vec<Vec<Vec<f32>>> = host
+            .iter()
+            .map(|t| vec![vec![0.0; t.len()]; spec.state_slots()])
+            .collect();
         let mut plan = bare_plan(1, 1, 2, tensors.clone(), vec![Op::Update]);
         plan.state_slots = spec.state_slots();
         let setup = Setup {
@@ -473,10 +588,18 @@ fn optimizer_updates(device: TestDevice) {
         for (i, param) in host.iter().enumerate() {
             let close = |g: f32, c: f32| (g - c).abs() <= 1e-6 + 1e-5 * c.abs();
             let got = exec.read(Buf::Param(i)).unwrap();
-            assert!(got.iter().zip(param).all(|(&g, &c)| close(g, c)), "{device:?} {:?} tensor {i}", spec.kind);
+            assert!(
+                got.iter().zip(param).all(|(&g, &c)| close(g, c)),
+                "{device:?} {:?} tensor {i}",
+                spec.kind
+            );
             for (slot, want) in host_state[i].iter().enumerate() {
                 let got = exec.read(Buf::State { slot, tensor: i }).unwrap();
-                assert!(got.iter().zip(want).all(|(&g, &c)| close(g, c)), "{device:?} {:?} state", spec.kind);
+                assert!(
+                    got.iter().zip(want).all(|(&g, &c)| close(g, c)),
+                    "{device:?} {:?} state",
+                    spec.kind
+                );
             }
         }
     }
@@ -490,26 +613,46 @@ fn gather(device: TestDevice) {
     let data = synthetic(50, features, classes, 0.3, 9);
     let order = [49u32, 0, 7, 7, 31];
     let setup = Setup {
-        plan: bare_plan(8, features, classes, vec![(1, 1)], vec![Op::Gather { one_hot: true }]),
-        data: Splits { train: data.clone(), test: data.clone() },
+        plan: bare_plan(
+            8,
+            features,
+            classes,
+            vec![(1, 1)],
+            vec![Op::Gather { one_hot: true }],
+        ),
+        data: Splits {
+            train: data.clone(),
+            test: data.clone(),
+        },
         optimizer: None,
         params: vec![vec![0.0]],
         kernel: None,
         ctx: &ctx,
     };
     let mut exec = setup.open();
-    exec.run(Program::Train, Split::Train, Some(&order), &mut |_| {}).unwrap();
+    exec.run(Program::Train, Split::Train, Some(&order), &mut |_| {})
+        .unwrap();
     let x = exec.read(Buf::Input).unwrap();
     let want: Vec<f32> = order
         .iter()
         .flat_map(|&i| data.image(i as usize).iter().map(|&p| pixel(p)))
         .collect();
-    assert_eq!(&x[..want.len()], &want[..], "{device:?}: pixel values, bit for bit");
+    assert_eq!(
+        &x[..want.len()],
+        &want[..],
+        "{device:?}: pixel values, bit for bit"
+    );
     let targets = exec.read(Buf::Targets).unwrap();
     for (r, &i) in order.iter().enumerate() {
         let label = data.labels[i as usize] as usize;
-        let row: Vec<f32> = (0..classes).map(|c| if c == label { 1.0 } else { 0.0 }).collect();
-        assert_eq!(&targets[r * classes..(r + 1) * classes], &row[..], "{device:?} row {r}");
+        let row: Vec<f32> = (0..classes)
+            .map(|c| if c == label { 1.0 } else { 0.0 })
+            .collect();
+        assert_eq!(
+            &targets[r * classes..(r + 1) * classes],
+            &row[..],
+            "{device:?} row {r}"
+        );
     }
 }
 

@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
-use gpu_mnist::backend::gpu::GpuContext;
-use gpu_mnist::data::{mnist, Dataset, Mnist};
+use gpu_mnist::data::{mnist, Dataset, Splits};
+use gpu_mnist::{Device, GpuApi};
 
 /// Set (as CI does) to make a missing GPU adapter fail the GPU tests instead of
 /// skipping them.
@@ -39,32 +39,32 @@ pub fn mnist_dir() -> Option<PathBuf> {
 }
 
 /// MNIST, loaded once per test binary.
-pub fn mnist() -> Option<Arc<Mnist>> {
-    static DATA: OnceLock<Option<Arc<Mnist>>> = OnceLock::new();
+pub fn mnist() -> Option<Arc<Splits>> {
+    static DATA: OnceLock<Option<Arc<Splits>>> = OnceLock::new();
     DATA.get_or_init(|| {
         let dir = mnist_dir()?;
         Some(Arc::new(
-            mnist::load(Some(&dir), false).expect("MNIST loads"),
+            mnist::load(Some(&dir), None).expect("MNIST loads"),
         ))
     })
     .clone()
 }
 
-/// A device on the Vulkan adapter (or `$GPU_MNIST_TEST_BACKENDS`, e.g. `gl`), or
-/// `None` with a notice when there is none, unless an adapter is required.
-pub fn gpu() -> Option<GpuContext> {
-    let backends = match std::env::var("GPU_MNIST_TEST_BACKENDS").as_deref() {
-        Ok("gl") => wgpu::Backends::GL,
-        Ok("all") => wgpu::Backends::all(),
-        _ => wgpu::Backends::VULKAN,
+/// The Vulkan adapter (or `$GPU_MNIST_TEST_BACKENDS`, e.g. `gl`) as a device,
+/// or `None` with a notice when there is none, unless an adapter is required.
+pub fn gpu() -> Option<Device> {
+    let api = match std::env::var("GPU_MNIST_TEST_BACKENDS").as_deref() {
+        Ok("gl") => GpuApi::Gl,
+        Ok("all") => GpuApi::Any,
+        _ => GpuApi::Vulkan,
     };
-    match GpuContext::open(backends, None) {
-        Ok(ctx) => Some(ctx),
-        Err(e) if required(REQUIRE_ADAPTER_ENV) => panic!("{REQUIRE_ADAPTER_ENV} is set: {e}"),
-        Err(e) => {
-            eprintln!("notice: skipping a GPU test: {e}");
-            None
-        }
+    if !gpu_mnist::adapters(api).is_empty() {
+        Some(Device::Gpu { api, adapter: None })
+    } else if required(REQUIRE_ADAPTER_ENV) {
+        panic!("{REQUIRE_ADAPTER_ENV} is set but there is no {api:?} adapter");
+    } else {
+        eprintln!("notice: skipping a GPU test: no {api:?} adapter");
+        None
     }
 }
 
@@ -96,5 +96,5 @@ pub fn synthetic(len: usize, features: usize, seed: u64) -> Dataset {
     let mut rng = Lcg(seed);
     let images = (0..len * features).map(|_| rng.next_u32() as u8).collect();
     let labels = (0..len).map(|_| (rng.next_u32() % 10) as u8).collect();
-    Dataset::new(images, labels, features).unwrap()
+    Dataset::new(images, labels, features, mnist::CLASSES).unwrap()
 }

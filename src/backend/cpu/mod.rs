@@ -63,9 +63,9 @@ impl CpuExecutor {
             .into_iter()
             .map(|b| (b, vec![0.0; plan.len(b)]))
             .collect();
-        for t in 0..plan.tensors.len() {
+        for (t, values) in params.iter().enumerate() {
             let len = plan.tensor_len(t);
-            bufs.insert(Buf::Param(t), params[t].to_vec());
+            bufs.insert(Buf::Param(t), values.to_vec());
             bufs.insert(Buf::Grad(t), vec![0.0; len]);
             for slot in 0..plan.state_slots {
                 bufs.insert(Buf::State { slot, tensor: t }, vec![0.0; len]);
@@ -88,7 +88,9 @@ impl CpuExecutor {
     }
 
     fn take(&mut self, buf: Buf) -> Vec<f32> {
-        self.bufs.remove(&buf).expect("the plan allocates every buffer")
+        self.bufs
+            .remove(&buf)
+            .expect("the plan allocates every buffer")
     }
 
     fn get(&self, buf: Buf) -> &[f32] {
@@ -145,7 +147,10 @@ impl CpuExecutor {
         }
         if one_hot {
             let mut targets = self.take(Buf::Targets);
-            ops::one_hot(&self.labels, view_mut(&mut targets, rows, self.plan.classes));
+            ops::one_hot(
+                &self.labels,
+                view_mut(&mut targets, rows, self.plan.classes),
+            );
             self.bufs.insert(Buf::Targets, targets);
         }
     }
@@ -231,7 +236,13 @@ impl CpuExecutor {
             let mut state: Vec<Vec<f32>> = (0..self.plan.state_slots)
                 .map(|slot| self.take(Buf::State { slot, tensor }))
                 .collect();
-            update_parallel(&optimizer, t, &mut param, self.get(Buf::Grad(tensor)), &mut state);
+            update_parallel(
+                &optimizer,
+                t,
+                &mut param,
+                self.get(Buf::Grad(tensor)),
+                &mut state,
+            );
             self.bufs.insert(Buf::Param(tensor), param);
             for (slot, s) in state.into_iter().enumerate() {
                 self.bufs.insert(Buf::State { slot, tensor }, s);
@@ -335,7 +346,10 @@ impl Executor for CpuExecutor {
     }
 
     fn write(&mut self, buf: Buf, values: &[f32]) -> Result<(), DeviceError> {
-        let target = self.bufs.get_mut(&buf).expect("the plan allocates every buffer");
+        let target = self
+            .bufs
+            .get_mut(&buf)
+            .expect("the plan allocates every buffer");
         target[..values.len()].copy_from_slice(values);
         Ok(())
     }

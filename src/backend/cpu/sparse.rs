@@ -136,25 +136,23 @@ pub fn forward(
     let width = w.ncols();
     let w = w.as_slice().expect("standard layout");
     let out = out.into_slice().expect("the batch buffer is contiguous");
-    out.par_chunks_mut(width)
-        .enumerate()
-        .for_each(|(r, row)| {
-            match bias {
-                Some(bias) => row.copy_from_slice(bias),
-                None => row.fill(0.0),
-            }
-            let entries = batch.row_start[r]..batch.row_start[r + 1];
-            accumulate_rows(
-                &batch.row_cols[entries.clone()],
-                &batch.row_vals[entries],
-                |p| p * width..(p + 1) * width,
-                w,
-                row,
-            );
-            if relu {
-                row.iter_mut().for_each(|v| *v = v.max(0.0));
-            }
-        });
+    out.par_chunks_mut(width).enumerate().for_each(|(r, row)| {
+        match bias {
+            Some(bias) => row.copy_from_slice(bias),
+            None => row.fill(0.0),
+        }
+        let entries = batch.row_start[r]..batch.row_start[r + 1];
+        accumulate_rows(
+            &batch.row_cols[entries.clone()],
+            &batch.row_vals[entries],
+            |p| p * width..(p + 1) * width,
+            w,
+            row,
+        );
+        if relu {
+            row.iter_mut().for_each(|v| *v = v.max(0.0));
+        }
+    });
 }
 
 /// `gw = Xᵀ · delta` for the batch: row p of `gw` sums `x[r, p] * delta[r, :]`

@@ -199,7 +199,12 @@ impl GpuExecutor {
         let batch = plan
             .batch_buffers()
             .into_iter()
-            .map(|b| (b, buffers::storage(&device, "batch buffer", f32_bytes(plan.len(b)))))
+            .map(|b| {
+                (
+                    b,
+                    buffers::storage(&device, "batch buffer", f32_bytes(plan.len(b))),
+                )
+            })
             .collect();
         let shape = kernels.uniform(
             "shape",
@@ -253,7 +258,11 @@ impl GpuExecutor {
             }
         }
         let input_t = Self::transposed_input_kernel(&plan, &ctx).map(|_| {
-            buffers::storage(&device, "batch transposed", f32_bytes(plan.batch * plan.features))
+            buffers::storage(
+                &device,
+                "batch transposed",
+                f32_bytes(plan.batch * plan.features),
+            )
         });
         Ok(Self {
             readback: MetricsReadback::new(&device, max_steps),
@@ -309,8 +318,13 @@ impl GpuExecutor {
     fn transposed_input_kernel(plan: &Plan, ctx: &GpuContext) -> Option<MatmulKernel> {
         plan.train.iter().find_map(|op| match op {
             Op::Matmul(mm) if mm.a == Buf::Input && mm.form.transpose_a => {
-                let kernel =
-                    matmul::fastest(transposed_form(), mm.m, plan.batch, mm.n, ctx.subgroups_of_8);
+                let kernel = matmul::fastest(
+                    transposed_form(),
+                    mm.m,
+                    plan.batch,
+                    mm.n,
+                    ctx.subgroups_of_8,
+                );
                 (kernel != MatmulKernel::Scalar).then_some(kernel)
             }
             _ => None,
@@ -382,7 +396,11 @@ impl GpuExecutor {
                     grad,
                     dense_targets,
                 } => k.softmax_xent(
-                    self.xent_bindings(source, logits, grad.map_or_else(|| whole(unused_write), bind)),
+                    self.xent_bindings(
+                        source,
+                        logits,
+                        grad.map_or_else(|| whole(unused_write), bind),
+                    ),
                     dense_targets,
                     if grad.is_some() {
                         XentMode::LossAndGradient
@@ -397,7 +415,10 @@ impl GpuExecutor {
                 ),
                 Op::ColumnSums { src, dst, cols } => k.column_sums(bind(src), bind(dst), cols),
                 Op::Update => k.optimizer(
-                    &self.settings.optimizer.expect("a training plan has an optimizer"),
+                    &self
+                        .settings
+                        .optimizer
+                        .expect("a training plan has an optimizer"),
                     OptimizerBindings {
                         params: whole(&self.params),
                         grads: whole(&self.grads),
@@ -494,7 +515,10 @@ impl GpuExecutor {
                 .await?;
             absorb(done, &mut metrics);
         }
-        let done = self.readback.finish(&self.waits, &mut self.counters).await?;
+        let done = self
+            .readback
+            .finish(&self.waits, &mut self.counters)
+            .await?;
         absorb(done, &mut metrics);
         Ok(metrics)
     }
@@ -638,7 +662,11 @@ impl Executor for GpuExecutor {
             self.prepare(key, order)?;
         }
         let (device, waits) = (self.ctx.device.clone(), self.waits.clone());
-        Ok(block_on(&device, &waits, self.run_async(program, key, report))??)
+        Ok(block_on(
+            &device,
+            &waits,
+            self.run_async(program, key, report),
+        )??)
     }
 
     fn predict(&mut self, images: &[u8]) -> Result<Vec<f32>, DeviceError> {
@@ -681,7 +709,13 @@ impl Executor for GpuExecutor {
         };
         let launches = self.lower(Program::Train, &self.sources[&key]);
         let table = &self.sources[&key].table;
-        let profile = profile::time_launches(&self.ctx, &self.waits, &launches, &table.bind_group, table.offset(0))?;
+        let profile = profile::time_launches(
+            &self.ctx,
+            &self.waits,
+            &launches,
+            &table.bind_group,
+            table.offset(0),
+        )?;
         Ok(Some(profile))
     }
 }

@@ -25,18 +25,18 @@ pub(crate) struct ColumnSums(Family<()>);
 
 impl ColumnSums {
     pub fn new(device: &wgpu::Device) -> Self {
-        Self(Family::new(device, "column_sums", ColumnSumsBindings::SLOTS, source()))
+        Self(Family::new(
+            device,
+            "column_sums",
+            ColumnSumsBindings::SLOTS,
+            source(),
+        ))
     }
 }
 
 impl Kernels {
     /// `sums = column sums of the step's rows of grad` (`cols` wide).
-    pub fn column_sums(
-        &self,
-        grad: BindingResource,
-        sums: BindingResource,
-        cols: usize,
-    ) -> Launch {
+    pub fn column_sums(&self, grad: BindingResource, sums: BindingResource, cols: usize) -> Launch {
         let family = &self.column_sums.0;
         let dims = self.uniform(
             "dims",

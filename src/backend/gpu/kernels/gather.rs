@@ -29,7 +29,12 @@ pub(crate) struct Gather(Family<(bool, bool)>);
 
 impl Gather {
     pub fn new(device: &wgpu::Device) -> Self {
-        Self(Family::new(device, "gather", GatherBindings::SLOTS, source()))
+        Self(Family::new(
+            device,
+            "gather",
+            GatherBindings::SLOTS,
+            source(),
+        ))
     }
 }
 

@@ -77,7 +77,11 @@ impl MatmulKernel {
     /// The kernel's source: element type, the constants of the forms, its
     /// bindings, then its files.
     fn source(self) -> String {
-        let elem = if self == Self::Scalar { "f32" } else { "vec4<f32>" };
+        let elem = if self == Self::Scalar {
+            "f32"
+        } else {
+            "vec4<f32>"
+        };
         let constants = format!(
             "alias Elem = {elem};\n\
              const EPILOGUE_NONE: u32 = {}u;\nconst EPILOGUE_BIAS: u32 = {}u;\n\
@@ -168,7 +172,10 @@ pub(crate) fn fastest(
     n: usize,
     subgroups_of_8: bool,
 ) -> MatmulKernel {
-    match (vec4_fits(form, m, k, n), subgroups_of_8 && !form.transpose_b) {
+    match (
+        vec4_fits(form, m, k, n),
+        subgroups_of_8 && !form.transpose_b,
+    ) {
         (false, _) => MatmulKernel::Scalar,
         (true, false) => MatmulKernel::Vec4,
         (true, true) if BTexture::fits(k, n) => MatmulKernel::Subgroup8Texture,
@@ -244,7 +251,8 @@ impl Kernels {
                 pad: 0,
             },
         );
-        let texture = (kernel == MatmulKernel::Subgroup8Texture).then(|| BTexture::new(device, k, n));
+        let texture =
+            (kernel == MatmulKernel::Subgroup8Texture).then(|| BTexture::new(device, k, n));
         let MatmulOperands { a, b, c, extra } = operands;
         let resources = match &texture {
             Some(texture) => MatmulTextureBindings {
@@ -373,7 +381,10 @@ mod tests {
         let grad_w = form(true, false, BatchDim::K);
         let grad_in = form(false, true, BatchDim::M);
         // The book's first layer on an 8-lane device: the texture kernel.
-        assert_eq!(fastest(forward, 128, 784, 512, true), MatmulKernel::Subgroup8Texture);
+        assert_eq!(
+            fastest(forward, 128, 784, 512, true),
+            MatmulKernel::Subgroup8Texture
+        );
         assert_eq!(fastest(forward, 128, 784, 512, false), MatmulKernel::Vec4);
         // N = 10 is not a multiple of 4: the scalar kernel.
         assert_eq!(fastest(forward, 128, 512, 10, true), MatmulKernel::Scalar);
@@ -383,7 +394,13 @@ mod tests {
         // B transposed never takes the subgroup kernels; N = 12 is not a texture.
         assert_eq!(fastest(grad_in, 128, 512, 784, true), MatmulKernel::Vec4);
         assert_eq!(fastest(forward, 4, 8, 12, true), MatmulKernel::Subgroup8);
-        assert_eq!(candidates(forward, 3, 5, 7, true), vec![MatmulKernel::Scalar]);
-        assert_eq!(candidates(forward, 128, 784, 512, true), ALL_KERNELS.to_vec());
+        assert_eq!(
+            candidates(forward, 3, 5, 7, true),
+            vec![MatmulKernel::Scalar]
+        );
+        assert_eq!(
+            candidates(forward, 128, 784, 512, true),
+            ALL_KERNELS.to_vec()
+        );
     }
 }

@@ -76,7 +76,12 @@ pub(crate) struct Family<K> {
 }
 
 impl<K: Hash + Eq + Copy> Family<K> {
-    pub fn new(device: &Device, label: &'static str, slots: &[shader::Slot], source: String) -> Self {
+    pub fn new(
+        device: &Device,
+        label: &'static str,
+        slots: &[shader::Slot],
+        source: String,
+    ) -> Self {
         Self {
             label,
             module: shader::module(device, label, source),
@@ -85,7 +90,12 @@ impl<K: Hash + Eq + Copy> Family<K> {
         }
     }
 
-    pub fn pipeline(&self, ctx: &KernelContext, key: K, constants: &[(&str, f64)]) -> ComputePipeline {
+    pub fn pipeline(
+        &self,
+        ctx: &KernelContext,
+        key: K,
+        constants: &[(&str, f64)],
+    ) -> ComputePipeline {
         let mut cache = self.pipelines.lock().unwrap_or_else(|e| e.into_inner());
         cache
             .entry(key)

@@ -74,7 +74,12 @@ pub(crate) struct Optimizer(Family<u32>);
 
 impl Optimizer {
     pub fn new(device: &wgpu::Device) -> Self {
-        Self(Family::new(device, "optimizer", OptimizerBindings::SLOTS, source()))
+        Self(Family::new(
+            device,
+            "optimizer",
+            OptimizerBindings::SLOTS,
+            source(),
+        ))
     }
 }
 

@@ -48,7 +48,12 @@ pub(crate) struct SoftmaxXent(Family<(bool, XentMode)>);
 
 impl SoftmaxXent {
     pub fn new(device: &wgpu::Device) -> Self {
-        Self(Family::new(device, "softmax_xent", XentBindings::SLOTS, source()))
+        Self(Family::new(
+            device,
+            "softmax_xent",
+            XentBindings::SLOTS,
+            source(),
+        ))
     }
 }
 
@@ -56,7 +61,12 @@ impl Kernels {
     /// The loss (and gradient, or probabilities) of the step's rows, in one
     /// workgroup that reduces in a fixed order: no float atomics, so a seed
     /// gives the same run twice.
-    pub fn softmax_xent(&self, bindings: XentBindings, dense_targets: bool, mode: XentMode) -> Launch {
+    pub fn softmax_xent(
+        &self,
+        bindings: XentBindings,
+        dense_targets: bool,
+        mode: XentMode,
+    ) -> Launch {
         let family = &self.softmax_xent.0;
         Launch {
             label: match mode {

@@ -1,0 +1,242 @@
+//! What each subcommand does, between parsed flags and the library.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use gpu_mnist::atomic_file::write_atomically;
+use gpu_mnist::checkpoint;
+use gpu_mnist::data::download::Progress;
+use gpu_mnist::data::{mnist, Splits};
+use gpu_mnist::{Evaluator, GpuApi, Init, Params, Split, TrainConfig, Trainer};
+
+use super::args::{
+    mnist_model, BenchArgs, Command, DataArgs, EvaluateArgs, PredictArgs, TrainArgs,
+};
+use super::progress::{download_bar, EpochLines};
+
+pub type CliError = Box<dyn std::error::Error + Send + Sync>;
+
+pub fn run(cli: super::args::Cli) -> Result<(), CliError> {
+    match cli.command {
+        Command::Train(args) => train(&args),
+        Command::Evaluate(args) => evaluate(&args),
+        Command::Predict(args) => predict(&args),
+        Command::Devices => devices(),
+        Command::Download(args) => download(args.dir),
+        Command::Bench(args) => bench(&args),
+    }
+}
+
+fn load_data(args: &DataArgs) -> Result<Splits, CliError> {
+    let mut bar = download_bar();
+    let download: Option<&mut dyn FnMut(Progress<'_>)> = if args.no_download {
+        None
+    } else {
+        Some(&mut bar)
+    };
+    Ok(mnist::load(args.data_dir.as_deref(), download)?)
+}
+
+fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<(), CliError> {
+    write_atomically(path, serde_json::to_string_pretty(value)?.as_bytes())
+        .map_err(|e| format!("cannot write {}: {e}", path.display()).into())
+}
+
+fn train(args: &TrainArgs) -> Result<(), CliError> {
+    let mut data = load_data(&args.data)?;
+    if let Some(n) = args.train_samples {
+        data.train = data.train.truncated(n as usize);
+    }
+    let train_len = data.train.len;
+    let spec = mnist_model(&args.hidden);
+    let params = Params::init(&spec, args.init(), args.seed);
+    let config = TrainConfig {
+        batch_size: args.batch_size as usize,
+        optimizer: args.optimizer_spec(),
+        loss: args.loss(),
+        shuffle: !args.no_shuffle,
+        seed: args.seed,
+        report_every: args.report_every as usize,
+    };
+    let mut trainer = Trainer::new(
+        &args.device.device(),
+        &spec,
+        &params,
+        Arc::new(data),
+        config,
+    )?;
+    if !args.quiet {
+        println!(
+            "backend: {} | {:?} lr {} | {train_len} training images\n{spec}",
+            trainer.describe(),
+            config.optimizer.kind,
+            config.optimizer.lr,
+        );
+    }
+    let history = if args.quiet {
+        trainer.fit(args.epochs as usize, &mut ())?
+    } else {
+        trainer.fit(
+            args.epochs as usize,
+            &mut EpochLines::new(args.epochs as usize),
+        )?
+    };
+    let test = trainer.evaluate(Split::Test)?;
+    println!(
+        "test_loss: {:.4}  test_acc: {:.4}",
+        test.loss(),
+        test.accuracy()
+    );
+    if let Some(path) = &args.save {
+        let metadata = HashMap::from([
+            ("format".to_string(), "gpu-mnist".to_string()),
+            ("test_acc".to_string(), format!("{:.4}", test.accuracy())),
+            ("epochs".to_string(), args.epochs.to_string()),
+            ("seed".to_string(), args.seed.to_string()),
+        ]);
+        checkpoint::save(path, &trainer.params()?, metadata)?;
+    }
+    if let Some(path) = &args.history {
+        let json = serde_json::json!({
+            "backend": trainer.describe(),
+            "epochs": history.epochs,
+            "fit_seconds": history.fit_seconds,
+            "test_loss": test.loss(),
+            "test_acc": test.accuracy(),
+            "counters": trainer.counters(),
+        });
+        write_json(path, &json)?;
+    }
+    Ok(())
+}
+
+/// Loads a checkpoint and opens it on the chosen device over MNIST.
+fn open_checkpoint(
+    path: &Path,
+    device: &super::args::DeviceArgs,
+    data: Splits,
+) -> Result<Evaluator, CliError> {
+    let params = checkpoint::load(path)?;
+    let dims = params.layer_dims();
+    let hidden: Vec<usize> = dims.iter().skip(1).map(|d| d.0).collect();
+    let spec = gpu_mnist::ModelSpec::mlp(dims[0].0, &hidden, dims[dims.len() - 1].1);
+    let (inputs, classes) = (spec.inputs, spec.classes());
+    if inputs != data.test.features || classes != data.test.classes {
+        return Err(format!(
+            "checkpoint {}: the network maps {inputs} inputs to {classes} classes, MNIST needs {} to {}",
+            path.display(),
+            data.test.features,
+            data.test.classes
+        )
+        .into());
+    }
+    Ok(Evaluator::new(
+        &device.device(),
+        &spec,
+        &params,
+        Arc::new(data),
+        128,
+    )?)
+}
+
+fn evaluate(args: &EvaluateArgs) -> Result<(), CliError> {
+    let data = load_data(&args.data)?;
+    let mut model = open_checkpoint(&args.checkpoint, &args.device, data)?;
+    let test = model.evaluate(Split::Test)?;
+    println!("backend: {}", model.describe());
+    println!(
+        "test_loss: {:.4}  test_acc: {:.4}",
+        test.loss(),
+        test.accuracy()
+    );
+    Ok(())
+}
+
+fn predict(args: &PredictArgs) -> Result<(), CliError> {
+    let data = load_data(&args.data)?;
+    let test = data.test.clone();
+    if let Some(&bad) = args.indices.iter().find(|&&i| i as usize >= test.len) {
+        return Err(format!(
+            "index {bad} is out of range: the test set has {} images",
+            test.len
+        )
+        .into());
+    }
+    let mut model = open_checkpoint(&args.checkpoint, &args.device, data)?;
+    let images: Vec<u8> = args
+        .indices
+        .iter()
+        .flat_map(|&i| test.image(i as usize).iter().copied())
+        .collect();
+    let probs = model.predict(&images)?;
+    for (row, &i) in probs.iter().zip(&args.indices) {
+        let best = (0..row.len()).fold(0, |b, c| if row[c] > row[b] { c } else { b });
+        let shown: Vec<String> = row.iter().map(|p| format!("{p:.3}")).collect();
+        println!(
+            "image {i}: predicted {best} (label {}) probabilities [{}]",
+            test.labels[i as usize],
+            shown.join(", ")
+        );
+    }
+    Ok(())
+}
+
+fn bench(args: &BenchArgs) -> Result<(), CliError> {
+    let data = load_data(&args.data)?;
+    let train_len = data.train.len;
+    let spec = mnist_model(&args.hidden);
+    let config = TrainConfig {
+        batch_size: args.batch_size as usize,
+        optimizer: gpu_mnist::OptimizerSpec::keras_default(args.optimizer.into()),
+        seed: args.seed,
+        ..TrainConfig::default()
+    };
+    let params = Params::init(&spec, Init::Glorot, args.seed);
+    let mut trainer = Trainer::new(
+        &args.device.device(),
+        &spec,
+        &params,
+        Arc::new(data),
+        config,
+    )?;
+    let steps = args.steps.map_or(usize::MAX, |s| s as usize);
+    let report = super::bench::run(
+        &mut trainer,
+        &spec,
+        train_len,
+        steps,
+        args.seed,
+        args.profile,
+    )?;
+    print!("{report}");
+    if let Some(path) = &args.json {
+        write_json(path, &report)?;
+    }
+    Ok(())
+}
+
+fn devices() -> Result<(), CliError> {
+    let adapters = gpu_mnist::adapters(GpuApi::Any);
+    if adapters.is_empty() {
+        return Err(gpu_mnist::GpuError::NoAdapter {
+            requested: "vulkan/gl/metal/dx12".into(),
+        }
+        .into());
+    }
+    for adapter in adapters {
+        println!("{adapter}");
+    }
+    Ok(())
+}
+
+fn download(dir: Option<PathBuf>) -> Result<(), CliError> {
+    let dir = dir
+        .or_else(mnist::cache_dir)
+        .ok_or(mnist::FetchError::NoCacheDir)?;
+    let paths = mnist::download_all(&dir, &mut download_bar())?;
+    for path in paths {
+        println!("verified {}", path.display());
+    }
+    Ok(())
+}

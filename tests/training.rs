@@ -1,0 +1,134 @@
+//! Whole training steps on the GPU against the CPU, through the library's
+//! API: one step per optimizer, a 50-step trajectory with a partial batch,
+//! and bit-identical repeated GPU runs.
+
+mod common;
+
+use std::sync::Arc;
+
+use gpu_mnist::data::mnist::{CLASSES, FEATURES};
+use gpu_mnist::data::Splits;
+use gpu_mnist::{
+    Device, Init, LossKind, ModelSpec, OptimizerKind, OptimizerSpec, Params, Split, TrainConfig,
+    Trainer,
+};
+
+/// Trainers on both devices from the same parameters on the first `n` MNIST images.
+fn trainers(n: usize, spec: &ModelSpec, config: TrainConfig) -> Option<(Trainer, Trainer)> {
+    let gpu = common::gpu()?;
+    let full = common::mnist()?;
+    let data = Arc::new(Splits {
+        train: full.train.truncated(n),
+        test: full.test.clone(),
+    });
+    let params = Params::init(spec, Init::Glorot, 1);
+    let cpu = Trainer::new(&Device::Cpu, spec, &params, data.clone(), config).unwrap();
+    let gpu = Trainer::new(&gpu, spec, &params, data, config).unwrap();
+    Some((cpu, gpu))
+}
+
+fn book() -> ModelSpec {
+    ModelSpec::mlp(FEATURES, &[512], CLASSES)
+}
+
+#[test]
+fn one_training_step_matches_cpu_for_every_optimizer() {
+    for (kind, loss) in [
+        (OptimizerKind::Rmsprop, LossKind::SparseCategorical),
+        (OptimizerKind::Adam, LossKind::Categorical),
+        (OptimizerKind::Sgd, LossKind::SparseCategorical),
+    ] {
+        let config = TrainConfig {
+            optimizer: OptimizerSpec::keras_default(kind),
+            loss,
+            ..TrainConfig::default()
+        };
+        let Some((mut cpu, mut gpu)) = trainers(128, &book(), config) else {
+            return;
+        };
+        let order: Vec<u32> = (0..128).rev().collect();
+        let c = cpu.train_on(&order, &mut |_| {}).unwrap();
+        let g = gpu.train_on(&order, &mut |_| {}).unwrap();
+        assert_eq!(
+            (g.samples, g.steps, g.correct),
+            (c.samples, c.steps, c.correct)
+        );
+        assert!(
+            (g.loss() - c.loss()).abs() < 1e-5,
+            "{kind:?}: loss {} vs {}",
+            g.loss(),
+            c.loss()
+        );
+        // RMSprop and Adam move each weight by about lr = 1e-3 whatever the
+        // gradient's size, so tiny gradient differences cannot grow past it.
+        let diff = gpu.params().unwrap().max_abs_diff(&cpu.params().unwrap());
+        assert!(diff < 1e-5, "{kind:?}: parameters differ by {diff}");
+    }
+}
+
+#[test]
+fn fifty_steps_stay_on_the_cpu_trajectory_with_a_partial_batch() {
+    // Two hidden layers, and 6,350 images: 50 steps, the last of 78 rows.
+    let spec = ModelSpec::mlp(FEATURES, &[64, 32], CLASSES);
+    let config = TrainConfig {
+        report_every: 10,
+        ..TrainConfig::default()
+    };
+    let Some((mut cpu, mut gpu)) = trainers(6350, &spec, config) else {
+        return;
+    };
+    let order: Vec<u32> = (0..6350).collect();
+    let mut reports = Vec::new();
+    let c = cpu.train_on(&order, &mut |_| {}).unwrap();
+    let g = gpu
+        .train_on(&order, &mut |m| reports.push(m.steps))
+        .unwrap();
+    assert_eq!((g.samples, g.steps), (6350, 50));
+    assert_eq!(reports, vec![10, 20, 30, 40, 50]);
+    assert!(
+        (g.accuracy() - c.accuracy()).abs() <= 2.0 / 6350.0,
+        "{} vs {}",
+        g.accuracy(),
+        c.accuracy()
+    );
+    assert!(
+        (g.loss() - c.loss()).abs() < 1e-3,
+        "loss {} vs {}",
+        g.loss(),
+        c.loss()
+    );
+    let diff = gpu.params().unwrap().max_abs_diff(&cpu.params().unwrap());
+    assert!(
+        diff < 2e-3,
+        "after 50 steps the parameters differ by {diff}"
+    );
+    let (ce, ge) = (
+        cpu.evaluate(Split::Test).unwrap(),
+        gpu.evaluate(Split::Test).unwrap(),
+    );
+    assert!((ge.loss() - ce.loss()).abs() < 1e-3 && ge.correct.abs_diff(ce.correct) <= 3);
+    // Predictions on the device agree with the CPU's.
+    let images = &common::mnist().unwrap().test.images[..7 * FEATURES];
+    let (cp, gp) = (
+        cpu.model().predict(images).unwrap(),
+        gpu.model().predict(images).unwrap(),
+    );
+    for (c, g) in cp.iter().flatten().zip(gp.iter().flatten()) {
+        assert!((c - g).abs() < 1e-3, "probabilities {c} vs {g}");
+    }
+}
+
+#[test]
+fn same_seed_gives_identical_gpu_runs() {
+    let run = || {
+        let (_, mut gpu) = trainers(1000, &book(), TrainConfig::default())?;
+        let order: Vec<u32> = (0..1000).map(|i| (i * 7) % 1000).collect();
+        let m = gpu.train_on(&order, &mut |_| {}).unwrap();
+        Some((m.loss_sum, m.correct, gpu.params().unwrap()))
+    };
+    let Some(first) = run() else { return };
+    let second = run().unwrap();
+    assert_eq!(first.0.to_bits(), second.0.to_bits());
+    assert_eq!(first.1, second.1);
+    assert_eq!(first.2, second.2, "parameters are bit-identical");
+}

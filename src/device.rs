@@ -66,18 +66,16 @@ impl Device {
                         let ctx = GpuContext::open(GpuApi::Any.backends(), Some(hardware.index))?;
                         Ok((
                             Opened::Gpu(Box::new(ctx)),
-                            Some("auto: a hardware GPU".into()),
+                            Some("a hardware GPU".into()),
                         ))
                     }
                     None => {
                         let why = if all.is_empty() {
-                            "auto: no GPU adapter".to_string()
+                            "no GPU adapter"
                         } else {
-                            "auto: only software GPU adapters, which are slower than the CPU \
-                             (ask for one by name to use it)"
-                                .to_string()
+                            "only software GPU adapters, slower than the CPU; name one to use it"
                         };
-                        Ok((Opened::Cpu, Some(why)))
+                        Ok((Opened::Cpu, Some(why.to_string())))
                     }
                 }
             }

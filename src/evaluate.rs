@@ -83,7 +83,7 @@ impl Evaluator {
         };
         let (exec, why) = executor(device, plan, data.clone(), settings, &params.tensors())?;
         let description = match why {
-            Some(why) => format!("{} ({why})", exec.describe()),
+            Some(why) => format!("{}, chosen by auto: {why}", exec.describe()),
             None => exec.describe(),
         };
         Ok(Self {

@@ -148,98 +148,47 @@ pub(crate) struct Plan {
 impl Plan {
     /// The plan of a (validated) model trained with `loss` in batches of `batch`.
     pub fn new(spec: &ModelSpec, batch: usize, loss: LossKind, state_slots: usize) -> Self {
-        let dims = spec.layer_dims();
-        let last = dims.len() - 1;
+        let last = spec.layers.len() - 1;
         let one_hot = loss == LossKind::Categorical;
         let mut widths = Vec::new();
         let mut tensors = Vec::new();
         let mut forward = vec![Op::Gather { one_hot }];
         let mut backward = Vec::new();
-        for (l, (&(fan_in, fan_out), layer)) in dims.iter().zip(&spec.layers).enumerate() {
-            let Layer::Dense { activation, .. } = *layer;
-            let (w, b) = (Buf::Param(tensors.len()), Buf::Param(tensors.len() + 1));
-            let (gw, gb) = (Buf::Grad(tensors.len()), Buf::Grad(tensors.len() + 1));
-            tensors.extend([(fan_in, fan_out), (1, fan_out)]);
-            widths.extend([(Buf::Output(l), fan_out), (Buf::Delta(l), fan_out)]);
+        let mut fan_in = spec.inputs;
+        for (l, layer) in spec.layers.iter().enumerate() {
             let input = if l == 0 {
                 Buf::Input
             } else {
                 Buf::Output(l - 1)
             };
-            let relu = activation == Activation::Relu;
-            forward.push(Op::Matmul(Matmul {
-                a: input,
-                b: w,
-                c: Buf::Output(l),
-                extra: Some(b),
-                form: MatmulForm {
-                    transpose_a: false,
-                    transpose_b: false,
-                    epilogue: if relu {
-                        Epilogue::BiasRelu
-                    } else {
-                        Epilogue::Bias
+            let below = if l == 0 {
+                None
+            } else {
+                Some(&spec.layers[l - 1])
+            };
+            let ops = match *layer {
+                Layer::Dense { units, activation } => dense_ops(
+                    DenseSlots {
+                        layer: l,
+                        first_tensor: tensors.len(),
+                        input,
+                        below,
+                        batch,
                     },
-                    batch_dim: BatchDim::M,
-                },
-                m: batch,
-                k: fan_in,
-                n: fan_out,
-            }));
-            // Backward, in reverse layer order: dW = inputᵀ·delta, db = column
-            // sums of delta, and the layer below's delta = delta·Wᵀ (times
-            // relu's derivative when the layer below has relu).
-            let mut ops = vec![
-                Op::Matmul(Matmul {
-                    a: input,
-                    b: Buf::Delta(l),
-                    c: gw,
-                    extra: None,
-                    form: MatmulForm {
-                        transpose_a: true,
-                        transpose_b: false,
-                        epilogue: Epilogue::None,
-                        batch_dim: BatchDim::K,
-                    },
-                    m: fan_in,
-                    k: batch,
-                    n: fan_out,
-                }),
-                Op::ColumnSums {
-                    src: Buf::Delta(l),
-                    dst: gb,
-                    cols: fan_out,
-                },
-            ];
-            if l > 0 {
-                let below_relu = matches!(
-                    spec.layers[l - 1],
-                    Layer::Dense {
-                        activation: Activation::Relu,
-                        ..
-                    }
-                );
-                ops.push(Op::Matmul(Matmul {
-                    a: Buf::Delta(l),
-                    b: w,
-                    c: Buf::Delta(l - 1),
-                    extra: below_relu.then_some(Buf::Output(l - 1)),
-                    form: MatmulForm {
-                        transpose_a: false,
-                        transpose_b: true,
-                        epilogue: if below_relu {
-                            Epilogue::ReluMask
-                        } else {
-                            Epilogue::None
-                        },
-                        batch_dim: BatchDim::M,
-                    },
-                    m: batch,
-                    k: fan_out,
-                    n: fan_in,
-                }));
-            }
-            backward.splice(0..0, ops);
+                    fan_in,
+                    units,
+                    activation,
+                ),
+            };
+            tensors.extend(ops.tensors);
+            widths.extend([
+                (Buf::Output(l), layer.units()),
+                (Buf::Delta(l), layer.units()),
+            ]);
+            forward.extend(ops.forward);
+            // Backward runs the layers in reverse order.
+            backward.splice(0..0, ops.backward);
+            fan_in = layer.units();
         }
         let logits = Buf::Output(last);
         let xent = |grad| Op::SoftmaxXent {
@@ -311,6 +260,114 @@ impl Plan {
     /// The largest number of rows a step over `len` examples has.
     pub fn steps(&self, len: usize) -> usize {
         len.div_ceil(self.batch)
+    }
+}
+
+/// Where a layer's ops read and write: its index (its output is
+/// `Output(layer)`, its gradient `Delta(layer)`), its first parameter tensor,
+/// its input, and the layer below (whose activation the backward pass masks).
+struct DenseSlots<'a> {
+    layer: usize,
+    first_tensor: usize,
+    input: Buf,
+    below: Option<&'a Layer>,
+    batch: usize,
+}
+
+/// A layer's parameter tensors and the ops of its forward and backward pass.
+struct LayerOps {
+    tensors: Vec<(usize, usize)>,
+    forward: Vec<Op>,
+    backward: Vec<Op>,
+}
+
+/// `Dense(units, activation)`: `Z = X·W + b` with relu fused; backward
+/// `dW = Xᵀ·delta`, `db` = column sums of delta, and the layer below's delta
+/// `delta·Wᵀ` (times relu's derivative when the layer below has relu).
+fn dense_ops(at: DenseSlots, fan_in: usize, units: usize, activation: Activation) -> LayerOps {
+    let DenseSlots {
+        layer: l,
+        first_tensor: t,
+        input,
+        below,
+        batch,
+    } = at;
+    let (w, b) = (Buf::Param(t), Buf::Param(t + 1));
+    let relu = activation == Activation::Relu;
+    let form = |transpose_a, transpose_b, epilogue, batch_dim| MatmulForm {
+        transpose_a,
+        transpose_b,
+        epilogue,
+        batch_dim,
+    };
+    let forward = vec![Op::Matmul(Matmul {
+        a: input,
+        b: w,
+        c: Buf::Output(l),
+        extra: Some(b),
+        form: form(
+            false,
+            false,
+            if relu {
+                Epilogue::BiasRelu
+            } else {
+                Epilogue::Bias
+            },
+            BatchDim::M,
+        ),
+        m: batch,
+        k: fan_in,
+        n: units,
+    })];
+    let mut backward = vec![
+        Op::Matmul(Matmul {
+            a: input,
+            b: Buf::Delta(l),
+            c: Buf::Grad(t),
+            extra: None,
+            form: form(true, false, Epilogue::None, BatchDim::K),
+            m: fan_in,
+            k: batch,
+            n: units,
+        }),
+        Op::ColumnSums {
+            src: Buf::Delta(l),
+            dst: Buf::Grad(t + 1),
+            cols: units,
+        },
+    ];
+    if let Some(below) = below {
+        let below_relu = matches!(
+            below,
+            Layer::Dense {
+                activation: Activation::Relu,
+                ..
+            }
+        );
+        backward.push(Op::Matmul(Matmul {
+            a: Buf::Delta(l),
+            b: w,
+            c: Buf::Delta(l - 1),
+            extra: below_relu.then_some(Buf::Output(l - 1)),
+            form: form(
+                false,
+                true,
+                if below_relu {
+                    Epilogue::ReluMask
+                } else {
+                    Epilogue::None
+                },
+                BatchDim::M,
+            ),
+            m: batch,
+            k: units,
+            n: fan_in,
+        }));
+    }
+    LayerOps {
+        tensors: vec![(fan_in, units), (1, units)],
+        forward,
+        backward,
     }
 }
 

@@ -325,3 +325,35 @@ fn vulkan_backend_trains_from_the_command_line() {
         "one epoch of 2,000 images reaches over 70% (chance is 10%): {text}"
     );
 }
+
+#[test]
+fn auto_takes_a_hardware_gpu_or_else_the_cpu_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    write_small_set(dir.path());
+    let out = gpu_mnist(&[
+        "train",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+        "--epochs",
+        "1",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let first = stdout(&out).lines().next().unwrap_or_default().to_string();
+    let adapters = gpu_mnist::adapters(gpu_mnist::GpuApi::Any);
+    if adapters.iter().any(|a| !a.is_software()) {
+        assert!(!first.starts_with("backend: cpu"), "{first}");
+        assert!(first.contains("chosen by auto: a hardware GPU"), "{first}");
+    } else if adapters.is_empty() {
+        assert!(first.starts_with("backend: cpu"), "{first}");
+        assert!(first.contains("chosen by auto: no GPU adapter"), "{first}");
+    } else {
+        // lavapipe / llvmpipe only, as on CI.
+        assert!(first.starts_with("backend: cpu"), "{first}");
+        assert!(
+            first.contains("chosen by auto: only software GPU adapters"),
+            "{first}"
+        );
+    }
+    // The Keras-style summary follows.
+    assert!(stdout(&out).contains("Total params: 407050"), "{}", stdout(&out));
+}

@@ -56,20 +56,6 @@ impl OpBench {
     }
 }
 
-fn bare_plan(batch: usize, tensors: Vec<(usize, usize)>, ops: Vec<Op>) -> Plan {
-    Plan {
-        batch,
-        features: 1,
-        classes: tensors[0].1,
-        widths: Vec::new(),
-        tensors,
-        state_slots: 0,
-        train: ops,
-        eval: Vec::new(),
-        predict: Vec::new(),
-    }
-}
-
 /// The matmul forms of the book's training step: (name, FLOPs per op, bench).
 pub fn matmuls(device: &Device, repeats: usize) -> Result<Vec<(String, u64, OpBench)>, Error> {
     let form = |ta, tb, epilogue, batch_dim| MatmulForm {
@@ -151,8 +137,10 @@ pub fn matmuls(device: &Device, repeats: usize) -> Result<Vec<(String, u64, OpBe
                 BatchDim::K => k,
                 BatchDim::None => 1,
             };
-            let plan = bare_plan(
+            let plan = Plan::bare(
                 rows,
+                1,
+                2,
                 vec![a, b, extra, (m, n)],
                 vec![Op::Matmul(mm); repeats],
             );
@@ -174,7 +162,7 @@ pub fn softmax_xent(device: &Device, repeats: usize) -> Result<OpBench, Error> {
     };
     OpBench::new(
         device,
-        bare_plan(128, vec![(128, 10)], vec![op; repeats]),
+        Plan::bare(128, 1, 10, vec![(128, 10)], vec![op; repeats]),
         128,
         None,
     )
@@ -182,8 +170,10 @@ pub fn softmax_xent(device: &Device, repeats: usize) -> Result<OpBench, Error> {
 
 /// One RMSprop update of the book's 407,050 parameters.
 pub fn rmsprop(device: &Device) -> Result<OpBench, Error> {
-    let mut plan = bare_plan(
+    let mut plan = Plan::bare(
         1,
+        1,
+        2,
         vec![(784, 512), (1, 512), (512, 10), (1, 10)],
         vec![Op::Update],
     );

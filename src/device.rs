@@ -64,10 +64,7 @@ impl Device {
                 match all.iter().find(|a| !a.is_software()) {
                     Some(hardware) => {
                         let ctx = GpuContext::open(GpuApi::Any.backends(), Some(hardware.index))?;
-                        Ok((
-                            Opened::Gpu(Box::new(ctx)),
-                            Some("a hardware GPU".into()),
-                        ))
+                        Ok((Opened::Gpu(Box::new(ctx)), Some("a hardware GPU".into())))
                     }
                     None => {
                         let why = if all.is_empty() {

@@ -218,6 +218,29 @@ impl Plan {
         }
     }
 
+    /// A plan of no model: `tensors` parameter-sized buffers, batch buffers of
+    /// `batch` rows, and `train` as its training program (single ops, for the
+    /// conformance tests and the kernel benchmarks).
+    pub fn bare(
+        batch: usize,
+        features: usize,
+        classes: usize,
+        tensors: Vec<(usize, usize)>,
+        train: Vec<Op>,
+    ) -> Self {
+        Self {
+            batch,
+            features,
+            classes,
+            widths: Vec::new(),
+            tensors,
+            state_slots: 0,
+            train,
+            eval: Vec::new(),
+            predict: Vec::new(),
+        }
+    }
+
     pub fn ops(&self, program: Program) -> &[Op] {
         match program {
             Program::Train => &self.train,

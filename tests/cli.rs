@@ -355,5 +355,9 @@ fn auto_takes_a_hardware_gpu_or_else_the_cpu_and_says_why() {
         );
     }
     // The Keras-style summary follows.
-    assert!(stdout(&out).contains("Total params: 407050"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("Total params: 407050"),
+        "{}",
+        stdout(&out)
+    );
 }

@@ -104,28 +104,6 @@ fn kernels(ctx: &Option<GpuContext>, mm: &Matmul) -> Vec<Option<MatmulKernel>> {
     }
 }
 
-/// A plan with no layers: `tensors` parameter-sized buffers, batch buffers of
-/// `batch` rows, and `ops` as its training program.
-fn bare_plan(
-    batch: usize,
-    features: usize,
-    classes: usize,
-    tensors: Vec<(usize, usize)>,
-    ops: Vec<Op>,
-) -> Plan {
-    Plan {
-        batch,
-        features,
-        classes,
-        widths: Vec::new(),
-        tensors,
-        state_slots: 0,
-        train: ops,
-        eval: Vec::new(),
-        predict: Vec::new(),
-    }
-}
-
 /// A data set of `len` examples (only its length matters to most tests).
 fn examples(len: usize, features: usize, classes: usize) -> Splits {
     let set = synthetic(len, features, classes, 0.5, 3);
@@ -263,7 +241,7 @@ fn matmul_forms(device: TestDevice) {
             let (want, magnitude) = reference(&mm, m, k, a_step, b_step, &extra);
             for kernel in kernels(&ctx, &mm) {
                 let setup = Setup {
-                    plan: bare_plan(
+                    plan: Plan::bare(
                         full_m.max(full_k),
                         1,
                         2,
@@ -338,7 +316,7 @@ fn first_layer_from_the_batch(device: TestDevice) {
             n: units,
         };
         let setup = Setup {
-            plan: bare_plan(
+            plan: Plan::bare(
                 batch,
                 features,
                 3,
@@ -423,7 +401,7 @@ fn softmax_cross_entropy(device: TestDevice) {
                 grad: Some(Buf::Grad(1)),
                 dense_targets: targets.is_some(),
             };
-            let mut plan = bare_plan(
+            let mut plan = Plan::bare(
                 rows,
                 1,
                 classes,
@@ -507,7 +485,7 @@ fn column_sums(device: TestDevice) {
     for (rows, cols) in [(1, 1), (3, 7), (128, 512), (127, 10), (1000, 65)] {
         let values = Lcg(rows as u64).vec((rows + 1) * cols);
         let setup = Setup {
-            plan: bare_plan(
+            plan: Plan::bare(
                 rows + 1,
                 1,
                 2,
@@ -564,7 +542,7 @@ fn optimizer_updates(device: TestDevice) {
             .iter()
             .map(|t| vec![vec![0.0; t.len()]; spec.state_slots()])
             .collect();
-        let mut plan = bare_plan(1, 1, 2, tensors.clone(), vec![Op::Update]);
+        let mut plan = Plan::bare(1, 1, 2, tensors.clone(), vec![Op::Update]);
         plan.state_slots = spec.state_slots();
         let setup = Setup {
             plan,
@@ -613,7 +591,7 @@ fn gather(device: TestDevice) {
     let data = synthetic(50, features, classes, 0.3, 9);
     let order = [49u32, 0, 7, 7, 31];
     let setup = Setup {
-        plan: bare_plan(
+        plan: Plan::bare(
             8,
             features,
             classes,

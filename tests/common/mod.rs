@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
-use gpu_mnist::data::{mnist, Dataset, Splits};
+use gpu_mnist::data::{mnist, Splits};
 use gpu_mnist::{Device, GpuApi};
 
 /// Set (as CI does) to make a missing GPU adapter fail the GPU tests instead of
@@ -66,35 +66,4 @@ pub fn gpu() -> Option<Device> {
         eprintln!("notice: skipping a GPU test: no {api:?} adapter");
         None
     }
-}
-
-/// Deterministic pseudo-random numbers for test inputs (a 64-bit LCG; quality
-/// is irrelevant, reproducibility is all).
-pub struct Lcg(pub u64);
-
-impl Lcg {
-    pub fn next_u32(&mut self) -> u32 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (self.0 >> 33) as u32
-    }
-
-    /// Uniform in [-1, 1).
-    pub fn signed(&mut self) -> f32 {
-        self.next_u32() as f32 / (1u64 << 30) as f32 - 1.0
-    }
-
-    pub fn vec(&mut self, n: usize) -> Vec<f32> {
-        (0..n).map(|_| self.signed()).collect()
-    }
-}
-
-/// A small data set of random pixels and labels.
-pub fn synthetic(len: usize, features: usize, seed: u64) -> Dataset {
-    let mut rng = Lcg(seed);
-    let images = (0..len * features).map(|_| rng.next_u32() as u8).collect();
-    let labels = (0..len).map(|_| (rng.next_u32() % 10) as u8).collect();
-    Dataset::new(images, labels, features, mnist::CLASSES).unwrap()
 }

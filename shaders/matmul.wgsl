@@ -1,20 +1,17 @@
 // C = op(A) · op(B) with a fused epilogue, register-tiled: each invocation
-// computes a TILE_M x 4 block of C, so every loaded value feeds several
+// computes a TILE_ROWS x TILE_COLS (4 x 4) block of C, so every loaded value feeds several
 // multiply-adds. Edge tiles clamp their load indices into range (valid memory,
 // discarded results) and mask their stores, so any shape is correct.
 // Bindings (with Elem = f32): src/backend/gpu/kernels/matmul.rs.
 
-const TILE_M: u32 = 4u;
-const TILE_N: u32 = 4u;
-
-@compute @workgroup_size(8, 8, 1)
+@compute @workgroup_size(WORKGROUP_X, WORKGROUP_Y, 1)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let mk = step_mk();
     let m = mk.x;
     let k = mk.y;
     let n = dims.n;
-    let m0 = gid.y * TILE_M;
-    let n0 = gid.x * TILE_N;
+    let m0 = gid.y * TILE_ROWS;
+    let n0 = gid.x * TILE_COLS;
     if m0 >= m || n0 >= n {
         return;
     }
@@ -46,12 +43,12 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
 
     var acc = array<vec4<f32>, 4>(acc0, acc1, acc2, acc3);
-    for (var i = 0u; i < TILE_M; i++) {
+    for (var i = 0u; i < TILE_ROWS; i++) {
         let row = m0 + i;
         if row >= m {
             break;
         }
-        for (var j = 0u; j < TILE_N; j++) {
+        for (var j = 0u; j < TILE_COLS; j++) {
             let col = n0 + j;
             if col >= n {
                 break;

@@ -12,15 +12,15 @@
 // matmul_subgroup_texture.wgsl (B in a texture, whose loads lavapipe
 // vectorises), each defining `load_b(kk, col4)`: op(B)[kk, 4 col4 .. 4 col4 + 4].
 
-// Rows of C per subgroup; each lane owns one vec4 of columns.
-const ROWS: u32 = 16u;
-const SUBGROUPS: u32 = 8u;
+// Rows of C per subgroup (TILE_ROWS, 16); each of the 8 lanes owns one vec4 of columns.
+const ROWS: u32 = TILE_ROWS;
+const SUBGROUPS: u32 = WORKGROUP_X / 8u;
 
 fn madd4(x: vec4<f32>, y0: vec4<f32>, y1: vec4<f32>, y2: vec4<f32>, y3: vec4<f32>, acc: vec4<f32>) -> vec4<f32> {
     return fma(vec4<f32>(x.x), y0, fma(vec4<f32>(x.y), y1, fma(vec4<f32>(x.z), y2, fma(vec4<f32>(x.w), y3, acc))));
 }
 
-@compute @workgroup_size(64, 1, 1)
+@compute @workgroup_size(WORKGROUP_X, WORKGROUP_Y, 1)
 fn main(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(subgroup_invocation_id) lane: u32,
@@ -31,7 +31,7 @@ fn main(
     let k = mk.y;
     let n4 = dims.n / 4u;
     let row0 = (wg.y * SUBGROUPS + subgroup) * ROWS;
-    let col4 = wg.x * 8u + lane;
+    let col4 = wg.x * (TILE_COLS / 4u) + lane;
     let col = min(col4, n4 - 1u);
     // A subgroup entirely below C has nothing to do; the test is the same for
     // all its lanes, so the broadcasts below still see every lane.

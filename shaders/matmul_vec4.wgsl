@@ -11,16 +11,17 @@
 // partial last batch is fine. Edge blocks clamp their loads and mask their stores.
 // Bindings (with Elem = vec4<f32>): src/backend/gpu/kernels/matmul.rs.
 
-const ROWS: u32 = 8u;
+// TILE_ROWS (8) rows x TILE_COLS (8) columns per invocation, as two vec4s.
+const ROWS: u32 = TILE_ROWS;
 
-@compute @workgroup_size(8, 8, 1)
+@compute @workgroup_size(WORKGROUP_X, WORKGROUP_Y, 1)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let mk = step_mk();
     let m = mk.x;
     let k = mk.y;
     let n4 = dims.n / 4u;
     // This invocation's columns: two vec4s, the second clamped into range.
-    let col_a = gid.x * 2u;
+    let col_a = gid.x * (TILE_COLS / 4u);
     let col_b = min(col_a + 1u, n4 - 1u);
     let row0 = gid.y * ROWS;
     if col_a >= n4 || row0 >= m {

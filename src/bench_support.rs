@@ -5,9 +5,12 @@
 use std::sync::Arc;
 
 use crate::backend::{Executor, RunSettings, Split};
+use crate::data::mnist::{CLASSES, FEATURES};
 use crate::data::{Dataset, Splits};
 use crate::device::Device;
 use crate::evaluate::{executor, Error};
+use crate::loss::LossKind;
+use crate::model::ModelSpec;
 use crate::optim::{OptimizerKind, OptimizerSpec};
 use crate::plan::{BatchDim, Buf, Epilogue, Matmul, MatmulForm, Op, Plan, Program};
 
@@ -56,83 +59,64 @@ impl OpBench {
     }
 }
 
-/// The matmul forms of the book's training step: (name, FLOPs per op, bench).
+/// The book's network and batch, whose ops the benchmarks time.
+fn book(state_slots: usize) -> Plan {
+    let spec = ModelSpec::mlp(FEATURES, &[512], CLASSES);
+    Plan::new(&spec, 128, LossKind::SparseCategorical, state_slots)
+}
+
+/// The matmuls of the book's training step, and the product the wgpu device
+/// computes the first layer's weight gradient with (the transposed batch times
+/// delta): (name, FLOPs per op, bench).
 pub fn matmuls(device: &Device, repeats: usize) -> Result<Vec<(String, u64, OpBench)>, Error> {
-    let form = |ta, tb, epilogue, batch_dim| MatmulForm {
-        transpose_a: ta,
-        transpose_b: tb,
-        epilogue,
-        batch_dim,
-    };
-    let cases = [
-        (
-            "forward_128x784x512",
-            form(false, false, Epilogue::BiasRelu, BatchDim::M),
-            128,
-            784,
-            512,
-        ),
-        (
-            "forward_128x512x10",
-            form(false, false, Epilogue::Bias, BatchDim::M),
-            128,
-            512,
-            10,
-        ),
-        (
-            "grad_weights_784x128x512",
-            form(true, false, Epilogue::None, BatchDim::K),
-            784,
-            128,
-            512,
-        ),
-        // The first layer's form in training: the transposed batch times delta.
-        (
-            "grad_weights_from_xt_784x128x512",
-            form(false, false, Epilogue::None, BatchDim::None),
-            784,
-            128,
-            512,
-        ),
-        (
-            "grad_weights_512x128x10",
-            form(true, false, Epilogue::None, BatchDim::K),
-            512,
-            128,
-            10,
-        ),
-        (
-            "grad_input_128x10x512",
-            form(false, true, Epilogue::ReluMask, BatchDim::M),
-            128,
-            10,
-            512,
-        ),
-    ];
-    cases
+    let mut products: Vec<Matmul> = book(0)
+        .train
+        .iter()
+        .filter_map(|op| match op {
+            Op::Matmul(mm) => Some(*mm),
+            _ => None,
+        })
+        .collect();
+    let first_grad = products[products.len() - 1];
+    products.push(Matmul {
+        form: MatmulForm {
+            transpose_a: false,
+            batch_dim: BatchDim::None,
+            ..first_grad.form
+        },
+        ..first_grad
+    });
+    products
         .into_iter()
-        .map(|(name, form, m, k, n)| {
-            let (a, b) = if form.transpose_a {
-                ((k, m), (k, n))
-            } else {
-                ((m, k), (if form.transpose_b { (n, k) } else { (k, n) }))
+        .map(|mm| {
+            let MatmulForm {
+                transpose_a,
+                transpose_b,
+                epilogue,
+                batch_dim,
+            } = mm.form;
+            let (m, k, n) = (mm.m, mm.k, mm.n);
+            let role = match (transpose_a, transpose_b, epilogue) {
+                (true, _, _) => "grad_weights",
+                (_, true, _) => "grad_input",
+                (_, _, Epilogue::None) => "grad_weights_from_xt",
+                _ => "forward",
             };
-            let extra = if form.epilogue == Epilogue::ReluMask {
+            let a = if transpose_a { (k, m) } else { (m, k) };
+            let b = if transpose_b { (n, k) } else { (k, n) };
+            let extra = if epilogue == Epilogue::ReluMask {
                 (m, n)
             } else {
                 (1, n)
             };
-            let mm = Matmul {
+            let single = Matmul {
                 a: Buf::Param(0),
                 b: Buf::Param(1),
                 c: Buf::Grad(3),
-                extra: (form.epilogue != Epilogue::None).then_some(Buf::Param(2)),
-                form,
-                m,
-                k,
-                n,
+                extra: (epilogue != Epilogue::None).then_some(Buf::Param(2)),
+                ..mm
             };
-            let rows = match form.batch_dim {
+            let rows = match batch_dim {
                 BatchDim::M => m,
                 BatchDim::K => k,
                 BatchDim::None => 1,
@@ -142,41 +126,36 @@ pub fn matmuls(device: &Device, repeats: usize) -> Result<Vec<(String, u64, OpBe
                 1,
                 2,
                 vec![a, b, extra, (m, n)],
-                vec![Op::Matmul(mm); repeats],
+                vec![Op::Matmul(single); repeats],
             );
-            Ok((
-                name.to_string(),
-                (2 * m * k * n) as u64,
-                OpBench::new(device, plan, rows, None)?,
-            ))
+            let bench = OpBench::new(device, plan, rows, None)?;
+            Ok((format!("{role}_{m}x{k}x{n}"), (2 * m * k * n) as u64, bench))
         })
         .collect()
 }
 
-/// The fused loss and its gradient over a 128 x 10 batch.
+/// The fused loss and its gradient over the book's batch of logits.
 pub fn softmax_xent(device: &Device, repeats: usize) -> Result<OpBench, Error> {
+    let book = book(0);
     let op = Op::SoftmaxXent {
         logits: Buf::Param(0),
         grad: Some(Buf::Grad(0)),
         dense_targets: false,
     };
-    OpBench::new(
-        device,
-        Plan::bare(128, 1, 10, vec![(128, 10)], vec![op; repeats]),
-        128,
-        None,
-    )
+    let plan = Plan::bare(
+        book.batch,
+        1,
+        book.classes,
+        vec![(book.batch, book.classes)],
+        vec![op; repeats],
+    );
+    OpBench::new(device, plan, book.batch, None)
 }
 
 /// One RMSprop update of the book's 407,050 parameters.
 pub fn rmsprop(device: &Device) -> Result<OpBench, Error> {
-    let mut plan = Plan::bare(
-        1,
-        1,
-        2,
-        vec![(784, 512), (1, 512), (512, 10), (1, 10)],
-        vec![Op::Update],
-    );
+    let book = book(1);
+    let mut plan = Plan::bare(1, 1, 2, book.tensors, vec![Op::Update]);
     plan.state_slots = 1;
     OpBench::new(
         device,

@@ -1,5 +1,6 @@
 //! Parameters saved as safetensors (`dense_{i}.kernel`, `dense_{i}.bias`, f32), a
-//! format PyTorch, JAX and Hugging Face tools read directly.
+//! format PyTorch, JAX and Hugging Face tools read directly, with the
+//! architecture as JSON under the metadata key `model`.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -8,7 +9,10 @@ use ndarray::{Array1, Array2};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
 use crate::atomic_file::write_atomically;
-use crate::model::{Dense, Params};
+use crate::model::{Dense, ModelSpec, Params};
+
+/// Metadata key of the architecture (a [`ModelSpec`] as JSON).
+const MODEL_KEY: &str = "model";
 
 #[derive(Debug, thiserror::Error)]
 #[error("checkpoint {path}: {problem}")]
@@ -24,16 +28,20 @@ fn tensor_names(layer: usize) -> (String, String) {
     )
 }
 
-/// Writes `params` (and string `metadata`) atomically to `path`.
+/// Writes the model (`spec` and `params`, and string `metadata`) atomically
+/// to `path`.
 pub fn save(
     path: &Path,
+    spec: &ModelSpec,
     params: &Params,
-    metadata: HashMap<String, String>,
+    mut metadata: HashMap<String, String>,
 ) -> Result<(), CheckpointError> {
     let err = |problem: String| CheckpointError {
         path: path.display().to_string(),
         problem,
     };
+    let spec_json = serde_json::to_string(spec).map_err(|e| err(e.to_string()))?;
+    metadata.insert(MODEL_KEY.to_string(), spec_json);
     let mut views = Vec::new();
     for (l, layer) in params.layers.iter().enumerate() {
         let (kernel, bias) = tensor_names(l);
@@ -69,14 +77,24 @@ fn f32_values(view: &TensorView, name: &str) -> Result<Vec<f32>, String> {
         .collect())
 }
 
-/// Reads parameters saved by [`save`], checking that the layers chain.
-pub fn load(path: &Path) -> Result<Params, CheckpointError> {
+/// Reads a model saved by [`save`], checking that the layers chain and fit
+/// the architecture. A file without one (an older checkpoint) is taken as
+/// relu layers with a softmax head.
+pub fn load(path: &Path) -> Result<(ModelSpec, Params), CheckpointError> {
     let err = |problem: String| CheckpointError {
         path: path.display().to_string(),
         problem,
     };
     let bytes = std::fs::read(path).map_err(|e| err(e.to_string()))?;
     let tensors = SafeTensors::deserialize(&bytes).map_err(|e| err(e.to_string()))?;
+    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| err(e.to_string()))?;
+    let saved_spec = match header.metadata().as_ref().and_then(|m| m.get(MODEL_KEY)) {
+        Some(json) => Some(
+            serde_json::from_str::<ModelSpec>(json)
+                .map_err(|e| err(format!("the saved architecture is unreadable: {e}")))?,
+        ),
+        None => None,
+    };
     let mut layers: Vec<Dense> = Vec::new();
     for l in 0.. {
         let (kernel_name, bias_name) = tensor_names(l);
@@ -118,5 +136,57 @@ pub fn load(path: &Path) -> Result<Params, CheckpointError> {
             "no dense_0.kernel tensor: not a gpu-mnist checkpoint".into()
         ));
     }
-    Ok(Params { layers })
+    let params = Params { layers };
+    let dims = params.layer_dims();
+    let spec = saved_spec.unwrap_or_else(|| {
+        let hidden: Vec<usize> = dims.iter().skip(1).map(|d| d.0).collect();
+        ModelSpec::mlp(dims[0].0, &hidden, dims[dims.len() - 1].1)
+    });
+    if spec.layer_dims() != dims {
+        return Err(err(format!(
+            "the saved architecture has layers {:?}, the tensors {dims:?}",
+            spec.layer_dims()
+        )));
+    }
+    Ok((spec, params))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Activation, Init};
+
+    #[test]
+    fn the_architecture_round_trips_with_the_parameters() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.safetensors");
+        // A linear hidden layer: not what the tensor shapes alone would suggest.
+        let spec = ModelSpec::sequential(6)
+            .dense(4, Activation::Linear)
+            .dense(3, Activation::Softmax);
+        let params = Params::init(&spec, Init::Glorot, 2);
+        save(&path, &spec, &params, HashMap::new()).unwrap();
+        assert_eq!(load(&path).unwrap(), (spec.clone(), params.clone()));
+
+        // A file without the architecture reads as relu layers and a softmax head.
+        let views: Vec<(String, TensorView)> = params
+            .tensors()
+            .iter()
+            .zip([
+                "dense_0.kernel",
+                "dense_0.bias",
+                "dense_1.kernel",
+                "dense_1.bias",
+            ])
+            .zip([vec![6, 4], vec![4], vec![4, 3], vec![3]])
+            .map(|((t, name), shape)| {
+                let view = TensorView::new(Dtype::F32, shape, bytemuck::cast_slice(t)).unwrap();
+                (name.to_string(), view)
+            })
+            .collect();
+        std::fs::write(&path, safetensors::serialize(views, None).unwrap()).unwrap();
+        let (old_spec, old_params) = load(&path).unwrap();
+        assert_eq!(old_spec, ModelSpec::mlp(6, &[4], 3));
+        assert_eq!(old_params, params);
+    }
 }

@@ -52,7 +52,8 @@ impl Evaluator {
         data: Arc<Splits>,
         batch_size: usize,
     ) -> Result<Self, Error> {
-        Self::open(device, spec, params, data, batch_size, None, 50)
+        let report_every = crate::train::TrainConfig::default().report_every;
+        Self::open(device, spec, params, data, batch_size, None, report_every)
     }
 
     /// Opens a device with the plan of `spec`, for training when `training`

@@ -280,7 +280,7 @@ impl Plan {
             .collect()
     }
 
-    /// The largest number of rows a step over `len` examples has.
+    /// Steps in a pass over `len` examples (the last may be partial).
     pub fn steps(&self, len: usize) -> usize {
         len.div_ceil(self.batch)
     }

@@ -70,21 +70,25 @@ fn one_training_step_matches_cpu_for_every_optimizer() {
 fn fifty_steps_stay_on_the_cpu_trajectory_with_a_partial_batch() {
     // Two hidden layers, and 6,350 images: 50 steps, the last of 78 rows.
     let spec = ModelSpec::mlp(FEATURES, &[64, 32], CLASSES);
+    // Reports every 15 steps, and after the last.
     let config = TrainConfig {
-        report_every: 10,
+        report_every: 15,
         ..TrainConfig::default()
     };
     let Some((mut cpu, mut gpu)) = trainers(6350, &spec, config) else {
         return;
     };
     let order: Vec<u32> = (0..6350).collect();
-    let mut reports = Vec::new();
-    let c = cpu.train_on(&order, &mut |_| {}).unwrap();
+    let (mut cpu_reports, mut gpu_reports) = (Vec::new(), Vec::new());
+    let c = cpu
+        .train_on(&order, &mut |m| cpu_reports.push(m.steps))
+        .unwrap();
     let g = gpu
-        .train_on(&order, &mut |m| reports.push(m.steps))
+        .train_on(&order, &mut |m| gpu_reports.push(m.steps))
         .unwrap();
     assert_eq!((g.samples, g.steps), (6350, 50));
-    assert_eq!(reports, vec![10, 20, 30, 40, 50]);
+    assert_eq!(gpu_reports, vec![15, 30, 45, 50]);
+    assert_eq!(cpu_reports, gpu_reports);
     assert!(
         (g.accuracy() - c.accuracy()).abs() <= 2.0 / 6350.0,
         "{} vs {}",
@@ -115,6 +119,14 @@ fn fifty_steps_stay_on_the_cpu_trajectory_with_a_partial_batch() {
     );
     for (c, g) in cp.iter().flatten().zip(gp.iter().flatten()) {
         assert!((c - g).abs() < 1e-3, "probabilities {c} vs {g}");
+    }
+    // An order naming an example the split lacks is refused alike.
+    for trainer in [&mut cpu, &mut gpu] {
+        let e = trainer.train_on(&[0, 6350], &mut |_| {}).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "example index 6350 is out of range: the split has 6350 examples"
+        );
     }
 }
 

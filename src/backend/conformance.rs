@@ -36,22 +36,26 @@ fn required(var: &str) -> bool {
 }
 
 impl TestDevice {
-    /// The device's context, or `None` (with a notice) when the machine has
-    /// no such adapter and it is not required.
-    fn gpu(self) -> Option<Option<GpuContext>> {
+    /// A context per adapter of this kind (`None` stands for the CPU); none,
+    /// with a notice, when the machine has no such adapter and it is not
+    /// required.
+    fn contexts(self) -> Vec<Option<GpuContext>> {
         let (backends, require) = match self {
-            TestDevice::Cpu => return Some(None),
+            TestDevice::Cpu => return vec![None],
             TestDevice::Vulkan => (wgpu::Backends::VULKAN, REQUIRE_ADAPTER_ENV),
             TestDevice::Gl => (wgpu::Backends::GL, REQUIRE_GL_ENV),
         };
-        match GpuContext::open(backends, None) {
-            Ok(ctx) => Some(Some(ctx)),
-            Err(e) if required(require) => panic!("{require} is set: {e}"),
-            Err(e) => {
-                eprintln!("notice: skipping on {self:?}: {e}");
-                None
-            }
+        let count = super::gpu::context::adapters(backends).len();
+        if count == 0 {
+            assert!(
+                !required(require),
+                "{require} is set but there is no {self:?} adapter"
+            );
+            eprintln!("notice: skipping on {self:?}: no adapter");
         }
+        (0..count)
+            .map(|i| Some(GpuContext::open(backends, Some(i)).expect("the adapter opens")))
+            .collect()
     }
 }
 
@@ -182,8 +186,7 @@ const SHAPES: [(usize, usize, usize); 8] = [
 
 /// Every matmul form of a dense layer at every shape, with partial batches:
 /// the batch buffers hold `full` rows, the step `rows`.
-fn matmul_forms(device: TestDevice) {
-    let Some(ctx) = device.gpu() else { return };
+fn matmul_forms(device: TestDevice, ctx: &Option<GpuContext>) {
     let form = |ta, tb, epilogue, batch_dim| MatmulForm {
         transpose_a: ta,
         transpose_b: tb,
@@ -198,6 +201,8 @@ fn matmul_forms(device: TestDevice) {
         form(true, false, Epilogue::None, BatchDim::K),
         // delta·Wᵀ fused with relu's derivative.
         form(false, true, Epilogue::ReluMask, BatchDim::M),
+        // The first layer's dW on wgpu: the transposed batch times delta.
+        form(false, false, Epilogue::None, BatchDim::None),
         form(true, true, Epilogue::None, BatchDim::None),
     ];
     let mut checked = 0;
@@ -237,9 +242,8 @@ fn matmul_forms(device: TestDevice) {
                 _ => rng.vec(n),
             };
             // The step reads the leading rows of the stored operands.
-            let (a_step, b_step) = (&a[..], &b[..]);
-            let (want, magnitude) = reference(&mm, m, k, a_step, b_step, &extra);
-            for kernel in kernels(&ctx, &mm) {
+            let (want, magnitude) = reference(&mm, m, k, &a, &b, &extra);
+            for kernel in kernels(ctx, &mm) {
                 let setup = Setup {
                     plan: Plan::bare(
                         full_m.max(full_k),
@@ -252,25 +256,36 @@ fn matmul_forms(device: TestDevice) {
                     optimizer: None,
                     params: vec![a.clone(), b.clone(), extra.clone(), vec![0.0; full_m * n]],
                     kernel,
-                    ctx: &ctx,
+                    ctx,
                 };
                 let mut exec = setup.open();
                 run_rows(exec.as_mut(), rows);
                 let got = exec.read(Buf::Grad(3)).unwrap();
                 let what = format!("{device:?} {kernel:?} {form:?} {m}x{k}x{n}");
                 assert_close(&got[..m * n], &want, &magnitude, &what);
+                // A partial step writes only its rows.
+                assert!(
+                    got[m * n..].iter().all(|&v| v == 0.0),
+                    "{what}: rows past the step"
+                );
                 checked += 1;
             }
         }
     }
-    assert!(checked >= SHAPES.len() * forms.len());
+    if ctx.is_some() {
+        assert!(
+            checked > SHAPES.len() * forms.len(),
+            "vectorised kernels were checked too"
+        );
+    } else {
+        assert_eq!(checked, SHAPES.len() * forms.len());
+    }
 }
 
 /// The first layer as trained: the gathered batch times W, and Xᵀ·delta (the
 /// CPU's sparse kernels on MNIST-like data, its dense ones otherwise; on wgpu
 /// the transposed batch the gather writes).
-fn first_layer_from_the_batch(device: TestDevice) {
-    let Some(ctx) = device.gpu() else { return };
+fn first_layer_from_the_batch(device: TestDevice, ctx: &Option<GpuContext>) {
     let (batch, features, units, rows) = (16, 36, 64, 13);
     for zero_fraction in [0.8, 0.1] {
         let data = synthetic(40, features, 3, zero_fraction, 5);
@@ -346,11 +361,16 @@ fn first_layer_from_the_batch(device: TestDevice) {
                 vec![0.0; features * units],
             ],
             kernel: None,
-            ctx: &ctx,
+            ctx,
         };
         let mut exec = setup.open();
-        exec.run(Program::Train, Split::Train, Some(&order), &mut |_| {})
-            .unwrap();
+        // A full step first fills every row of the batch buffers, so the
+        // partial step below must ignore (or zero) the rows past its own.
+        let full: Vec<u32> = (20..20 + batch as u32).collect();
+        for order in [&full, &order] {
+            exec.run(Program::Train, Split::Train, Some(order), &mut |_| {})
+                .unwrap();
+        }
         let (want, magnitude) = reference(&forward, rows, features, &x, &w, &bias);
         let got = exec.read(Buf::Grad(2)).unwrap();
         assert_close(
@@ -373,8 +393,7 @@ fn first_layer_from_the_batch(device: TestDevice) {
 
 /// Softmax + cross-entropy with labels, one-hot and soft targets, and the
 /// softmax of predictions.
-fn softmax_cross_entropy(device: TestDevice) {
-    let Some(ctx) = device.gpu() else { return };
+fn softmax_cross_entropy(device: TestDevice, ctx: &Option<GpuContext>) {
     for (rows, classes, seed) in [(1, 1, 1u64), (3, 10, 2), (128, 10, 3), (100, 7, 4)] {
         let mut rng = Lcg(seed);
         // Large logits exercise the log-sum-exp's stability.
@@ -408,6 +427,12 @@ fn softmax_cross_entropy(device: TestDevice) {
                 vec![(rows, classes), (rows, classes)],
                 vec![op],
             );
+            // Evaluation: the loss alone, no gradient.
+            plan.eval = vec![Op::SoftmaxXent {
+                logits: Buf::Param(0),
+                grad: None,
+                dense_targets: targets.is_some(),
+            }];
             plan.predict = vec![Op::Softmax {
                 logits: Buf::Param(0),
             }];
@@ -420,7 +445,7 @@ fn softmax_cross_entropy(device: TestDevice) {
                 optimizer: None,
                 params: vec![logits.clone(), vec![0.0; rows * classes]],
                 kernel: None,
-                ctx: &ctx,
+                ctx,
             };
             let mut exec = setup.open();
             if let Some(t) = &targets {
@@ -428,6 +453,9 @@ fn softmax_cross_entropy(device: TestDevice) {
             }
             let metrics = run_rows(exec.as_mut(), rows);
             let grad = exec.read(Buf::Grad(1)).unwrap();
+            let eval = exec
+                .run(Program::Eval, Split::Train, None, &mut |_| {})
+                .unwrap();
             let probs = exec.predict(&vec![0; rows]).unwrap();
             let (mut loss, mut correct) = (0.0f64, 0);
             for r in 0..rows {
@@ -476,12 +504,18 @@ fn softmax_cross_entropy(device: TestDevice) {
                 "{device:?} loss {} vs {loss}",
                 metrics.loss_sum
             );
+            assert_eq!((eval.correct, eval.samples), (metrics.correct, rows as u64));
+            assert!(
+                (eval.loss_sum - metrics.loss_sum).abs() <= 1e-6 * loss.abs() + 1e-6,
+                "{device:?} evaluation loss {} vs {}",
+                eval.loss_sum,
+                metrics.loss_sum
+            );
         }
     }
 }
 
-fn column_sums(device: TestDevice) {
-    let Some(ctx) = device.gpu() else { return };
+fn column_sums(device: TestDevice, ctx: &Option<GpuContext>) {
     for (rows, cols) in [(1, 1), (3, 7), (128, 512), (127, 10), (1000, 65)] {
         let values = Lcg(rows as u64).vec((rows + 1) * cols);
         let setup = Setup {
@@ -500,7 +534,7 @@ fn column_sums(device: TestDevice) {
             optimizer: None,
             params: vec![values.clone(), vec![0.0; cols]],
             kernel: None,
-            ctx: &ctx,
+            ctx,
         };
         let mut exec = setup.open();
         run_rows(exec.as_mut(), rows);
@@ -517,8 +551,7 @@ fn column_sums(device: TestDevice) {
 
 /// Five updates of two tensors (sizes not multiples of 4, so the wgpu layout
 /// pads them) against the host formulas of `optim.rs`.
-fn optimizer_updates(device: TestDevice) {
-    let Some(ctx) = device.gpu() else { return };
+fn optimizer_updates(device: TestDevice, ctx: &Option<GpuContext>) {
     let sgd = OptimizerSpec::keras_default(OptimizerKind::Sgd);
     let specs = [
         sgd,
@@ -534,7 +567,8 @@ fn optimizer_updates(device: TestDevice) {
         OptimizerSpec::keras_default(OptimizerKind::Rmsprop),
         OptimizerSpec::keras_default(OptimizerKind::Adam),
     ];
-    let tensors = vec![(7, 143), (1, 5)];
+    // 35,007 floats: more than one of the CPU's parallel update chunks.
+    let tensors = vec![(7, 5001), (1, 5)];
     for spec in specs {
         let mut rng = Lcg(5);
         let mut host: Vec<Vec<f32>> = tensors.iter().map(|&(r, c)| rng.vec(r * c)).collect();
@@ -550,7 +584,7 @@ fn optimizer_updates(device: TestDevice) {
             optimizer: Some(spec),
             params: host.clone(),
             kernel: None,
-            ctx: &ctx,
+            ctx,
         };
         let mut exec = setup.open();
         // Several steps, so state and Adam's bias correction matter.
@@ -585,8 +619,7 @@ fn optimizer_updates(device: TestDevice) {
 
 /// The batch, bit for bit (pixel values), and one-hot targets wider than the
 /// images, from a step of 5 rows in buffers of 8.
-fn gather(device: TestDevice) {
-    let Some(ctx) = device.gpu() else { return };
+fn gather(device: TestDevice, ctx: &Option<GpuContext>) {
     let (features, classes) = (5, 9);
     let data = synthetic(50, features, classes, 0.3, 9);
     let order = [49u32, 0, 7, 7, 31];
@@ -605,7 +638,7 @@ fn gather(device: TestDevice) {
         optimizer: None,
         params: vec![vec![0.0]],
         kernel: None,
-        ctx: &ctx,
+        ctx,
     };
     let mut exec = setup.open();
     exec.run(Program::Train, Split::Train, Some(&order), &mut |_| {})
@@ -634,17 +667,24 @@ fn gather(device: TestDevice) {
     }
 }
 
-/// Instantiates each suite function once per device.
+/// Runs `test` on every adapter of `device`'s kind.
+fn on_every(device: TestDevice, test: fn(TestDevice, &Option<GpuContext>)) {
+    for ctx in device.contexts() {
+        test(device, &ctx);
+    }
+}
+
+/// Instantiates each suite function once per kind of device.
 macro_rules! device_tests {
     ($($name:ident),* $(,)?) => {
         mod cpu {
-            $(#[test] fn $name() { super::$name(super::TestDevice::Cpu) })*
+            $(#[test] fn $name() { super::on_every(super::TestDevice::Cpu, super::$name) })*
         }
         mod vulkan {
-            $(#[test] fn $name() { super::$name(super::TestDevice::Vulkan) })*
+            $(#[test] fn $name() { super::on_every(super::TestDevice::Vulkan, super::$name) })*
         }
         mod gl {
-            $(#[test] fn $name() { super::$name(super::TestDevice::Gl) })*
+            $(#[test] fn $name() { super::on_every(super::TestDevice::Gl, super::$name) })*
         }
     };
 }

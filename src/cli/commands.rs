@@ -95,7 +95,7 @@ fn train(args: &TrainArgs) -> Result<(), CliError> {
             ("epochs".to_string(), args.epochs.to_string()),
             ("seed".to_string(), args.seed.to_string()),
         ]);
-        checkpoint::save(path, &trainer.params()?, metadata)?;
+        checkpoint::save(path, &spec, &trainer.params()?, metadata)?;
     }
     if let Some(path) = &args.history {
         let json = serde_json::json!({
@@ -117,10 +117,7 @@ fn open_checkpoint(
     device: &super::args::DeviceArgs,
     data: Splits,
 ) -> Result<Evaluator, CliError> {
-    let params = checkpoint::load(path)?;
-    let dims = params.layer_dims();
-    let hidden: Vec<usize> = dims.iter().skip(1).map(|d| d.0).collect();
-    let spec = gpu_mnist::ModelSpec::mlp(dims[0].0, &hidden, dims[dims.len() - 1].1);
+    let (spec, params) = checkpoint::load(path)?;
     let (inputs, classes) = (spec.inputs, spec.classes());
     if inputs != data.test.features || classes != data.test.classes {
         return Err(format!(

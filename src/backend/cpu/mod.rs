@@ -14,7 +14,9 @@ use std::sync::Arc;
 use ndarray::{ArrayView2, ArrayViewMut2};
 use rayon::prelude::*;
 
-use super::{Counters, DeviceError, Executor, Metrics, RunSettings, Split};
+use super::{
+    check_order, report_window, Counters, DeviceError, Executor, Metrics, RunSettings, Split,
+};
 use crate::data::{Dataset, Splits};
 use crate::optim::OptimizerSpec;
 use crate::plan::{Buf, Epilogue, Matmul, Op, Plan, Program};
@@ -307,18 +309,23 @@ impl Executor for CpuExecutor {
         };
         let all: Vec<u32>;
         let order = match order {
-            Some(order) => order,
+            Some(order) => {
+                check_order(order, source.len)?;
+                order
+            }
             None => {
                 all = (0..source.len as u32).collect();
                 &all
             }
         };
         let ops = self.plan.ops(program).to_vec();
+        let window = report_window(&ops, self.settings.report_every);
         let mut metrics = Metrics::default();
+        let steps = order.len().div_ceil(self.plan.batch);
         for batch in order.chunks(self.plan.batch) {
             let (loss_sum, correct) = self.step(&ops, source, batch);
             metrics.add_step(batch.len(), loss_sum, correct);
-            if metrics.steps % self.settings.report_every as u64 == 0 {
+            if (metrics.steps as usize).is_multiple_of(window) || metrics.steps as usize == steps {
                 report(&metrics);
             }
         }

@@ -2,7 +2,8 @@
 //! so `X · W` and `Xᵀ · delta` skip the zeros: each sample adds only the weight
 //! rows of its nonzero pixels, and each weight row gathers only the samples
 //! where its pixel is nonzero. The results are the dense products' (in another
-//! summation order); `tests/sparse.rs` checks them against the dense reference.
+//! summation order); the conformance suite and the gradient check run them on
+//! MNIST-like data against f64 references.
 
 use ndarray::{ArrayView2, ArrayViewMut2};
 use rayon::prelude::*;

@@ -17,7 +17,10 @@ use wgpu::{Buffer, CommandEncoder, ComputePass};
 
 pub(crate) use context::GpuContext;
 
-use super::{Counters, DeviceError, Executor, Metrics, Profile, RunSettings, Split};
+use super::{
+    check_order, report_window, Counters, DeviceError, Executor, Metrics, Profile, RunSettings,
+    Split,
+};
 use crate::data::Splits;
 use crate::plan::{BatchDim, Buf, Epilogue, MatmulForm, Op, Plan, Program};
 use buffers::{block_on, MetricsReadback, Region, StepTable, Waits};
@@ -31,7 +34,7 @@ use kernels::{Kernels, Launch, Shape};
 pub enum GpuError {
     #[error(
         "no {requested} GPU adapter found; install a driver (on Debian/Ubuntu, \
-         `apt-get install mesa-vulkan-drivers` gives a software Vulkan device) or use --backend cpu"
+         `apt-get install mesa-vulkan-drivers` gives a software Vulkan device) or use the CPU"
     )]
     NoAdapter { requested: String },
     #[error("there is no adapter {index}; available: {}", .available.join(" | "))]
@@ -43,7 +46,7 @@ pub enum GpuError {
     RequestDevice(String),
     #[error(
         "{what}: {bytes} bytes in one storage buffer, above this adapter's limit of {limit} \
-         (use a smaller --hidden or --batch-size, or --backend cpu)"
+         (use smaller layers or batches, or the CPU)"
     )]
     TooLarge {
         what: String,
@@ -206,15 +209,7 @@ impl GpuExecutor {
                 )
             })
             .collect();
-        let shape = kernels.uniform(
-            "shape",
-            &Shape {
-                features: plan.features as u32,
-                classes: plan.classes as u32,
-                batch: plan.batch as u32,
-                pad: 0,
-            },
-        );
+        let shape = kernels.uniform("shape", &shape_of(&plan));
         let lens = [data.train.len, data.test.len];
         let max_steps = plan.steps(lens[0].max(lens[1]));
         let loss_sums = buffers::storage(&device, "loss sums", f32_bytes(max_steps));
@@ -361,12 +356,7 @@ impl GpuExecutor {
                         xt: whole(self.input_t.as_ref().unwrap_or(unused_write)),
                         shape: whole(&self.shape),
                     },
-                    &Shape {
-                        features: plan.features as u32,
-                        classes: plan.classes as u32,
-                        batch: plan.batch as u32,
-                        pad: 0,
-                    },
+                    &shape_of(plan),
                     one_hot,
                     transposed,
                 ),
@@ -470,11 +460,9 @@ impl GpuExecutor {
         report: &mut dyn FnMut(&Metrics),
     ) -> Result<Metrics, GpuError> {
         let updates = self.plan.ops(program).contains(&Op::Update);
-        let window = if updates {
-            self.settings.report_every
-        } else {
-            usize::MAX / 2
-        };
+        // Evaluation runs in one window: its steps' metrics fit the slots.
+        let window =
+            report_window(self.plan.ops(program), self.settings.report_every).min(usize::MAX / 2);
         self.launches(program, key);
         let launches = &self.launches[&(program, key)];
         let source = &self.sources[&key];
@@ -523,12 +511,15 @@ impl GpuExecutor {
         Ok(metrics)
     }
 
-    /// Uploads a training order and the optimizer's step count.
-    fn prepare(&mut self, key: SourceKey, order: &[u32]) -> Result<(), GpuError> {
+    /// Uploads an example order (at most the split's length: the order
+    /// buffer holds that many).
+    fn upload_order(&mut self, key: SourceKey, order: &[u32]) -> Result<(), DeviceError> {
         let len = self.lens[key.split as usize];
-        if order.len() > len || order.iter().any(|&i| i as usize >= len) {
-            return Err(GpuError::Device(format!(
-                "the example order must index the {len} examples of the split"
+        check_order(order, len)?;
+        if order.len() > len {
+            return Err(DeviceError::Invalid(format!(
+                "an order of {} examples is longer than the split's {len}",
+                order.len()
             )));
         }
         let queue = &self.ctx.queue;
@@ -538,15 +529,18 @@ impl GpuExecutor {
         source
             .table
             .fill(queue, order.len(), self.plan.batch, &mut self.counters);
-        if self.settings.optimizer.is_some() {
-            queue.write_buffer(
-                &self.hyper,
-                STEPS_BEFORE_OFFSET,
-                bytemuck::bytes_of(&(self.counters.steps as u32)),
-            );
-            self.counters.bytes_to_device += 4;
-        }
         Ok(())
+    }
+
+    /// Tells the optimizer kernel how many steps came before the next
+    /// submitted one (Adam's bias correction counts from there).
+    fn write_step_count(&mut self) {
+        self.ctx.queue.write_buffer(
+            &self.hyper,
+            STEPS_BEFORE_OFFSET,
+            bytemuck::bytes_of(&(self.counters.steps as u32)),
+        );
+        self.counters.bytes_to_device += 4;
     }
 
     /// Class probabilities of `images`, a batch at a time.
@@ -598,6 +592,16 @@ impl GpuExecutor {
             probs.extend(buffers::f32s(&bytes));
         }
         Ok(probs)
+    }
+}
+
+/// The data set's shape as the gather and loss kernels read it.
+fn shape_of(plan: &Plan) -> Shape {
+    Shape {
+        features: plan.features as u32,
+        classes: plan.classes as u32,
+        batch: plan.batch as u32,
+        pad: 0,
     }
 }
 
@@ -659,7 +663,10 @@ impl Executor for GpuExecutor {
             ordered: order.is_some(),
         };
         if let Some(order) = order {
-            self.prepare(key, order)?;
+            self.upload_order(key, order)?;
+        }
+        if self.plan.ops(program).contains(&Op::Update) {
+            self.write_step_count();
         }
         let (device, waits) = (self.ctx.device.clone(), self.waits.clone());
         Ok(block_on(
@@ -708,6 +715,8 @@ impl Executor for GpuExecutor {
             ordered: false,
         };
         let launches = self.lower(Program::Train, &self.sources[&key]);
+        // The profiled step trains for real: it counts as one.
+        self.write_step_count();
         let table = &self.sources[&key].table;
         let profile = profile::time_launches(
             &self.ctx,
@@ -716,6 +725,24 @@ impl Executor for GpuExecutor {
             &table.bind_group,
             table.offset(0),
         )?;
+        self.counters.steps += 1;
         Ok(Some(profile))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ParamLayout;
+
+    #[test]
+    fn parameter_tensors_start_at_aligned_offsets() {
+        // 256-byte binding alignment: 64 floats.
+        let layout = ParamLayout::new([784 * 512, 512, 512 * 10, 10], 256);
+        assert_eq!(layout.offsets, vec![0, 401_408, 401_920, 407_040]);
+        assert_eq!(layout.total, 407_104);
+        assert!(layout.offsets.iter().all(|o| o % 64 == 0));
+        // Tiny alignments still keep each tensor on a vec4 boundary.
+        let small = ParamLayout::new([3, 1, 5], 4);
+        assert_eq!((small.offsets, small.total), (vec![0, 4, 8], 16));
     }
 }

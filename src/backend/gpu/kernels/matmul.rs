@@ -59,14 +59,38 @@ impl MatmulKernel {
         }
     }
 
-    /// Rows and columns of C one workgroup covers: 8 x 8 invocations of 4 x 4
-    /// outputs (scalar) or 8 x 8 outputs (vec4), or 8 subgroups of 16 rows x
-    /// 32 columns (subgroup).
-    fn tile(self) -> (usize, usize) {
+    /// The workgroup's shape and the block of C each invocation computes
+    /// (each 8-lane subgroup, for the subgroup kernels, whose lanes take 4
+    /// columns each). The WGSL bodies are written for these values; the host
+    /// passes them in as `WORKGROUP_X`, `WORKGROUP_Y`, `TILE_ROWS`, `TILE_COLS`.
+    fn geometry(self) -> Geometry {
         match self {
-            Self::Scalar => (32, 32),
-            Self::Vec4 => (64, 64),
-            Self::Subgroup8 | Self::Subgroup8Texture => (128, 32),
+            Self::Scalar => Geometry {
+                workgroup: (8, 8),
+                rows: 4,
+                cols: 4,
+            },
+            Self::Vec4 => Geometry {
+                workgroup: (8, 8),
+                rows: 8,
+                cols: 8,
+            },
+            Self::Subgroup8 | Self::Subgroup8Texture => Geometry {
+                workgroup: (64, 1),
+                rows: 16,
+                cols: 4 * 8,
+            },
+        }
+    }
+
+    /// Rows and columns of C one workgroup covers.
+    fn tile(self) -> (usize, usize) {
+        let g = self.geometry();
+        let (x, y) = (g.workgroup.0 as usize, g.workgroup.1 as usize);
+        match self {
+            Self::Scalar | Self::Vec4 => (y * g.rows as usize, x * g.cols as usize),
+            // Subgroups of 8 lanes stack their row blocks.
+            Self::Subgroup8 | Self::Subgroup8Texture => (x / 8 * g.rows as usize, g.cols as usize),
         }
     }
 
@@ -82,11 +106,18 @@ impl MatmulKernel {
         } else {
             "vec4<f32>"
         };
+        let g = self.geometry();
         let constants = format!(
             "alias Elem = {elem};\n\
+             const WORKGROUP_X: u32 = {}u;\nconst WORKGROUP_Y: u32 = {}u;\n\
+             const TILE_ROWS: u32 = {}u;\nconst TILE_COLS: u32 = {}u;\n\
              const EPILOGUE_NONE: u32 = {}u;\nconst EPILOGUE_BIAS: u32 = {}u;\n\
              const EPILOGUE_BIAS_RELU: u32 = {}u;\nconst EPILOGUE_RELU_MASK: u32 = {}u;\n\
              const BATCH_M: u32 = {}u;\nconst BATCH_K: u32 = {}u;\n",
+            g.workgroup.0,
+            g.workgroup.1,
+            g.rows,
+            g.cols,
             epilogue_code(Epilogue::None),
             epilogue_code(Epilogue::Bias),
             epilogue_code(Epilogue::BiasRelu),
@@ -104,6 +135,13 @@ impl MatmulKernel {
             MatmulBindings::SLOTS
         }
     }
+}
+
+/// A matmul kernel's workgroup shape and block of outputs.
+struct Geometry {
+    workgroup: (u32, u32),
+    rows: u32,
+    cols: u32,
 }
 
 /// The `EPILOGUE` override of the matmul kernels.

@@ -1,7 +1,8 @@
 //! The WGSL kernels. Each module owns one kernel's interface in one place: its
 //! WGSL files, uniform structs, bindings, override constants and workgroup
-//! grid, and the one function (`bind`) that turns buffers into a [`Launch`].
-//! Training, profiling, the benches and the tests all launch through it.
+//! grid, and the one method on [`Kernels`] (`Kernels::matmul`,
+//! `Kernels::gather`, ...) that turns buffers into a [`Launch`]. Training,
+//! profiling, the benches and the tests all launch through it.
 
 pub(crate) mod column_sums;
 pub(crate) mod gather;

@@ -1,5 +1,6 @@
 // Builds a batch on the device: row r of x is image order[row_offset + r] of the
-// u8 data set (packed four pixels to a u32) as f32 / PIXEL_MAX. With ONE_HOT, the
+// u8 data set (packed four pixels to a u32) as f32 * PIXEL_SCALE (1 / 255, a
+// correctly rounded multiplication, as on the CPU). With ONE_HOT, the
 // first `classes` invocations of each row also write that row's one-hot target
 // (the grid covers max(features, classes) columns). With TRANSPOSED, the batch
 // is also written transposed into `xt` (features x batch, the rows past the
@@ -29,7 +30,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     let example = order[step.row_offset + r];
     if p < shape.features {
-        let value = f32(byte_at(example * shape.features + p)) / PIXEL_MAX;
+        let value = f32(byte_at(example * shape.features + p)) * PIXEL_SCALE;
         x[r * shape.features + p] = value;
         if TRANSPOSED {
             xt[p * shape.batch + r] = value;

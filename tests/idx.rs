@@ -5,7 +5,7 @@ use std::io::Write;
 use flate2::write::GzEncoder;
 use gpu_mnist::data::idx::{self, IdxProblem, IMAGES_MAGIC, LABELS_MAGIC};
 use gpu_mnist::data::mnist::{self, DataError, CLASSES, TRAIN_IMAGES};
-use gpu_mnist::data::{pixel, Dataset, PIXEL_MAX};
+use gpu_mnist::data::{pixel, Dataset, PIXEL_SCALE};
 
 fn gzip(bytes: &[u8]) -> Vec<u8> {
     let mut enc = GzEncoder::new(Vec::new(), flate2::Compression::fast());
@@ -125,11 +125,16 @@ fn dataset_checks_counts_and_labels() {
 }
 
 #[test]
-fn pixels_scale_by_division() {
+fn pixels_scale_into_the_unit_interval_within_an_ulp() {
     assert_eq!(pixel(0), 0.0);
     assert_eq!(pixel(255), 1.0);
+    assert_eq!(PIXEL_SCALE, 1.0 / 255.0);
     for p in 0..=255u8 {
-        assert_eq!(pixel(p).to_bits(), (f32::from(p) / PIXEL_MAX).to_bits());
+        // One correctly rounded multiplication by 1/255 rounded: within an
+        // ulp of the exact quotient.
+        let exact = p as f64 / 255.0;
+        let ulp = f32::EPSILON as f64 * exact;
+        assert!((pixel(p) as f64 - exact).abs() <= ulp, "pixel {p}");
     }
 }
 

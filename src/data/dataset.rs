@@ -4,14 +4,15 @@
 
 use super::idx::{IdxArray, IdxProblem};
 
-/// The brightest pixel value: a pixel `p` becomes `f32::from(p) / PIXEL_MAX`. The
-/// engine's single owner of the 255, so that every backend scales alike.
-pub const PIXEL_MAX: f32 = 255.0;
+/// What a pixel `p` is multiplied by: `1 / 255` rounded to f32, the engine's
+/// single owner of the 255, so that every device scales alike. A multiplication,
+/// not a division: hardware divisions are not correctly rounded (WGSL allows
+/// 2.5 ulp), a multiplication is, so the CPU and any GPU agree bit for bit.
+pub const PIXEL_SCALE: f32 = 1.0 / 255.0;
 
-/// Pixel `p` scaled into `[0, 1]`. A division, not a multiplication by `1 / 255`:
-/// the GPU kernel divides too, and bit-exact parity between backends depends on it.
+/// Pixel `p` scaled into `[0, 1]`.
 pub fn pixel(p: u8) -> f32 {
-    f32::from(p) / PIXEL_MAX
+    f32::from(p) * PIXEL_SCALE
 }
 
 #[derive(Debug, Clone)]

@@ -6,4 +6,4 @@ pub mod download;
 pub mod idx;
 pub mod mnist;
 
-pub use dataset::{pixel, Dataset, Splits, PIXEL_MAX};
+pub use dataset::{pixel, Dataset, Splits, PIXEL_SCALE};

@@ -113,9 +113,9 @@ fn declarations(slots: &[Slot]) -> String {
 pub(crate) fn source(structs: &[&str], slots: &[Slot], files: &[&str]) -> String {
     let mut out = format!(
         "const LINEAR_WORKGROUP: u32 = {LINEAR_WORKGROUP}u;\n\
-         const PIXEL_MAX: f32 = {:?};\n{}\
+         const PIXEL_SCALE: f32 = {:?};\n{}\
          @group(1) @binding(0) var<uniform> step: Step;\n",
-        crate::data::PIXEL_MAX,
+        crate::data::PIXEL_SCALE,
         Step::WGSL
     );
     for s in structs {

@@ -324,6 +324,21 @@ fn vulkan_backend_trains_from_the_command_line() {
         acc > 0.7,
         "one epoch of 2,000 images reaches over 70% (chance is 10%): {text}"
     );
+    // A batch whose gather needs more workgroups than a dimension allows is
+    // refused before anything is built, naming the limit.
+    let out = gpu_mnist(&[
+        "train",
+        "--backend",
+        "vulkan",
+        "--data-dir",
+        dir.to_str().unwrap(),
+        "--batch-size",
+        "65536",
+        "--hidden",
+        "8",
+    ]);
+    assert_fails(&out, 1, "must be at least");
+    assert!(stderr(&out).contains("this adapter allows"), "{}", stderr(&out));
 }
 
 #[test]

@@ -78,8 +78,10 @@ fn epochs_move_only_the_permutation_and_sync_once_per_report() {
     let test = trainer.evaluate(Split::Test).unwrap();
     let eval = trainer.counters().since(&before);
     assert_eq!(test.samples, 10_000);
+    // 79 steps in bounded submits of 50: no submit runs long enough to trip an
+    // OS watchdog on a slow GPU.
     assert_eq!(
         (eval.submits, eval.blocking_syncs, eval.bytes_to_device),
-        (1, 1, 0)
+        (2, 2, 0)
     );
 }

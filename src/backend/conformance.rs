@@ -101,7 +101,7 @@ impl Setup<'_> {
 fn kernels(ctx: &Option<GpuContext>, mm: &Matmul) -> Vec<Option<MatmulKernel>> {
     match ctx {
         None => vec![None],
-        Some(ctx) => matmul::candidates(mm.form, mm.m, mm.k, mm.n, ctx.subgroups_of_8)
+        Some(ctx) => matmul::candidates(mm.form, mm.m, mm.k, mm.n, ctx.matmul_caps())
             .into_iter()
             .map(Some)
             .collect(),

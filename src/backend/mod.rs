@@ -114,24 +114,16 @@ pub(crate) fn check_order(order: &[u32], len: usize) -> Result<(), DeviceError> 
     }
 }
 
-/// Steps between reports: `report_every` when `ops` train, else all of them.
-pub(crate) fn report_window(ops: &[crate::plan::Op], report_every: usize) -> usize {
-    if ops.contains(&crate::plan::Op::Update) {
-        report_every.max(1)
-    } else {
-        usize::MAX
-    }
-}
-
 /// A device with a plan, the data set and the parameters loaded.
 pub(crate) trait Executor {
     /// One line naming the device.
     fn describe(&self) -> String;
 
     /// Runs `program` over the examples `order` of `split` (`None`: all of
-    /// them in file order), one step per `plan.batch` slice. A program that
-    /// updates the parameters calls `report` with the running metrics every
-    /// `report_every` steps and after the last; others once, at the end.
+    /// them in file order), one step per `plan.batch` slice, calling `report`
+    /// with the running metrics every `report_every` steps and after the last
+    /// (the GPU submits and reads back that often, so no submit runs long
+    /// enough to trip an OS watchdog).
     fn run(
         &mut self,
         program: Program,

@@ -121,6 +121,8 @@ pub(crate) struct GpuContext {
     /// Subgroup operations on subgroups of exactly 8 lanes (lavapipe on AVX2),
     /// which `matmul_subgroup.wgsl` needs.
     pub subgroups_of_8: bool,
+    /// The adapter runs compute shaders (every WebGPU one does; some GL ones not).
+    pub compute_shaders: bool,
 }
 
 impl GpuContext {
@@ -164,34 +166,31 @@ impl GpuContext {
             ..Default::default()
         }))
         .map_err(|e| GpuError::RequestDevice(e.to_string()))?;
+        let compute_shaders = adapter
+            .get_downlevel_capabilities()
+            .flags
+            .contains(wgpu::DownlevelFlags::COMPUTE_SHADERS);
         Ok(Self {
             device,
             queue,
             summary,
             limits,
             subgroups_of_8,
+            compute_shaders,
         })
+    }
+
+    /// What the matmul kernel choice depends on.
+    pub fn matmul_caps(&self) -> super::kernels::matmul::MatmulCaps {
+        super::kernels::matmul::MatmulCaps {
+            subgroups_of_8: self.subgroups_of_8,
+            max_texture_side: self.limits.max_texture_dimension_2d,
+        }
     }
 
     /// Byte stride of the step table's entries (the dynamic-offset alignment).
     pub fn step_stride(&self) -> u64 {
         (self.limits.min_uniform_buffer_offset_alignment as u64).max(16)
-    }
-
-    /// Fails with a clear message when a buffer of `bytes` cannot be bound.
-    pub fn check_binding_size(&self, what: &str, bytes: u64) -> Result<(), GpuError> {
-        let limit = self
-            .limits
-            .max_storage_buffer_binding_size
-            .min(self.limits.max_buffer_size);
-        if bytes > limit {
-            return Err(GpuError::TooLarge {
-                what: what.to_string(),
-                bytes,
-                limit,
-            });
-        }
-        Ok(())
     }
 }
 

@@ -7,6 +7,7 @@
 //! bottom is the native edge that blocks on it.
 
 mod buffers;
+mod checks;
 pub(crate) mod context;
 pub(crate) mod kernels;
 mod profile;
@@ -17,10 +18,7 @@ use wgpu::{Buffer, CommandEncoder, ComputePass};
 
 pub(crate) use context::GpuContext;
 
-use super::{
-    check_order, report_window, Counters, DeviceError, Executor, Metrics, Profile, RunSettings,
-    Split,
-};
+use super::{check_order, Counters, DeviceError, Executor, Metrics, Profile, RunSettings, Split};
 use crate::data::Splits;
 use crate::plan::{BatchDim, Buf, Epilogue, MatmulForm, Op, Plan, Program};
 use buffers::{block_on, MetricsReadback, Region, StepTable, Waits};
@@ -44,15 +42,15 @@ pub enum GpuError {
     },
     #[error("the adapter refused to open a device: {0}")]
     RequestDevice(String),
-    #[error(
-        "{what}: {bytes} bytes in one storage buffer, above this adapter's limit of {limit} \
-         (use smaller layers or batches, or the CPU)"
-    )]
-    TooLarge {
+    #[error("{what}: {limit} must be at least {needed}, this adapter allows {allowed}")]
+    Limit {
+        limit: &'static str,
+        allowed: u64,
+        needed: u64,
         what: String,
-        bytes: u64,
-        limit: u64,
     },
+    #[error("this adapter does not support {0}")]
+    Unsupported(String),
     #[error("the GPU reported an error: {0}")]
     Device(String),
 }
@@ -163,18 +161,21 @@ impl GpuExecutor {
         settings: RunSettings,
         params: &[&[f32]],
     ) -> Result<Self, GpuError> {
+        checks::check(
+            &checks::Offer {
+                limits: &ctx.limits,
+                compute_shaders: ctx.compute_shaders,
+                caps: ctx.matmul_caps(),
+            },
+            &plan,
+            data,
+        )?;
         let device = ctx.device.clone();
         let f32_bytes = |n: usize| (4 * n) as u64;
-        for buf in plan.batch_buffers() {
-            ctx.check_binding_size("one batch of activations", f32_bytes(plan.len(buf)))?;
-        }
-        ctx.check_binding_size("the training images", data.train.images.len() as u64)?;
-        ctx.check_binding_size("the test images", data.test.images.len() as u64)?;
         let layout = ParamLayout::new(
             (0..plan.tensors.len()).map(|t| plan.tensor_len(t)),
             ctx.limits.min_storage_buffer_offset_alignment as u64,
         );
-        ctx.check_binding_size("the parameters", 4 * layout.total)?;
         let kernels = Kernels::new(&device, ctx.summary.subgroups);
         let mut counters = Counters::default();
 
@@ -298,10 +299,10 @@ impl GpuExecutor {
 
     /// The kernel for `form` at this shape.
     fn matmul_kernel(&self, form: MatmulForm, m: usize, k: usize, n: usize) -> MatmulKernel {
-        let fastest = matmul::fastest(form, m, k, n, self.ctx.subgroups_of_8);
+        let fastest = matmul::fastest(form, m, k, n, self.ctx.matmul_caps());
         #[cfg(test)]
         if let Some(forced) = self.forced_matmul {
-            if matmul::candidates(form, m, k, n, self.ctx.subgroups_of_8).contains(&forced) {
+            if matmul::candidates(form, m, k, n, self.ctx.matmul_caps()).contains(&forced) {
                 return forced;
             }
         }
@@ -313,13 +314,8 @@ impl GpuExecutor {
     fn transposed_input_kernel(plan: &Plan, ctx: &GpuContext) -> Option<MatmulKernel> {
         plan.train.iter().find_map(|op| match op {
             Op::Matmul(mm) if mm.a == Buf::Input && mm.form.transpose_a => {
-                let kernel = matmul::fastest(
-                    transposed_form(),
-                    mm.m,
-                    plan.batch,
-                    mm.n,
-                    ctx.subgroups_of_8,
-                );
+                let kernel =
+                    matmul::fastest(transposed_form(), mm.m, plan.batch, mm.n, ctx.matmul_caps());
                 (kernel != MatmulKernel::Scalar).then_some(kernel)
             }
             _ => None,
@@ -460,9 +456,7 @@ impl GpuExecutor {
         report: &mut dyn FnMut(&Metrics),
     ) -> Result<Metrics, GpuError> {
         let updates = self.plan.ops(program).contains(&Op::Update);
-        // Evaluation runs in one window: its steps' metrics fit the slots.
-        let window =
-            report_window(self.plan.ops(program), self.settings.report_every).min(usize::MAX / 2);
+        let window = self.settings.report_every.max(1);
         self.launches(program, key);
         let launches = &self.launches[&(program, key)];
         let source = &self.sources[&key];

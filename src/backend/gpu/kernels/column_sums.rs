@@ -21,6 +21,11 @@ pub(crate) fn source() -> String {
     )
 }
 
+/// The grid: an invocation per column.
+pub(crate) fn groups(cols: usize) -> (u32, u32, u32) {
+    (blocks(cols, LINEAR_WORKGROUP), 1, 1)
+}
+
 pub(crate) struct ColumnSums(Family<()>);
 
 impl ColumnSums {
@@ -54,7 +59,7 @@ impl Kernels {
             label: format!("column_sums ({cols})"),
             pipeline: family.pipeline(&self.ctx, (), &[]),
             bind_group: shader::bind_group(&self.ctx.device, &family.layout, bindings.resources()),
-            groups: (blocks(cols, LINEAR_WORKGROUP), 1, 1),
+            groups: groups(cols),
             upload: None,
         }
     }

@@ -25,6 +25,13 @@ pub(crate) fn source() -> String {
     )
 }
 
+/// The grid: an invocation per pixel (and per class, for the one-hot
+/// targets) of each of the batch's rows.
+pub(crate) fn groups(shape: &Shape) -> (u32, u32, u32) {
+    let width = shape.features.max(shape.classes) as usize;
+    (blocks(width, LINEAR_WORKGROUP), shape.batch, 1)
+}
+
 pub(crate) struct Gather(Family<(bool, bool)>);
 
 impl Gather {
@@ -50,7 +57,6 @@ impl Kernels {
         transposed: bool,
     ) -> Launch {
         let family = &self.gather.0;
-        let width = shape.features.max(shape.classes) as usize;
         Launch {
             label: "gather".into(),
             pipeline: family.pipeline(
@@ -59,7 +65,7 @@ impl Kernels {
                 &[("ONE_HOT", flag(one_hot)), ("TRANSPOSED", flag(transposed))],
             ),
             bind_group: shader::bind_group(&self.ctx.device, &family.layout, bindings.resources()),
-            groups: (blocks(width, LINEAR_WORKGROUP), shape.batch, 1),
+            groups: groups(shape),
             upload: None,
         }
     }

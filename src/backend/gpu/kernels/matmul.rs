@@ -186,6 +186,15 @@ bindings! {
     }
 }
 
+/// What the choice of a matmul kernel depends on in a device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct MatmulCaps {
+    /// Subgroup operations on subgroups of exactly 8 lanes.
+    pub subgroups_of_8: bool,
+    /// The largest 2D texture side (B as a texture).
+    pub max_texture_side: u32,
+}
+
 /// Whether the vec4 kernels compute `form` for an `m x k x n` problem: the
 /// dimensions they load four at a time must be multiples of 4, and never the
 /// batch dimension, whose size changes with the last batch.
@@ -201,22 +210,23 @@ pub(crate) fn vec4_fits(form: MatmulForm, m: usize, k: usize, n: usize) -> bool 
         && vector_dim.is_multiple_of(4)
 }
 
-/// The fastest kernel that computes `form` at this shape; `subgroups_of_8`
-/// says whether the device runs subgroups of exactly 8 lanes.
+/// The fastest kernel that computes `form` at this shape on a device with `caps`.
 pub(crate) fn fastest(
     form: MatmulForm,
     m: usize,
     k: usize,
     n: usize,
-    subgroups_of_8: bool,
+    caps: MatmulCaps,
 ) -> MatmulKernel {
     match (
         vec4_fits(form, m, k, n),
-        subgroups_of_8 && !form.transpose_b,
+        caps.subgroups_of_8 && !form.transpose_b,
     ) {
         (false, _) => MatmulKernel::Scalar,
         (true, false) => MatmulKernel::Vec4,
-        (true, true) if BTexture::fits(k, n) => MatmulKernel::Subgroup8Texture,
+        (true, true) if BTexture::fits(k, n, caps.max_texture_side) => {
+            MatmulKernel::Subgroup8Texture
+        }
         (true, true) => MatmulKernel::Subgroup8,
     }
 }
@@ -228,14 +238,14 @@ pub(crate) fn candidates(
     m: usize,
     k: usize,
     n: usize,
-    subgroups_of_8: bool,
+    caps: MatmulCaps,
 ) -> Vec<MatmulKernel> {
     let mut out = vec![MatmulKernel::Scalar];
     if vec4_fits(form, m, k, n) {
         out.push(MatmulKernel::Vec4);
-        if subgroups_of_8 && !form.transpose_b {
+        if caps.subgroups_of_8 && !form.transpose_b {
             out.push(MatmulKernel::Subgroup8);
-            if BTexture::fits(k, n) {
+            if BTexture::fits(k, n, caps.max_texture_side) {
                 out.push(MatmulKernel::Subgroup8Texture);
             }
         }
@@ -257,6 +267,21 @@ impl Matmuls {
                 .collect(),
         )
     }
+}
+
+/// The workgroup shapes of every matmul kernel.
+pub(crate) fn workgroup_shapes() -> impl Iterator<Item = (u32, u32)> {
+    ALL_KERNELS.into_iter().map(|k| k.geometry().workgroup)
+}
+
+/// The workgroup grid of `kernel` for a C of `m x n`.
+pub(crate) fn groups(kernel: MatmulKernel, m: usize, n: usize) -> (u32, u32, u32) {
+    let (rows, cols) = kernel.tile();
+    (
+        n.div_ceil(cols).max(1) as u32,
+        m.div_ceil(rows).max(1) as u32,
+        1,
+    )
 }
 
 /// The `m x k x n` problem of one launch and the operands it reads.
@@ -310,7 +335,6 @@ impl Kernels {
             }
             .resources(),
         };
-        let (rows, cols) = kernel.tile();
         Launch {
             label: format!("matmul {m}x{k}x{n} {:?} {kernel:?}", form.epilogue),
             pipeline: family.pipeline(
@@ -324,11 +348,7 @@ impl Kernels {
                 ],
             ),
             bind_group: shader::bind_group(device, &family.layout, resources),
-            groups: (
-                n.div_ceil(cols).max(1) as u32,
-                m.div_ceil(rows).max(1) as u32,
-                1,
-            ),
+            groups: groups(kernel, m, n),
             upload: texture.map(|texture| Upload {
                 buffer: b.buffer.clone(),
                 offset: b.offset,
@@ -346,13 +366,11 @@ pub(crate) struct BTexture {
 }
 
 impl BTexture {
-    /// Texture sides every WebGPU device supports.
-    const MAX_SIDE: usize = 8192;
-
     /// Whether a K x N operand fits: copies need rows of a multiple of 256
-    /// bytes (N % 64 == 0) and both sides within the guaranteed limit.
-    pub fn fits(k: usize, n: usize) -> bool {
-        n.is_multiple_of(64) && n / 4 <= Self::MAX_SIDE && k <= Self::MAX_SIDE
+    /// bytes (N % 64 == 0), and both sides within the device's `max_side`.
+    pub fn fits(k: usize, n: usize, max_side: u32) -> bool {
+        let max_side = max_side as usize;
+        n.is_multiple_of(64) && n / 4 <= max_side && k <= max_side
     }
 
     pub fn new(device: &Device, k: usize, n: usize) -> Self {
@@ -413,6 +431,15 @@ mod tests {
         }
     }
 
+    const EIGHT: MatmulCaps = MatmulCaps {
+        subgroups_of_8: true,
+        max_texture_side: 8192,
+    };
+    const NONE: MatmulCaps = MatmulCaps {
+        subgroups_of_8: false,
+        max_texture_side: 8192,
+    };
+
     #[test]
     fn kernel_choice_follows_shape_and_subgroups() {
         let forward = form(false, false, BatchDim::M);
@@ -420,24 +447,24 @@ mod tests {
         let grad_in = form(false, true, BatchDim::M);
         // The book's first layer on an 8-lane device: the texture kernel.
         assert_eq!(
-            fastest(forward, 128, 784, 512, true),
+            fastest(forward, 128, 784, 512, EIGHT),
             MatmulKernel::Subgroup8Texture
         );
-        assert_eq!(fastest(forward, 128, 784, 512, false), MatmulKernel::Vec4);
+        assert_eq!(fastest(forward, 128, 784, 512, NONE), MatmulKernel::Vec4);
         // N = 10 is not a multiple of 4: the scalar kernel.
-        assert_eq!(fastest(forward, 128, 512, 10, true), MatmulKernel::Scalar);
+        assert_eq!(fastest(forward, 128, 512, 10, EIGHT), MatmulKernel::Scalar);
         // Xᵀ·delta vectorises along M = fan_in, never along the batch.
         assert!(vec4_fits(grad_w, 784, 128, 512));
         assert!(!vec4_fits(form(true, false, BatchDim::M), 128, 784, 512));
         // B transposed never takes the subgroup kernels; N = 12 is not a texture.
-        assert_eq!(fastest(grad_in, 128, 512, 784, true), MatmulKernel::Vec4);
-        assert_eq!(fastest(forward, 4, 8, 12, true), MatmulKernel::Subgroup8);
+        assert_eq!(fastest(grad_in, 128, 512, 784, EIGHT), MatmulKernel::Vec4);
+        assert_eq!(fastest(forward, 4, 8, 12, EIGHT), MatmulKernel::Subgroup8);
         assert_eq!(
-            candidates(forward, 3, 5, 7, true),
+            candidates(forward, 3, 5, 7, EIGHT),
             vec![MatmulKernel::Scalar]
         );
         assert_eq!(
-            candidates(forward, 128, 784, 512, true),
+            candidates(forward, 128, 784, 512, EIGHT),
             ALL_KERNELS.to_vec()
         );
     }

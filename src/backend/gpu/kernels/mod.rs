@@ -152,6 +152,21 @@ impl Kernels {
     }
 }
 
+/// Every kernel's bindings, by kernel name.
+pub(crate) fn all_slots() -> [(&'static str, &'static [shader::Slot]); 6] {
+    [
+        ("gather", gather::GatherBindings::SLOTS),
+        ("softmax_xent", softmax_xent::XentBindings::SLOTS),
+        ("matmul", matmul::MatmulBindings::SLOTS),
+        (
+            "matmul (B in a texture)",
+            matmul::MatmulTextureBindings::SLOTS,
+        ),
+        ("column_sums", column_sums::ColumnSumsBindings::SLOTS),
+        ("optimizer", optimizer::OptimizerBindings::SLOTS),
+    ]
+}
+
 /// Workgroups of `per` invocations covering `n`, at least one.
 pub(crate) fn blocks(n: usize, per: u32) -> u32 {
     (n.div_ceil(per as usize) as u32).max(1)

@@ -29,6 +29,10 @@ bindings! {
     }
 }
 
+/// Workgroup memory the kernel's reduction uses: a loss (f32) and a count
+/// (u32) per invocation.
+pub(crate) const WORKGROUP_BYTES: u32 = 2 * 4 * crate::backend::gpu::shader::LINEAR_WORKGROUP;
+
 pub(crate) fn source() -> String {
     let modes = format!(
         "const MODE_LOSS: u32 = {}u;\nconst MODE_LOSS_AND_GRADIENT: u32 = {}u;\n\

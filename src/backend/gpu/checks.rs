@@ -1,0 +1,229 @@
+//! What the wgpu executor asks of an adapter, checked against the adapter's
+//! limits before anything is built: each refusal is one line naming the limit,
+//! what asked for it and how much.
+
+use super::kernels::matmul::{self, MatmulCaps};
+use super::kernels::{all_slots, column_sums, gather, softmax_xent, Shape};
+use super::shader::{Access, LINEAR_WORKGROUP};
+use super::GpuError;
+use crate::data::Splits;
+use crate::plan::{Op, Plan};
+
+/// What a device offers the checks: its limits, whether it runs compute
+/// shaders at all, and what the matmul choice depends on.
+pub(crate) struct Offer<'a> {
+    pub limits: &'a wgpu::Limits,
+    pub compute_shaders: bool,
+    pub caps: MatmulCaps,
+}
+
+fn at_most(limit: &'static str, allowed: u64, needed: u64, what: String) -> Result<(), GpuError> {
+    if needed > allowed {
+        return Err(GpuError::Limit {
+            limit,
+            allowed,
+            needed,
+            what,
+        });
+    }
+    Ok(())
+}
+
+/// Fails with the first limit that `plan` over `data` exceeds.
+pub(crate) fn check(offer: &Offer, plan: &Plan, data: &Splits) -> Result<(), GpuError> {
+    let l = offer.limits;
+    if !offer.compute_shaders {
+        return Err(GpuError::Unsupported("compute shaders".into()));
+    }
+    for (kernel, slots) in all_slots() {
+        let count =
+            |access: &[Access]| slots.iter().filter(|s| access.contains(&s.access)).count() as u64;
+        let storage = count(&[Access::Read, Access::ReadWrite]);
+        at_most(
+            "max_storage_buffers_per_shader_stage",
+            l.max_storage_buffers_per_shader_stage as u64,
+            storage,
+            format!("the {kernel} kernel"),
+        )?;
+        // The kernel's own uniforms and the step table.
+        at_most(
+            "max_uniform_buffers_per_shader_stage",
+            l.max_uniform_buffers_per_shader_stage as u64,
+            count(&[Access::Uniform]) + 1,
+            format!("the {kernel} kernel"),
+        )?;
+    }
+    let widest = matmul::workgroup_shapes()
+        .chain([(LINEAR_WORKGROUP, 1)])
+        .fold((0, 0), |(x, y), (a, b)| (x.max(a), y.max(b)));
+    at_most(
+        "max_compute_workgroup_size_x",
+        l.max_compute_workgroup_size_x as u64,
+        widest.0 as u64,
+        "the kernels' workgroups".into(),
+    )?;
+    at_most(
+        "max_compute_workgroup_size_y",
+        l.max_compute_workgroup_size_y as u64,
+        widest.1 as u64,
+        "the kernels' workgroups".into(),
+    )?;
+    let invocations = matmul::workgroup_shapes()
+        .map(|(x, y)| x * y)
+        .chain([LINEAR_WORKGROUP])
+        .max()
+        .unwrap_or(0);
+    at_most(
+        "max_compute_invocations_per_workgroup",
+        l.max_compute_invocations_per_workgroup as u64,
+        invocations as u64,
+        "the kernels' workgroups".into(),
+    )?;
+    at_most(
+        "max_compute_workgroup_storage_size",
+        l.max_compute_workgroup_storage_size as u64,
+        softmax_xent::WORKGROUP_BYTES as u64,
+        "the softmax_xent kernel's reduction".into(),
+    )?;
+    check_grids(
+        l.max_compute_workgroups_per_dimension as u64,
+        offer.caps,
+        plan,
+    )?;
+    let binding = l.max_storage_buffer_binding_size.min(l.max_buffer_size);
+    let f32_bytes = |n: usize| 4 * n as u64;
+    for buf in plan.batch_buffers() {
+        at_most(
+            "max_storage_buffer_binding_size",
+            binding,
+            f32_bytes(plan.len(buf)),
+            format!("a batch of {} rows ({buf:?})", plan.batch),
+        )?;
+    }
+    let params: usize = (0..plan.tensors.len()).map(|t| plan.tensor_len(t)).sum();
+    at_most(
+        "max_storage_buffer_binding_size",
+        binding,
+        f32_bytes(params),
+        "the parameters".into(),
+    )?;
+    for (name, set) in [("training", &data.train), ("test", &data.test)] {
+        at_most(
+            "max_storage_buffer_binding_size",
+            binding,
+            set.images.len() as u64,
+            format!("the {name} images"),
+        )?;
+    }
+    Ok(())
+}
+
+/// Every launch's workgroups per dimension.
+fn check_grids(allowed: u64, caps: MatmulCaps, plan: &Plan) -> Result<(), GpuError> {
+    let limit = "max_compute_workgroups_per_dimension";
+    let shape = Shape {
+        features: plan.features as u32,
+        classes: plan.classes as u32,
+        batch: plan.batch as u32,
+        pad: 0,
+    };
+    for op in plan.train.iter().chain(&plan.eval).chain(&plan.predict) {
+        let (what, (x, y, z)) = match *op {
+            Op::Gather { .. } => (
+                format!("the gather of a batch of {} rows", plan.batch),
+                gather::groups(&shape),
+            ),
+            Op::Matmul(mm) => (
+                format!("a {}x{}x{} product", mm.m, mm.k, mm.n),
+                matmul::groups(matmul::fastest(mm.form, mm.m, mm.k, mm.n, caps), mm.m, mm.n),
+            ),
+            Op::ColumnSums { cols, .. } => (
+                format!("the column sums of {cols} columns"),
+                column_sums::groups(cols),
+            ),
+            // One workgroup; a grid-stride loop clamped to the limit.
+            Op::SoftmaxXent { .. } | Op::Softmax { .. } | Op::Update => continue,
+        };
+        at_most(limit, allowed, x.max(y).max(z) as u64, what)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::Dataset;
+    use crate::loss::LossKind;
+    use crate::model::ModelSpec;
+
+    fn data() -> Splits {
+        let set = Dataset::new(vec![0; 784 * 2], vec![0, 1], 784, 10).unwrap();
+        Splits {
+            train: set.clone(),
+            test: set,
+        }
+    }
+
+    fn offer(limits: &wgpu::Limits) -> Offer<'_> {
+        Offer {
+            limits,
+            compute_shaders: true,
+            caps: MatmulCaps {
+                subgroups_of_8: false,
+                max_texture_side: limits.max_texture_dimension_2d,
+            },
+        }
+    }
+
+    fn book(batch: usize) -> Plan {
+        Plan::new(
+            &ModelSpec::mlp(784, &[512], 10),
+            batch,
+            LossKind::SparseCategorical,
+            1,
+        )
+    }
+
+    #[test]
+    fn the_book_fits_webgpu_defaults() {
+        check(&offer(&wgpu::Limits::default()), &book(128), &data()).unwrap();
+    }
+
+    #[test]
+    fn each_limit_below_the_request_is_named() {
+        let defaults = wgpu::Limits::default();
+        let cases: Vec<(wgpu::Limits, usize, &str)> = vec![
+            (
+                wgpu::Limits::default(),
+                65_536,
+                "the gather of a batch of 65536 rows: max_compute_workgroups_per_dimension must be at least 65536, this adapter allows 65535",
+            ),
+            (
+                wgpu::Limits { max_storage_buffers_per_shader_stage: 4, ..defaults.clone() },
+                128,
+                "the gather kernel: max_storage_buffers_per_shader_stage must be at least 6, this adapter allows 4",
+            ),
+            (
+                wgpu::Limits { max_compute_invocations_per_workgroup: 32, ..defaults.clone() },
+                128,
+                "the kernels' workgroups: max_compute_invocations_per_workgroup must be at least 64, this adapter allows 32",
+            ),
+            (
+                wgpu::Limits { max_storage_buffer_binding_size: 1 << 20, ..defaults.clone() },
+                1024,
+                "a batch of 1024 rows (Input): max_storage_buffer_binding_size must be at least 3211264, this adapter allows 1048576",
+            ),
+        ];
+        for (limits, batch, message) in cases {
+            let e = check(&offer(&limits), &book(batch), &data()).unwrap_err();
+            assert!(e.to_string().contains(message), "{e}");
+        }
+        let mut no_compute = offer(&defaults);
+        no_compute.compute_shaders = false;
+        let e = check(&no_compute, &book(128), &data()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "this adapter does not support compute shaders"
+        );
+    }
+}

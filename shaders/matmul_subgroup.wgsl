@@ -1,20 +1,23 @@
-// matmul_vec4.wgsl's NN and TN forms for devices whose subgroups are exactly 8
-// lanes (lavapipe on AVX2): each lane loads a different part of A and the lanes
-// share it through subgroupBroadcast, a register shuffle, instead of every lane
-// loading every value. On lavapipe every load is a loop over the lanes, so this
-// cuts the loads per multiply-add by 2-4x.
+// matmul_vec4.wgsl's NN and TN forms for devices whose subgroups are exactly
+// LANES lanes (4 to 64; the host builds one for the device's size): each lane
+// loads a different part of A and the lanes share it through
+// subgroupBroadcast, a register shuffle, instead of every lane loading every
+// value. On lavapipe every load is a loop over the lanes, so this cuts the
+// loads per multiply-add by 2-4x.
 // (Naga accepts subgroup built-ins without `enable subgroups;` on devices
 // opened with the subgroup feature, and rejects the directive.)
 //
-// Requirements as matmul_vec4.wgsl (not TRANSPOSE_B), plus a subgroup size of 8.
+// Requirements as matmul_vec4.wgsl (not TRANSPOSE_B), plus a subgroup size of
+// exactly LANES, so that a workgroup of WORKGROUP_X invocations holds
+// WORKGROUP_X / LANES subgroups.
 //
 // The host prepends matmul_subgroup_buffer.wgsl (B in a storage buffer) or
 // matmul_subgroup_texture.wgsl (B in a texture, whose loads lavapipe
 // vectorises), each defining `load_b(kk, col4)`: op(B)[kk, 4 col4 .. 4 col4 + 4].
 
-// Rows of C per subgroup (TILE_ROWS, 16); each of the 8 lanes owns one vec4 of columns.
+// Rows of C per subgroup (TILE_ROWS, 16); each lane owns one vec4 of columns.
 const ROWS: u32 = TILE_ROWS;
-const SUBGROUPS: u32 = WORKGROUP_X / 8u;
+const SUBGROUPS: u32 = WORKGROUP_X / LANES;
 
 fn madd4(x: vec4<f32>, y0: vec4<f32>, y1: vec4<f32>, y2: vec4<f32>, y3: vec4<f32>, acc: vec4<f32>) -> vec4<f32> {
     return fma(vec4<f32>(x.x), y0, fma(vec4<f32>(x.y), y1, fma(vec4<f32>(x.z), y2, fma(vec4<f32>(x.w), y3, acc))));
@@ -73,33 +76,17 @@ fn main(
             acc[15] = fma(vec4<f32>(x3.w), bv, acc[15]);
         }
     } else {
-        // A stored M x K: lane l loads rows row0 + l and row0 + 8 + l, 4 k at a time.
+        // A stored M x K: lane l loads rows row0 + l, row0 + LANES + l, ... (the
+        // 16 rows over the lanes), 4 k at a time. The host writes these lines
+        // for the device's subgroup size: a broadcast's lane must be a constant.
         let k4 = k / 4u;
-        let ra = min(row0 + lane, m - 1u) * k4;
-        let rb = min(row0 + 8u + lane, m - 1u) * k4;
+//@nn_rows
         for (var q = 0u; q < k4; q++) {
-            let xa = a[ra + q];
-            let xb = a[rb + q];
             let y0 = load_b(4u * q, col);
             let y1 = load_b(4u * q + 1u, col);
             let y2 = load_b(4u * q + 2u, col);
             let y3 = load_b(4u * q + 3u, col);
-            acc[0] = madd4(subgroupBroadcast(xa, 0u), y0, y1, y2, y3, acc[0]);
-            acc[1] = madd4(subgroupBroadcast(xa, 1u), y0, y1, y2, y3, acc[1]);
-            acc[2] = madd4(subgroupBroadcast(xa, 2u), y0, y1, y2, y3, acc[2]);
-            acc[3] = madd4(subgroupBroadcast(xa, 3u), y0, y1, y2, y3, acc[3]);
-            acc[4] = madd4(subgroupBroadcast(xa, 4u), y0, y1, y2, y3, acc[4]);
-            acc[5] = madd4(subgroupBroadcast(xa, 5u), y0, y1, y2, y3, acc[5]);
-            acc[6] = madd4(subgroupBroadcast(xa, 6u), y0, y1, y2, y3, acc[6]);
-            acc[7] = madd4(subgroupBroadcast(xa, 7u), y0, y1, y2, y3, acc[7]);
-            acc[8] = madd4(subgroupBroadcast(xb, 0u), y0, y1, y2, y3, acc[8]);
-            acc[9] = madd4(subgroupBroadcast(xb, 1u), y0, y1, y2, y3, acc[9]);
-            acc[10] = madd4(subgroupBroadcast(xb, 2u), y0, y1, y2, y3, acc[10]);
-            acc[11] = madd4(subgroupBroadcast(xb, 3u), y0, y1, y2, y3, acc[11]);
-            acc[12] = madd4(subgroupBroadcast(xb, 4u), y0, y1, y2, y3, acc[12]);
-            acc[13] = madd4(subgroupBroadcast(xb, 5u), y0, y1, y2, y3, acc[13]);
-            acc[14] = madd4(subgroupBroadcast(xb, 6u), y0, y1, y2, y3, acc[14]);
-            acc[15] = madd4(subgroupBroadcast(xb, 7u), y0, y1, y2, y3, acc[15]);
+//@nn_step
         }
     }
 

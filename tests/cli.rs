@@ -338,7 +338,11 @@ fn vulkan_backend_trains_from_the_command_line() {
         "8",
     ]);
     assert_fails(&out, 1, "must be at least");
-    assert!(stderr(&out).contains("this adapter allows"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("this adapter allows"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]

@@ -53,7 +53,7 @@ pub(crate) fn check(offer: &Offer, plan: &Plan, data: &Splits) -> Result<(), Gpu
             format!("the {kernel} kernel"),
         )?;
     }
-    let widest = matmul::workgroup_shapes()
+    let widest = matmul::workgroup_shapes(offer.caps)
         .chain([(LINEAR_WORKGROUP, 1)])
         .fold((0, 0), |(x, y), (a, b)| (x.max(a), y.max(b)));
     at_most(
@@ -68,7 +68,7 @@ pub(crate) fn check(offer: &Offer, plan: &Plan, data: &Splits) -> Result<(), Gpu
         widest.1 as u64,
         "the kernels' workgroups".into(),
     )?;
-    let invocations = matmul::workgroup_shapes()
+    let invocations = matmul::workgroup_shapes(offer.caps)
         .map(|(x, y)| x * y)
         .chain([LINEAR_WORKGROUP])
         .max()
@@ -169,7 +169,7 @@ mod tests {
             limits,
             compute_shaders: true,
             caps: MatmulCaps {
-                subgroups_of_8: false,
+                subgroup_lanes: None,
                 max_texture_side: limits.max_texture_dimension_2d,
             },
         }

@@ -2,6 +2,7 @@
 
 use wgpu::{Adapter, Backends, DeviceType};
 
+use super::kernels::matmul::SUBGROUP_LANES;
 use super::GpuError;
 
 /// What `gpu-mnist devices` prints about one adapter.
@@ -118,9 +119,9 @@ pub(crate) struct GpuContext {
     pub queue: wgpu::Queue,
     pub summary: AdapterSummary,
     pub limits: wgpu::Limits,
-    /// Subgroup operations on subgroups of exactly 8 lanes (lavapipe on AVX2),
-    /// which `matmul_subgroup.wgsl` needs.
-    pub subgroups_of_8: bool,
+    /// The subgroup size, when the device runs every subgroup at one size the
+    /// subgroup kernel is built for (lavapipe: 4, 8 or 16 lanes).
+    pub subgroup_lanes: Option<u32>,
     /// The adapter runs compute shaders (every WebGPU one does; some GL ones not).
     pub compute_shaders: bool,
 }
@@ -157,8 +158,11 @@ impl GpuContext {
             features |= wgpu::Features::SUBGROUP;
         }
         let info = adapter.get_info();
-        let subgroups_of_8 =
-            summary.subgroups && info.subgroup_min_size == 8 && info.subgroup_max_size == 8;
+        let lanes = info.subgroup_min_size;
+        let subgroup_lanes = (summary.subgroups
+            && info.subgroup_max_size == lanes
+            && SUBGROUP_LANES.contains(&lanes))
+        .then_some(lanes);
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("gpu-mnist"),
             required_features: features,
@@ -175,7 +179,7 @@ impl GpuContext {
             queue,
             summary,
             limits,
-            subgroups_of_8,
+            subgroup_lanes,
             compute_shaders,
         })
     }
@@ -183,7 +187,7 @@ impl GpuContext {
     /// What the matmul kernel choice depends on.
     pub fn matmul_caps(&self) -> super::kernels::matmul::MatmulCaps {
         super::kernels::matmul::MatmulCaps {
-            subgroups_of_8: self.subgroups_of_8,
+            subgroup_lanes: self.subgroup_lanes,
             max_texture_side: self.limits.max_texture_dimension_2d,
         }
     }

@@ -176,7 +176,7 @@ impl GpuExecutor {
             (0..plan.tensors.len()).map(|t| plan.tensor_len(t)),
             ctx.limits.min_storage_buffer_offset_alignment as u64,
         );
-        let kernels = Kernels::new(&device, ctx.summary.subgroups);
+        let kernels = Kernels::new(&device, ctx.matmul_caps());
         let mut counters = Counters::default();
 
         let mut flat = vec![0.0f32; layout.total as usize];

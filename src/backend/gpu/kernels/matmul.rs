@@ -1,7 +1,7 @@
-//! `C = op(A) · op(B)` with a fused epilogue, in four kernels that share one
+//! `C = op(A) · op(B)` with a fused epilogue, in kernels that share one
 //! interface: `matmul.wgsl` (any shape), `matmul_vec4.wgsl` (vec4 loads),
-//! and `matmul_subgroup.wgsl` (vec4 loads shared across 8-lane subgroups)
-//! with B in a buffer or in a texture.
+//! and `matmul_subgroup.wgsl` (vec4 loads shared across a subgroup, built for
+//! the device's subgroup size) with B in a buffer or in a texture.
 
 use std::collections::HashMap;
 
@@ -19,18 +19,26 @@ pub(crate) enum MatmulKernel {
     Scalar,
     /// `matmul_vec4.wgsl`: vec4 loads, 8 x 8 outputs per invocation.
     Vec4,
-    /// `matmul_subgroup.wgsl`: vec4 loads shared across 8-lane subgroups.
-    Subgroup8,
-    /// The same with B copied into a texture before each dispatch.
-    Subgroup8Texture,
+    /// `matmul_subgroup.wgsl`: vec4 loads shared across subgroups of exactly
+    /// `lanes` lanes; with `texture`, B is copied into a texture before each
+    /// dispatch.
+    Subgroup { lanes: u32, texture: bool },
 }
 
-const ALL_KERNELS: [MatmulKernel; 4] = [
-    MatmulKernel::Scalar,
-    MatmulKernel::Vec4,
-    MatmulKernel::Subgroup8,
-    MatmulKernel::Subgroup8Texture,
-];
+/// Subgroup sizes the subgroup kernel is built for.
+pub(crate) const SUBGROUP_LANES: [u32; 5] = [4, 8, 16, 32, 64];
+
+/// Every kernel a device whose subgroups have exactly `lanes` lanes (if any)
+/// can run, simplest first.
+fn kernels_for(lanes: Option<u32>) -> Vec<MatmulKernel> {
+    let mut out = vec![MatmulKernel::Scalar, MatmulKernel::Vec4];
+    if let Some(lanes) = lanes {
+        for texture in [false, true] {
+            out.push(MatmulKernel::Subgroup { lanes, texture });
+        }
+    }
+    out
+}
 
 impl MatmulKernel {
     fn files(self) -> Vec<&'static str> {
@@ -44,13 +52,13 @@ impl MatmulKernel {
                 epilogue4,
                 include_str!("../../../../shaders/matmul_vec4.wgsl"),
             ],
-            Self::Subgroup8 => vec![
+            Self::Subgroup { texture: false, .. } => vec![
                 common,
                 epilogue4,
                 include_str!("../../../../shaders/matmul_subgroup_buffer.wgsl"),
                 subgroup,
             ],
-            Self::Subgroup8Texture => vec![
+            Self::Subgroup { texture: true, .. } => vec![
                 common,
                 epilogue4,
                 include_str!("../../../../shaders/matmul_subgroup_texture.wgsl"),
@@ -60,9 +68,9 @@ impl MatmulKernel {
     }
 
     /// The workgroup's shape and the block of C each invocation computes
-    /// (each 8-lane subgroup, for the subgroup kernels, whose lanes take 4
-    /// columns each). The WGSL bodies are written for these values; the host
-    /// passes them in as `WORKGROUP_X`, `WORKGROUP_Y`, `TILE_ROWS`, `TILE_COLS`.
+    /// (each subgroup, for the subgroup kernels, whose lanes take 4 columns
+    /// each). The WGSL bodies are written for these values; the host passes
+    /// them in as `WORKGROUP_X`, `WORKGROUP_Y`, `TILE_ROWS`, `TILE_COLS`.
     fn geometry(self) -> Geometry {
         match self {
             Self::Scalar => Geometry {
@@ -75,10 +83,12 @@ impl MatmulKernel {
                 rows: 8,
                 cols: 8,
             },
-            Self::Subgroup8 | Self::Subgroup8Texture => Geometry {
-                workgroup: (64, 1),
+            // 8 subgroups a workgroup (fewer for wide subgroups, so a
+            // workgroup stays within WebGPU's default 256 invocations).
+            Self::Subgroup { lanes, .. } => Geometry {
+                workgroup: (lanes * (256 / lanes).min(8), 1),
                 rows: 16,
-                cols: 4 * 8,
+                cols: 4 * lanes,
             },
         }
     }
@@ -89,13 +99,46 @@ impl MatmulKernel {
         let (x, y) = (g.workgroup.0 as usize, g.workgroup.1 as usize);
         match self {
             Self::Scalar | Self::Vec4 => (y * g.rows as usize, x * g.cols as usize),
-            // Subgroups of 8 lanes stack their row blocks.
-            Self::Subgroup8 | Self::Subgroup8Texture => (x / 8 * g.rows as usize, g.cols as usize),
+            // The subgroups stack their row blocks.
+            Self::Subgroup { lanes, .. } => (x / lanes as usize * g.rows as usize, g.cols as usize),
         }
     }
 
-    fn needs_subgroups(self) -> bool {
-        matches!(self, Self::Subgroup8 | Self::Subgroup8Texture)
+    /// A short name for profiles and logs.
+    pub fn name(self) -> String {
+        match self {
+            Self::Scalar => "scalar".into(),
+            Self::Vec4 => "vec4".into(),
+            Self::Subgroup { lanes, texture } => {
+                format!("subgroup{lanes}{}", if texture { "-texture" } else { "" })
+            }
+        }
+    }
+
+    /// The lines of the NN loop that depend on the subgroup size (see
+    /// `matmul_subgroup.wgsl`): each lane loads rows `j * lanes + lane` of the
+    /// 16, and row `i` is broadcast from lane `i % lanes` of load `i / lanes`.
+    fn subgroup_lines(lanes: u32) -> (String, String) {
+        let loads = (16 / lanes).max(1);
+        let rows: String = (0..loads)
+            .map(|j| {
+                format!(
+                    "        let r{j} = min(row0 + {}u + lane, m - 1u) * k4;\n",
+                    j * lanes
+                )
+            })
+            .collect();
+        let mut step: String = (0..loads)
+            .map(|j| format!("            let x{j} = a[r{j} + q];\n"))
+            .collect();
+        for i in 0..16 {
+            step += &format!(
+                "            acc[{i}] = madd4(subgroupBroadcast(x{}, {}u), y0, y1, y2, y3, acc[{i}]);\n",
+                i / lanes,
+                i % lanes
+            );
+        }
+        (rows, step)
     }
 
     /// The kernel's source: element type, the constants of the forms, its
@@ -125,11 +168,18 @@ impl MatmulKernel {
             batch_code(BatchDim::M),
             batch_code(BatchDim::K),
         );
-        shader::source(&[Dims::WGSL, &constants], self.slots(), &self.files())
+        let mut source = shader::source(&[Dims::WGSL, &constants], self.slots(), &self.files());
+        if let Self::Subgroup { lanes, .. } = self {
+            let (rows, step) = Self::subgroup_lines(lanes);
+            source = format!("const LANES: u32 = {lanes}u;\n{source}")
+                .replace("//@nn_rows\n", &rows)
+                .replace("//@nn_step\n", &step);
+        }
+        source
     }
 
     fn slots(self) -> &'static [shader::Slot] {
-        if self == Self::Subgroup8Texture {
+        if let Self::Subgroup { texture: true, .. } = self {
             MatmulTextureBindings::SLOTS
         } else {
             MatmulBindings::SLOTS
@@ -189,8 +239,9 @@ bindings! {
 /// What the choice of a matmul kernel depends on in a device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct MatmulCaps {
-    /// Subgroup operations on subgroups of exactly 8 lanes.
-    pub subgroups_of_8: bool,
+    /// The subgroup size, when the device has subgroup operations and runs
+    /// every subgroup at that one size (min = max, one of [`SUBGROUP_LANES`]).
+    pub subgroup_lanes: Option<u32>,
     /// The largest 2D texture side (B as a texture).
     pub max_texture_side: u32,
 }
@@ -218,16 +269,13 @@ pub(crate) fn fastest(
     n: usize,
     caps: MatmulCaps,
 ) -> MatmulKernel {
-    match (
-        vec4_fits(form, m, k, n),
-        caps.subgroups_of_8 && !form.transpose_b,
-    ) {
+    match (vec4_fits(form, m, k, n), caps.subgroup_lanes) {
         (false, _) => MatmulKernel::Scalar,
-        (true, false) => MatmulKernel::Vec4,
-        (true, true) if BTexture::fits(k, n, caps.max_texture_side) => {
-            MatmulKernel::Subgroup8Texture
-        }
-        (true, true) => MatmulKernel::Subgroup8,
+        (true, Some(lanes)) if !form.transpose_b => MatmulKernel::Subgroup {
+            lanes,
+            texture: BTexture::fits(k, n, caps.max_texture_side),
+        },
+        (true, _) => MatmulKernel::Vec4,
     }
 }
 
@@ -243,10 +291,16 @@ pub(crate) fn candidates(
     let mut out = vec![MatmulKernel::Scalar];
     if vec4_fits(form, m, k, n) {
         out.push(MatmulKernel::Vec4);
-        if caps.subgroups_of_8 && !form.transpose_b {
-            out.push(MatmulKernel::Subgroup8);
+        if let (Some(lanes), false) = (caps.subgroup_lanes, form.transpose_b) {
+            out.push(MatmulKernel::Subgroup {
+                lanes,
+                texture: false,
+            });
             if BTexture::fits(k, n, caps.max_texture_side) {
-                out.push(MatmulKernel::Subgroup8Texture);
+                out.push(MatmulKernel::Subgroup {
+                    lanes,
+                    texture: true,
+                });
             }
         }
     }
@@ -257,21 +311,22 @@ pub(crate) fn candidates(
 pub(crate) struct Matmuls(HashMap<MatmulKernel, Family<MatmulForm>>);
 
 impl Matmuls {
-    /// The subgroup kernels are built only on devices opened with subgroups.
-    pub fn new(device: &Device, subgroups: bool) -> Self {
+    /// The subgroup kernels are built only for a device with one subgroup size.
+    pub fn new(device: &Device, caps: MatmulCaps) -> Self {
         Self(
-            ALL_KERNELS
+            kernels_for(caps.subgroup_lanes)
                 .into_iter()
-                .filter(|k| subgroups || !k.needs_subgroups())
                 .map(|k| (k, Family::new(device, "matmul", k.slots(), k.source())))
                 .collect(),
         )
     }
 }
 
-/// The workgroup shapes of every matmul kernel.
-pub(crate) fn workgroup_shapes() -> impl Iterator<Item = (u32, u32)> {
-    ALL_KERNELS.into_iter().map(|k| k.geometry().workgroup)
+/// The workgroup shapes of the matmul kernels a device with `caps` may run.
+pub(crate) fn workgroup_shapes(caps: MatmulCaps) -> impl Iterator<Item = (u32, u32)> {
+    kernels_for(caps.subgroup_lanes)
+        .into_iter()
+        .map(|k| k.geometry().workgroup)
 }
 
 /// The workgroup grid of `kernel` for a C of `m x n`.
@@ -314,8 +369,8 @@ impl Kernels {
                 pad: 0,
             },
         );
-        let texture =
-            (kernel == MatmulKernel::Subgroup8Texture).then(|| BTexture::new(device, k, n));
+        let texture = matches!(kernel, MatmulKernel::Subgroup { texture: true, .. })
+            .then(|| BTexture::new(device, k, n));
         let MatmulOperands { a, b, c, extra } = operands;
         let resources = match &texture {
             Some(texture) => MatmulTextureBindings {
@@ -336,7 +391,7 @@ impl Kernels {
             .resources(),
         };
         Launch {
-            label: format!("matmul {m}x{k}x{n} {:?} {kernel:?}", form.epilogue),
+            label: format!("matmul {m}x{k}x{n} {:?} {}", form.epilogue, kernel.name()),
             pipeline: family.pipeline(
                 &self.ctx,
                 form,
@@ -412,9 +467,13 @@ impl BTexture {
 
 #[cfg(test)]
 pub(crate) fn all_sources() -> Vec<(String, String)> {
-    ALL_KERNELS
+    let mut kernels = kernels_for(None);
+    for lanes in SUBGROUP_LANES {
+        kernels.extend(&kernels_for(Some(lanes))[2..]);
+    }
+    kernels
         .into_iter()
-        .map(|k| (format!("matmul {k:?}"), k.source()))
+        .map(|k| (format!("matmul {}", k.name()), k.source()))
         .collect()
 }
 
@@ -432,13 +491,16 @@ mod tests {
     }
 
     const EIGHT: MatmulCaps = MatmulCaps {
-        subgroups_of_8: true,
+        subgroup_lanes: Some(8),
         max_texture_side: 8192,
     };
     const NONE: MatmulCaps = MatmulCaps {
-        subgroups_of_8: false,
+        subgroup_lanes: None,
         max_texture_side: 8192,
     };
+    const fn subgroup(lanes: u32, texture: bool) -> MatmulKernel {
+        MatmulKernel::Subgroup { lanes, texture }
+    }
 
     #[test]
     fn kernel_choice_follows_shape_and_subgroups() {
@@ -446,10 +508,7 @@ mod tests {
         let grad_w = form(true, false, BatchDim::K);
         let grad_in = form(false, true, BatchDim::M);
         // The book's first layer on an 8-lane device: the texture kernel.
-        assert_eq!(
-            fastest(forward, 128, 784, 512, EIGHT),
-            MatmulKernel::Subgroup8Texture
-        );
+        assert_eq!(fastest(forward, 128, 784, 512, EIGHT), subgroup(8, true));
         assert_eq!(fastest(forward, 128, 784, 512, NONE), MatmulKernel::Vec4);
         // N = 10 is not a multiple of 4: the scalar kernel.
         assert_eq!(fastest(forward, 128, 512, 10, EIGHT), MatmulKernel::Scalar);
@@ -458,14 +517,25 @@ mod tests {
         assert!(!vec4_fits(form(true, false, BatchDim::M), 128, 784, 512));
         // B transposed never takes the subgroup kernels; N = 12 is not a texture.
         assert_eq!(fastest(grad_in, 128, 512, 784, EIGHT), MatmulKernel::Vec4);
-        assert_eq!(fastest(forward, 4, 8, 12, EIGHT), MatmulKernel::Subgroup8);
+        assert_eq!(fastest(forward, 4, 8, 12, EIGHT), subgroup(8, false));
         assert_eq!(
             candidates(forward, 3, 5, 7, EIGHT),
             vec![MatmulKernel::Scalar]
         );
         assert_eq!(
             candidates(forward, 128, 784, 512, EIGHT),
-            ALL_KERNELS.to_vec()
+            kernels_for(Some(8))
         );
+        // Any one subgroup size the kernel is built for.
+        let sixteen = MatmulCaps {
+            subgroup_lanes: Some(16),
+            ..EIGHT
+        };
+        assert_eq!(fastest(forward, 128, 784, 512, sixteen), subgroup(16, true));
+        // 8 subgroups of 16 rows; 8 lanes of 4 columns.
+        assert_eq!(groups(subgroup(8, false), 128, 512), (16, 1, 1));
+        // 4 subgroups of 64 lanes: 64 rows, 256 columns a workgroup.
+        assert_eq!(groups(subgroup(64, true), 128, 512), (2, 2, 1));
+        assert_eq!(groups(MatmulKernel::Scalar, 1, 1), (1, 1, 1));
     }
 }

@@ -131,15 +131,14 @@ pub(crate) struct Kernels {
 }
 
 impl Kernels {
-    /// `subgroups`: the device was opened with `Features::SUBGROUP`.
-    pub fn new(device: &Device, subgroups: bool) -> Self {
+    pub fn new(device: &Device, caps: matmul::MatmulCaps) -> Self {
         Self {
             ctx: KernelContext {
                 device: device.clone(),
                 step_layout: shader::step_layout(device),
             },
             gather: gather::Gather::new(device),
-            matmul: matmul::Matmuls::new(device, subgroups),
+            matmul: matmul::Matmuls::new(device, caps),
             softmax_xent: softmax_xent::SoftmaxXent::new(device),
             column_sums: column_sums::ColumnSums::new(device),
             optimizer: optimizer::Optimizer::new(device),

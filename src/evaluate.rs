@@ -157,6 +157,12 @@ impl Evaluator {
     pub fn counters(&self) -> Counters {
         self.exec.counters()
     }
+
+    /// The kernel chosen for each product of the model on this device (GPU
+    /// devices choose by measurement; empty on the CPU).
+    pub fn kernel_choices(&mut self) -> Result<Vec<crate::KernelChoice>, Error> {
+        Ok(self.exec.kernel_choices()?)
+    }
 }
 
 /// Opens `device` with `plan`; for `Device::Auto`, also says why it chose it.

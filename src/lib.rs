@@ -50,9 +50,21 @@ mod train;
 #[cfg(test)]
 mod test_util;
 
+/// The per-user cache directory: `$XDG_CACHE_HOME/gpu-mnist`, else
+/// `$HOME/.cache/gpu-mnist` (downloaded data sets, kernel choices).
+pub fn user_cache_dir() -> Option<std::path::PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cache")))?;
+    Some(base.join("gpu-mnist"))
+}
+
 pub use backend::gpu::context::AdapterSummary;
+pub use backend::gpu::tune::forget_choices as forget_kernel_choices;
 pub use backend::gpu::GpuError;
 pub use backend::{Counters, DeviceError, KernelTime, Metrics, Profile, Split};
+pub use backend::{KernelChoice, KernelTrial};
 pub use device::{adapters, Device, GpuApi};
 pub use evaluate::{Error, Evaluator};
 pub use loss::LossKind;

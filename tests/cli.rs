@@ -380,3 +380,50 @@ fn auto_takes_a_hardware_gpu_or_else_the_cpu_and_says_why() {
         stdout(&out)
     );
 }
+
+#[test]
+fn devices_shows_the_kernel_choices_measured_once_then_cached() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("kernels.json");
+    let devices = |extra: &[&str]| {
+        let mut args = vec!["devices", "--kernels"];
+        args.extend_from_slice(extra);
+        Command::new(env!("CARGO_BIN_EXE_gpu-mnist"))
+            .args(&args)
+            .env("GPU_MNIST_KERNEL_CACHE", &cache)
+            .output()
+            .unwrap()
+    };
+    let first = devices(&[]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    let text = stdout(&first);
+    // The book's first layer has several candidates, each timed.
+    let line = text
+        .lines()
+        .find(|l| l.contains("NN BiasRelu batch=M 128x784x512"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(line.contains("scalar ") && line.contains(" ms"), "{line}");
+    assert!(
+        text.contains("128x512x10: scalar (the only candidate)"),
+        "{text}"
+    );
+    let written = std::fs::read_to_string(&cache).unwrap();
+    assert!(written.contains("128x784x512"), "{written}");
+    // The second run reads the same choices back.
+    assert_eq!(stdout(&devices(&[])), text);
+    // A corrupt cache is ignored (with a warning) and rebuilt.
+    std::fs::write(&cache, "not json").unwrap();
+    let rebuilt = devices(&[]);
+    assert!(rebuilt.status.success(), "{}", stderr(&rebuilt));
+    assert!(
+        stderr(&rebuilt).contains("ignoring the corrupt kernel cache"),
+        "{}",
+        stderr(&rebuilt)
+    );
+    assert!(std::fs::read_to_string(&cache).unwrap().starts_with('{'));
+    // --retune measures again.
+    assert!(devices(&["--retune"]).status.success());
+}

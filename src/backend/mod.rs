@@ -87,6 +87,8 @@ pub struct Profile {
     pub kernels: Vec<KernelTime>,
 }
 
+pub use gpu::tune::{Choice as KernelChoice, Trial as KernelTrial};
+
 /// What a device is asked to run besides the plan.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct RunSettings {
@@ -142,6 +144,12 @@ pub(crate) trait Executor {
     fn write(&mut self, buf: Buf, values: &[f32]) -> Result<(), DeviceError>;
 
     fn counters(&self) -> Counters;
+
+    /// The kernel chosen for each product the plan computes, with every
+    /// candidate's time, where the device chooses by measurement.
+    fn kernel_choices(&mut self) -> Result<Vec<KernelChoice>, DeviceError> {
+        Ok(Vec::new())
+    }
 
     /// Time per kernel of one (real) training step, where the device runs
     /// kernels; `None` for the CPU.

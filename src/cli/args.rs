@@ -27,7 +27,7 @@ pub enum Command {
     /// Print the predicted digit and class probabilities for test images.
     Predict(PredictArgs),
     /// List the GPU adapters wgpu can see.
-    Devices,
+    Devices(DevicesArgs),
     /// Download and verify MNIST into a directory.
     Download(DownloadArgs),
     /// Measure training throughput on the real data (and, with --profile, time per kernel).
@@ -64,10 +64,32 @@ pub struct DeviceArgs {
     /// Index of the adapter (see `gpu-mnist devices`) when several are present.
     #[arg(long, value_name = "N")]
     pub adapter: Option<usize>,
+    /// Measure the GPU kernels again instead of using the cached choice.
+    #[arg(long)]
+    pub retune: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DevicesArgs {
+    /// Also choose (or show the cached choice of) the matmul kernels of the
+    /// book's network on each adapter, with every candidate's time.
+    #[arg(long)]
+    pub kernels: bool,
+    /// With --kernels: measure again instead of using the cache.
+    #[arg(long, requires = "kernels")]
+    pub retune: bool,
 }
 
 impl DeviceArgs {
-    pub fn device(&self) -> Device {
+    /// The device asked for, forgetting cached kernel choices on `--retune`.
+    pub fn open(&self) -> Result<Device, std::io::Error> {
+        if self.retune {
+            gpu_mnist::forget_kernel_choices()?;
+        }
+        Ok(self.device())
+    }
+
+    fn device(&self) -> Device {
         let api = match self.backend {
             BackendChoice::Auto if self.adapter.is_none() => return Device::Auto,
             BackendChoice::Cpu => return Device::Cpu,

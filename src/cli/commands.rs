@@ -11,7 +11,7 @@ use gpu_mnist::data::{mnist, Splits};
 use gpu_mnist::{Evaluator, GpuApi, Init, Params, Split, TrainConfig, Trainer};
 
 use super::args::{
-    mnist_model, BenchArgs, Command, DataArgs, EvaluateArgs, PredictArgs, TrainArgs,
+    mnist_model, BenchArgs, Command, DataArgs, DevicesArgs, EvaluateArgs, PredictArgs, TrainArgs,
 };
 use super::progress::{download_bar, EpochLines};
 
@@ -22,7 +22,7 @@ pub fn run(cli: super::args::Cli) -> Result<(), CliError> {
         Command::Train(args) => train(&args),
         Command::Evaluate(args) => evaluate(&args),
         Command::Predict(args) => predict(&args),
-        Command::Devices => devices(),
+        Command::Devices(args) => devices(&args),
         Command::Download(args) => download(args.dir),
         Command::Bench(args) => bench(&args),
     }
@@ -59,13 +59,7 @@ fn train(args: &TrainArgs) -> Result<(), CliError> {
         seed: args.seed,
         report_every: args.report_every as usize,
     };
-    let mut trainer = Trainer::new(
-        &args.device.device(),
-        &spec,
-        &params,
-        Arc::new(data),
-        config,
-    )?;
+    let mut trainer = Trainer::new(&args.device.open()?, &spec, &params, Arc::new(data), config)?;
     if !args.quiet {
         println!(
             "backend: {} | {:?} lr {} | {train_len} training images\n{spec}",
@@ -129,7 +123,7 @@ fn open_checkpoint(
         .into());
     }
     Ok(Evaluator::new(
-        &device.device(),
+        &device.open()?,
         &spec,
         &params,
         Arc::new(data),
@@ -190,13 +184,7 @@ fn bench(args: &BenchArgs) -> Result<(), CliError> {
         ..TrainConfig::default()
     };
     let params = Params::init(&spec, Init::Glorot, args.seed);
-    let mut trainer = Trainer::new(
-        &args.device.device(),
-        &spec,
-        &params,
-        Arc::new(data),
-        config,
-    )?;
+    let mut trainer = Trainer::new(&args.device.open()?, &spec, &params, Arc::new(data), config)?;
     let steps = args.steps.map_or(usize::MAX, |s| s as usize);
     let report = super::bench::run(
         &mut trainer,
@@ -213,7 +201,7 @@ fn bench(args: &BenchArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-fn devices() -> Result<(), CliError> {
+fn devices(args: &DevicesArgs) -> Result<(), CliError> {
     let adapters = gpu_mnist::adapters(GpuApi::Any);
     if adapters.is_empty() {
         return Err(gpu_mnist::GpuError::NoAdapter {
@@ -221,8 +209,48 @@ fn devices() -> Result<(), CliError> {
         }
         .into());
     }
+    if args.retune {
+        gpu_mnist::forget_kernel_choices()?;
+    }
     for adapter in adapters {
         println!("{adapter}");
+        if args.kernels {
+            print_kernel_choices(adapter.index)?;
+        }
+    }
+    Ok(())
+}
+
+/// The kernels adapter `index` uses for the book's network, and why.
+fn print_kernel_choices(index: usize) -> Result<(), CliError> {
+    let device = gpu_mnist::Device::Gpu {
+        api: GpuApi::Any,
+        adapter: Some(index),
+    };
+    let spec = mnist_model(&super::args::HiddenLayers(vec![512]));
+    let one =
+        gpu_mnist::data::Dataset::new(vec![0; spec.inputs], vec![0], spec.inputs, spec.classes())?;
+    let data = Arc::new(Splits {
+        train: one.clone(),
+        test: one,
+    });
+    let params = Params::init(&spec, Init::Glorot, 1);
+    let mut trainer = Trainer::new(&device, &spec, &params, data, TrainConfig::default())?;
+    for choice in trainer.model().kernel_choices()? {
+        let trials: Vec<String> = choice
+            .trials
+            .iter()
+            .map(|t| match t.ms {
+                Some(ms) => format!("{} {ms:.3} ms", t.kernel),
+                None => format!("{} rejected", t.kernel),
+            })
+            .collect();
+        let why = if trials.is_empty() {
+            "the only candidate".to_string()
+        } else {
+            trials.join(", ")
+        };
+        println!("    {}: {} ({why})", choice.product, choice.kernel);
     }
     Ok(())
 }

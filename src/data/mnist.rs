@@ -133,14 +133,10 @@ pub enum DataError {
     },
 }
 
-/// The per-user cache directory: `$XDG_CACHE_HOME/gpu-mnist/mnist`, else
-/// `$HOME/.cache/gpu-mnist/mnist`.
+/// The per-user cache directory of the data set: `mnist` in
+/// [`crate::user_cache_dir`].
 pub fn cache_dir() -> Option<PathBuf> {
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
-    Some(base.join("gpu-mnist").join("mnist"))
+    Some(crate::user_cache_dir()?.join("mnist"))
 }
 
 /// Directories searched when no `--data-dir` is given, in order.

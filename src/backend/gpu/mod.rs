@@ -12,6 +12,7 @@ pub(crate) mod context;
 pub(crate) mod kernels;
 mod profile;
 pub(crate) mod shader;
+pub(crate) mod tune;
 
 use std::collections::HashMap;
 use wgpu::{Buffer, CommandEncoder, ComputePass};
@@ -27,6 +28,7 @@ use kernels::matmul::{self, MatmulKernel, MatmulOperands};
 use kernels::optimizer::{Hyper, OptimizerBindings, STEPS_BEFORE_OFFSET};
 use kernels::softmax_xent::{XentBindings, XentMode};
 use kernels::{Kernels, Launch, Shape};
+use tune::Product;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GpuError {
@@ -136,6 +138,8 @@ pub(crate) struct GpuExecutor {
     lens: [usize; 2],
     /// A matmul kernel to use wherever it fits instead of the fastest (the
     /// conformance tests run every candidate through the training wiring).
+    /// The kernel measured fastest for each product (see `tune.rs`).
+    choices: HashMap<Product, MatmulKernel>,
     #[cfg(test)]
     forced_matmul: Option<MatmulKernel>,
 }
@@ -285,6 +289,7 @@ impl GpuExecutor {
             launches: HashMap::new(),
             counters,
             lens,
+            choices: HashMap::new(),
             #[cfg(test)]
             forced_matmul: None,
         })
@@ -297,16 +302,74 @@ impl GpuExecutor {
         self.launches.clear();
     }
 
-    /// The kernel for `form` at this shape.
-    fn matmul_kernel(&self, form: MatmulForm, m: usize, k: usize, n: usize) -> MatmulKernel {
-        let fastest = matmul::fastest(form, m, k, n, self.ctx.matmul_caps());
+    /// The kernel forced on `product`, where one is and it fits.
+    fn forced_kernel(&self, product: Product) -> Option<MatmulKernel> {
         #[cfg(test)]
         if let Some(forced) = self.forced_matmul {
+            let Product { form, m, k, n } = product;
             if matmul::candidates(form, m, k, n, self.ctx.matmul_caps()).contains(&forced) {
-                return forced;
+                return Some(forced);
             }
         }
-        fastest
+        let _ = product;
+        None
+    }
+
+    /// The kernel for `product`: forced, or chosen by [`Self::tune`], or
+    /// (before tuning) the rule of thumb.
+    fn matmul_kernel(&self, product: Product) -> MatmulKernel {
+        let Product { form, m, k, n } = product;
+        self.forced_kernel(product)
+            .or_else(|| self.choices.get(&product).copied())
+            .unwrap_or_else(|| matmul::fastest(form, m, k, n, self.ctx.matmul_caps()))
+    }
+
+    /// The product `mm` is computed as in `program`: the first layer's `Xᵀ·delta`
+    /// reads the transposed batch when there is one.
+    fn lowered_product(&self, program: Program, mm: &crate::plan::Matmul) -> Product {
+        if program == Program::Train
+            && self.input_t.is_some()
+            && mm.a == Buf::Input
+            && mm.form.transpose_a
+        {
+            Product {
+                form: transposed_form(),
+                m: mm.m,
+                k: self.plan.batch,
+                n: mm.n,
+            }
+        } else {
+            Product {
+                form: mm.form,
+                m: mm.m,
+                k: mm.k,
+                n: mm.n,
+            }
+        }
+    }
+
+    /// Chooses, by measurement on this device (or from the cache), the kernel
+    /// of each product `program` computes.
+    fn tune(&mut self, program: Program) -> Result<(), GpuError> {
+        let products: Vec<Product> = self
+            .plan
+            .ops(program)
+            .iter()
+            .filter_map(|op| match op {
+                Op::Matmul(mm) => Some(self.lowered_product(program, mm)),
+                _ => None,
+            })
+            .collect();
+        for product in products {
+            if self.choices.contains_key(&product) || self.forced_kernel(product).is_some() {
+                continue;
+            }
+            let Product { form, m, k, n } = product;
+            let candidates = matmul::candidates(form, m, k, n, self.ctx.matmul_caps());
+            let kernel = tune::choose(&self.ctx, &self.waits, &self.kernels, product, &candidates)?;
+            self.choices.insert(product, kernel);
+        }
+        Ok(())
     }
 
     /// The kernel of `Xᵀ·delta` over the transposed batch, when the training
@@ -357,18 +420,16 @@ impl GpuExecutor {
                     transposed,
                 ),
                 Op::Matmul(mm) => {
-                    let reads_transposed = transposed && mm.a == Buf::Input && mm.form.transpose_a;
-                    let (form, (m, k_dim, n), a) = if reads_transposed {
-                        let xt = self.input_t.as_ref().expect("allocated with the kernel");
-                        (transposed_form(), (mm.m, plan.batch, mm.n), whole(xt))
+                    let product = self.lowered_product(program, &mm);
+                    let a = if product.form == mm.form {
+                        bind(mm.a)
                     } else {
-                        (mm.form, (mm.m, mm.k, mm.n), bind(mm.a))
+                        whole(self.input_t.as_ref().expect("allocated with the kernel"))
                     };
-                    let kernel = self.matmul_kernel(form, m, k_dim, n);
                     k.matmul(
-                        kernel,
-                        form,
-                        (m, k_dim, n),
+                        self.matmul_kernel(product),
+                        product.form,
+                        (product.m, product.k, product.n),
                         MatmulOperands {
                             a,
                             b: self.region(mm.b),
@@ -438,12 +499,13 @@ impl GpuExecutor {
     }
 
     /// The launches of `program` over `key`'s source, bound on first use.
-    fn launches(&mut self, program: Program, key: SourceKey) -> &[Launch] {
+    fn launches(&mut self, program: Program, key: SourceKey) -> Result<&[Launch], GpuError> {
         if !self.launches.contains_key(&(program, key)) {
+            self.tune(program)?;
             let launches = self.lower(program, &self.sources[&key]);
             self.launches.insert((program, key), launches);
         }
-        &self.launches[&(program, key)]
+        Ok(&self.launches[&(program, key)])
     }
 
     /// Runs every step of `key`'s table, `report_every` steps per submit (all
@@ -457,7 +519,7 @@ impl GpuExecutor {
     ) -> Result<Metrics, GpuError> {
         let updates = self.plan.ops(program).contains(&Op::Update);
         let window = self.settings.report_every.max(1);
-        self.launches(program, key);
+        self.launches(program, key)?;
         let launches = &self.launches[&(program, key)];
         let source = &self.sources[&key];
         let (len, steps, batch) = (source.table.len, source.table.steps, self.plan.batch);
@@ -556,6 +618,7 @@ impl GpuExecutor {
             table,
         };
         self.counters.bytes_to_device += 4 * rows as u64 + images.len() as u64;
+        self.tune(Program::Predict)?;
         let launches = self.lower(Program::Predict, &source);
         let classes = self.plan.classes;
         let mut probs = Vec::with_capacity(rows * classes);
@@ -702,12 +765,41 @@ impl Executor for GpuExecutor {
         self.counters
     }
 
+    fn kernel_choices(&mut self) -> Result<Vec<super::KernelChoice>, DeviceError> {
+        let mut out: Vec<super::KernelChoice> = Vec::new();
+        for program in [Program::Train, Program::Eval, Program::Predict] {
+            if program == Program::Train && self.settings.optimizer.is_none() {
+                continue;
+            }
+            self.tune(program)?;
+            for op in self.plan.ops(program) {
+                if let Op::Matmul(mm) = op {
+                    let product = self.lowered_product(program, mm);
+                    let choice = tune::recorded(&self.ctx, product).unwrap_or_else(|| {
+                        let kernel = self.matmul_kernel(product).name();
+                        // The only candidate: nothing was measured.
+                        tune::Choice {
+                            product: product.key(),
+                            kernel,
+                            trials: Vec::new(),
+                        }
+                    });
+                    if !out.iter().any(|c| c.product == choice.product) {
+                        out.push(choice);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
     fn profile_step(&mut self) -> Result<Option<Profile>, DeviceError> {
         // The training split in file order: its step table is always filled.
         let key = SourceKey {
             split: Split::Train,
             ordered: false,
         };
+        self.tune(Program::Train)?;
         let launches = self.lower(Program::Train, &self.sources[&key]);
         // The profiled step trains for real: it counts as one.
         self.write_step_count();

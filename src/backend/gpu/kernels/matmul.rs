@@ -280,7 +280,6 @@ pub(crate) fn fastest(
 }
 
 /// Every kernel that computes `form` at this shape on this device, simplest first.
-#[cfg(test)]
 pub(crate) fn candidates(
     form: MatmulForm,
     m: usize,

@@ -1,0 +1,436 @@
+//! Kernel choice by measurement. For each product a plan needs, every
+//! candidate kernel the device can run is run once on random data and
+//! compared with the first candidate, the simple kernel that is right
+//! everywhere (one that disagrees beyond the conformance tolerance is dropped,
+//! with a warning naming it), then timed (timestamp queries where the adapter
+//! has them, else host timing); the fastest is kept. Choices are remembered
+//! for the process and cached per adapter, driver and product in the user
+//! cache directory (`kernels.json`, written atomically; a corrupt file is
+//! ignored and rebuilt), so a second run starts at once.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use super::buffers::{self, block_on, DeviceWaits, Region, StepTable};
+use super::kernels::matmul::{MatmulKernel, MatmulOperands};
+use super::kernels::Kernels;
+use super::{profile, record_steps, GpuContext, GpuError};
+use crate::backend::Counters;
+use crate::plan::{BatchDim, Epilogue, MatmulForm};
+
+/// Environment variable naming the cache file instead of the default.
+pub const CACHE_ENV: &str = "GPU_MNIST_KERNEL_CACHE";
+
+/// One product at the full batch: what a choice is made for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct Product {
+    pub form: MatmulForm,
+    pub m: usize,
+    pub k: usize,
+    pub n: usize,
+}
+
+impl Product {
+    /// E.g. `NN BiasRelu batch=M 128x784x512`.
+    pub fn key(&self) -> String {
+        let f = self.form;
+        let t = |b| if b { "T" } else { "N" };
+        format!(
+            "{}{} {:?} batch={:?} {}x{}x{}",
+            t(f.transpose_a),
+            t(f.transpose_b),
+            f.epilogue,
+            f.batch_dim,
+            self.m,
+            self.k,
+            self.n
+        )
+    }
+}
+
+/// A candidate's outcome: milliseconds per launch, or `None` when it
+/// disagreed with the simple kernel.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Trial {
+    pub kernel: String,
+    pub ms: Option<f64>,
+}
+
+/// The kernel chosen for a product, and every candidate's outcome.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Choice {
+    pub product: String,
+    pub kernel: String,
+    pub trials: Vec<Trial>,
+}
+
+/// Choices made in this process, by adapter and product.
+static MEMO: Mutex<BTreeMap<String, Choice>> = Mutex::new(BTreeMap::new());
+
+/// The cache file: `$GPU_MNIST_KERNEL_CACHE`, else `kernels.json` in the user
+/// cache directory.
+pub fn cache_path() -> Option<PathBuf> {
+    match std::env::var_os(CACHE_ENV).filter(|v| !v.is_empty()) {
+        Some(path) => Some(PathBuf::from(path)),
+        None => Some(crate::user_cache_dir()?.join("kernels.json")),
+    }
+}
+
+fn read_cache(path: &std::path::Path) -> BTreeMap<String, Choice> {
+    let Ok(bytes) = std::fs::read(path) else {
+        return BTreeMap::new();
+    };
+    serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+        log::warn!(
+            "ignoring the corrupt kernel cache {} ({e}); it will be rebuilt",
+            path.display()
+        );
+        BTreeMap::new()
+    })
+}
+
+/// Forgets every choice, in this process and in the cache file, so the next
+/// device opened measures again (`--retune`).
+pub fn forget_choices() -> std::io::Result<()> {
+    MEMO.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    match cache_path() {
+        Some(path) if path.exists() => std::fs::remove_file(path),
+        _ => Ok(()),
+    }
+}
+
+/// The choice remembered for `product` on this device, with its trials.
+pub(crate) fn recorded(ctx: &GpuContext, product: Product) -> Option<Choice> {
+    let key = format!("{} | {}", adapter_key(ctx), product.key());
+    MEMO.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&key)
+        .cloned()
+}
+
+/// The adapter part of a cache key: name, backend and driver.
+fn adapter_key(ctx: &GpuContext) -> String {
+    let s = &ctx.summary;
+    format!("{} | {} | {}", s.name, s.backend, s.driver)
+}
+
+/// The choice for `product` among `candidates` (simplest first): remembered,
+/// cached, or measured now.
+pub(crate) fn choose(
+    ctx: &GpuContext,
+    waits: &DeviceWaits,
+    kernels: &Kernels,
+    product: Product,
+    candidates: &[MatmulKernel],
+) -> Result<MatmulKernel, GpuError> {
+    let by_name = |name: &str| candidates.iter().copied().find(|k| k.name() == name);
+    if candidates.len() == 1 {
+        return Ok(candidates[0]);
+    }
+    let key = format!("{} | {}", adapter_key(ctx), product.key());
+    let mut memo = MEMO.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(kernel) = memo.get(&key).and_then(|c| by_name(&c.kernel)) {
+        return Ok(kernel);
+    }
+    let choice = cached_or_measured(ctx, waits, kernels, product, candidates, cache_path())?;
+    let kernel = by_name(&choice.kernel).expect("the choice is a candidate");
+    memo.insert(key, choice);
+    Ok(kernel)
+}
+
+/// The choice for `product` from the cache file at `path`, or measured now
+/// and written there.
+fn cached_or_measured(
+    ctx: &GpuContext,
+    waits: &DeviceWaits,
+    kernels: &Kernels,
+    product: Product,
+    candidates: &[MatmulKernel],
+    path: Option<PathBuf>,
+) -> Result<Choice, GpuError> {
+    let key = format!("{} | {}", adapter_key(ctx), product.key());
+    let mut cache = path.as_deref().map(read_cache).unwrap_or_default();
+    let known = |c: &&Choice| candidates.iter().any(|k| k.name() == c.kernel);
+    if let Some(choice) = cache.get(&key).filter(known) {
+        return Ok(choice.clone());
+    }
+    let forms: Vec<_> = candidates.iter().map(|&k| (k, product.form)).collect();
+    let choice = measure(ctx, waits, kernels, product, &forms)?;
+    cache.insert(key, choice.clone());
+    if let Some(path) = path {
+        let written = serde_json::to_vec_pretty(&cache)
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| crate::atomic_file::write_atomically(&path, &bytes));
+        if let Err(e) = written {
+            log::warn!("cannot write the kernel cache {}: {e}", path.display());
+        }
+    }
+    Ok(choice)
+}
+
+/// Deterministic inputs in [-1, 1).
+fn random(n: usize, seed: u64) -> Vec<f32> {
+    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+    (0..n)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+        })
+        .collect()
+}
+
+/// Runs each candidate (a kernel, and the form it is bound with: the
+/// product's, except where a test injects a wrong one) once against the first,
+/// then times the ones that agree.
+pub(crate) fn measure(
+    ctx: &GpuContext,
+    waits: &DeviceWaits,
+    kernels: &Kernels,
+    product: Product,
+    candidates: &[(MatmulKernel, MatmulForm)],
+) -> Result<Choice, GpuError> {
+    let Product { form, m, k, n } = product;
+    let device = &ctx.device;
+    let (a, b) = (random(m * k, 1), random(k * n, 2));
+    let extra: Vec<f32> = match form.epilogue {
+        Epilogue::ReluMask => random(m * n, 3).into_iter().map(|v| v.max(0.0)).collect(),
+        _ => random(n, 3),
+    };
+    let upload =
+        |label, values: &[f32]| buffers::storage_with(device, label, bytemuck::cast_slice(values));
+    let (a_buf, b_buf, extra_buf) = (upload("a", &a), upload("b", &b), upload("extra", &extra));
+    let rows = match form.batch_dim {
+        BatchDim::M => m,
+        BatchDim::K => k,
+        BatchDim::None => 1,
+    };
+    let mut counters = Counters::default();
+    let mut table = StepTable::new(device, &kernels.ctx.step_layout, ctx.step_stride(), 1);
+    table.fill(&ctx.queue, rows, rows, &mut counters);
+    let launch = |kernel, form, c: &wgpu::Buffer| {
+        kernels.matmul(
+            kernel,
+            form,
+            (m, k, n),
+            MatmulOperands {
+                a: a_buf.as_entire_binding(),
+                b: Region::whole(&b_buf),
+                c: c.as_entire_binding(),
+                extra: extra_buf.as_entire_binding(),
+            },
+        )
+    };
+    // sum |a * b| per output, the scale of each output's rounding error.
+    let at = |i: usize, kk: usize| {
+        if form.transpose_a {
+            a[kk * m + i]
+        } else {
+            a[i * k + kk]
+        }
+    };
+    let bt = |kk: usize, j: usize| {
+        if form.transpose_b {
+            b[j * k + kk]
+        } else {
+            b[kk * n + j]
+        }
+    };
+    let mut magnitude = vec![0.0f64; m * n];
+    for i in 0..m {
+        for kk in 0..k {
+            let x = at(i, kk).abs() as f64;
+            for (j, mag) in magnitude[i * n..(i + 1) * n].iter_mut().enumerate() {
+                *mag += x * bt(kk, j).abs() as f64;
+            }
+        }
+    }
+    let mut reference: Option<Vec<f32>> = None;
+    let mut trials = Vec::new();
+    for &(kernel, bound_form) in candidates {
+        let c = buffers::storage(device, "c", (4 * m * n) as u64);
+        let run = launch(kernel, bound_form, &c);
+        let mut encoder = device.create_command_encoder(&Default::default());
+        record_steps(
+            &mut encoder,
+            std::slice::from_ref(&run),
+            &table.bind_group,
+            [table.offset(0)].into_iter(),
+        );
+        ctx.queue.submit([encoder.finish()]);
+        let read = buffers::read(device, &ctx.queue, waits, Region::whole(&c), &mut counters);
+        let values = buffers::f32s(&block_on(device, waits, read)??);
+        let values = &values[..m * n];
+        let agrees = match &reference {
+            None => true,
+            Some(r) => r
+                .iter()
+                .zip(values)
+                .zip(&magnitude)
+                .all(|((&r, &v), &mag)| {
+                    // Both sides carry rounding error: twice the conformance bound.
+                    (r as f64 - v as f64).abs() <= 2e-5 * mag + 2e-6
+                }),
+        };
+        if reference.is_none() {
+            reference = Some(values.to_vec());
+        }
+        if !agrees {
+            log::warn!(
+                "dropping matmul kernel {} for {}: its results disagree with {}",
+                kernel.name(),
+                product.key(),
+                candidates[0].0.name()
+            );
+            trials.push(Trial {
+                kernel: kernel.name(),
+                ms: None,
+            });
+            continue;
+        }
+        // The median of three timed launches.
+        let mut times = (0..3)
+            .map(|_| {
+                let p = profile::time_launches(
+                    ctx,
+                    waits,
+                    std::slice::from_ref(&run),
+                    &table.bind_group,
+                    table.offset(0),
+                )?;
+                Ok(p.kernels[0].ms)
+            })
+            .collect::<Result<Vec<f64>, GpuError>>()?;
+        times.sort_by(f64::total_cmp);
+        trials.push(Trial {
+            kernel: kernel.name(),
+            ms: Some(times[1]),
+        });
+    }
+    let best = trials
+        .iter()
+        .filter_map(|t| t.ms.map(|ms| (ms, &t.kernel)))
+        .min_by(|x, y| x.0.total_cmp(&y.0))
+        .map(|(_, name)| name.clone())
+        .unwrap_or_else(|| candidates[0].0.name());
+    Ok(Choice {
+        product: product.key(),
+        kernel: best,
+        trials,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::gpu::kernels::matmul;
+
+    /// The Vulkan device, or `None` (with a notice) where there is none and
+    /// none is required.
+    fn vulkan() -> Option<(GpuContext, Kernels)> {
+        match GpuContext::open(wgpu::Backends::VULKAN, None) {
+            Ok(ctx) => {
+                let kernels = Kernels::new(&ctx.device, ctx.matmul_caps());
+                Some((ctx, kernels))
+            }
+            Err(e) if std::env::var("GPU_MNIST_REQUIRE_ADAPTER").is_ok_and(|v| v == "1") => {
+                panic!("{e}")
+            }
+            Err(e) => {
+                eprintln!("notice: skipping: {e}");
+                None
+            }
+        }
+    }
+
+    fn product(m: usize, k: usize, n: usize) -> Product {
+        Product {
+            form: MatmulForm {
+                transpose_a: false,
+                transpose_b: false,
+                epilogue: Epilogue::Bias,
+                batch_dim: BatchDim::M,
+            },
+            m,
+            k,
+            n,
+        }
+    }
+
+    #[test]
+    fn a_candidate_with_wrong_results_is_dropped() {
+        let Some((ctx, kernels)) = vulkan() else {
+            return;
+        };
+        let waits = DeviceWaits::default();
+        let p = product(36, 20, 64);
+        // The vec4 kernel bound without the bias: wrong for this product.
+        let wrong = MatmulForm {
+            epilogue: Epilogue::None,
+            ..p.form
+        };
+        let choice = measure(
+            &ctx,
+            &waits,
+            &kernels,
+            p,
+            &[(MatmulKernel::Scalar, p.form), (MatmulKernel::Vec4, wrong)],
+        )
+        .unwrap();
+        assert_eq!(choice.kernel, "scalar");
+        assert_eq!(
+            choice.trials[1],
+            Trial {
+                kernel: "vec4".into(),
+                ms: None
+            }
+        );
+        assert!(choice.trials[0].ms.is_some_and(|ms| ms > 0.0));
+        // Bound right, it agrees and is timed.
+        let choice = measure(
+            &ctx,
+            &waits,
+            &kernels,
+            p,
+            &[(MatmulKernel::Scalar, p.form), (MatmulKernel::Vec4, p.form)],
+        )
+        .unwrap();
+        assert!(choice.trials.iter().all(|t| t.ms.is_some()), "{choice:?}");
+    }
+
+    #[test]
+    fn choices_are_cached_and_a_corrupt_cache_is_rebuilt() {
+        let Some((ctx, kernels)) = vulkan() else {
+            return;
+        };
+        let waits = DeviceWaits::default();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kernels.json");
+        let p = product(40, 24, 128);
+        let candidates = matmul::candidates(p.form, p.m, p.k, p.n, ctx.matmul_caps());
+        assert!(candidates.len() > 1, "{candidates:?}");
+        let first =
+            cached_or_measured(&ctx, &waits, &kernels, p, &candidates, Some(path.clone())).unwrap();
+        assert_eq!(first.trials.len(), candidates.len());
+        let key = format!("{} | {}", adapter_key(&ctx), p.key());
+        let mut file: BTreeMap<String, Choice> =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(file[&key], first);
+        // A second run takes the file's word for it, measuring nothing.
+        file.get_mut(&key).unwrap().kernel = "scalar".into();
+        std::fs::write(&path, serde_json::to_vec(&file).unwrap()).unwrap();
+        let second =
+            cached_or_measured(&ctx, &waits, &kernels, p, &candidates, Some(path.clone())).unwrap();
+        assert_eq!(second.kernel, "scalar");
+        // A corrupt file is ignored, measured again and written whole.
+        std::fs::write(&path, b"{ not json").unwrap();
+        let third =
+            cached_or_measured(&ctx, &waits, &kernels, p, &candidates, Some(path.clone())).unwrap();
+        assert_eq!(third.trials.len(), candidates.len());
+        let rebuilt: BTreeMap<String, Choice> =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(rebuilt[&key], third);
+    }
+}

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use crate::backend::gpu::tune::random;
 use crate::backend::{Executor, RunSettings, Split};
 use crate::data::mnist::{CLASSES, FEATURES};
 use crate::data::{Dataset, Splits};
@@ -35,11 +36,7 @@ impl OpBench {
             test: set,
         });
         let params: Vec<Vec<f32>> = (0..plan.tensors.len())
-            .map(|t| {
-                (0..plan.tensor_len(t))
-                    .map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5)
-                    .collect()
-            })
+            .map(|t| random(plan.tensor_len(t), t as u64))
             .collect();
         let params: Vec<&[f32]> = params.iter().map(Vec::as_slice).collect();
         let settings = RunSettings {

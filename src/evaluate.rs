@@ -141,13 +141,7 @@ impl Evaluator {
 
     /// Replaces the parameters (the optimizer state is kept).
     pub fn set_params(&mut self, params: &Params) -> Result<(), Error> {
-        if params.layer_dims() != self.spec.layer_dims() {
-            return Err(Error::Invalid(format!(
-                "parameters of layers {:?} do not fit this model's {:?}",
-                params.layer_dims(),
-                self.spec.layer_dims()
-            )));
-        }
+        check_params(&self.spec, params)?;
         for (t, values) in params.tensors().iter().enumerate() {
             self.exec.write(Buf::Param(t), values)?;
         }
@@ -181,9 +175,8 @@ pub(crate) fn executor(
     Ok((exec, why))
 }
 
-/// Fails unless the parameters have the model's shapes and the data set's
-/// examples and classes fit the model.
-fn check_fits(spec: &ModelSpec, params: &Params, data: &Splits) -> Result<(), Error> {
+/// Fails unless the parameters have the model's layer shapes.
+fn check_params(spec: &ModelSpec, params: &Params) -> Result<(), Error> {
     if params.layer_dims() != spec.layer_dims() {
         return Err(Error::Invalid(format!(
             "parameters of layers {:?} do not fit the model's {:?}",
@@ -191,6 +184,13 @@ fn check_fits(spec: &ModelSpec, params: &Params, data: &Splits) -> Result<(), Er
             spec.layer_dims()
         )));
     }
+    Ok(())
+}
+
+/// Fails unless the parameters have the model's shapes and the data set's
+/// examples and classes fit the model.
+fn check_fits(spec: &ModelSpec, params: &Params, data: &Splits) -> Result<(), Error> {
+    check_params(spec, params)?;
     for (name, set) in [("training", &data.train), ("test", &data.test)] {
         if set.features != spec.inputs {
             return Err(Error::Invalid(format!(

@@ -292,19 +292,18 @@ fn vulkan_backend_trains_from_the_command_line() {
     if common::gpu().is_none() {
         return;
     }
-    let out = gpu_mnist(&[
-        "train",
-        "--backend",
-        "vulkan",
-        "--data-dir",
-        dir.to_str().unwrap(),
-        "--epochs",
-        "1",
-        "--train-samples",
-        "2000",
-        "--hidden",
-        "64",
-    ]);
+    let vulkan_train = |extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "--backend",
+            "vulkan",
+            "--data-dir",
+            dir.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        gpu_mnist(&args)
+    };
+    let out = vulkan_train(&["--epochs", "1", "--train-samples", "2000", "--hidden", "64"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     assert!(
@@ -326,17 +325,7 @@ fn vulkan_backend_trains_from_the_command_line() {
     );
     // A batch whose gather needs more workgroups than a dimension allows is
     // refused before anything is built, naming the limit.
-    let out = gpu_mnist(&[
-        "train",
-        "--backend",
-        "vulkan",
-        "--data-dir",
-        dir.to_str().unwrap(),
-        "--batch-size",
-        "65536",
-        "--hidden",
-        "8",
-    ]);
+    let out = vulkan_train(&["--batch-size", "65536", "--hidden", "8"]);
     assert_fails(&out, 1, "must be at least");
     assert!(
         stderr(&out).contains("this adapter allows"),

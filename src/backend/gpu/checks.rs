@@ -121,12 +121,7 @@ pub(crate) fn check(offer: &Offer, plan: &Plan, data: &Splits) -> Result<(), Gpu
 /// Every launch's workgroups per dimension.
 fn check_grids(allowed: u64, caps: MatmulCaps, plan: &Plan) -> Result<(), GpuError> {
     let limit = "max_compute_workgroups_per_dimension";
-    let shape = Shape {
-        features: plan.features as u32,
-        classes: plan.classes as u32,
-        batch: plan.batch as u32,
-        pad: 0,
-    };
+    let shape = Shape::of(plan);
     for op in plan.train.iter().chain(&plan.eval).chain(&plan.predict) {
         let (what, (x, y, z)) = match *op {
             Op::Gather { .. } => (

@@ -214,7 +214,7 @@ impl GpuExecutor {
                 )
             })
             .collect();
-        let shape = kernels.uniform("shape", &shape_of(&plan));
+        let shape = kernels.uniform("shape", &Shape::of(&plan));
         let lens = [data.train.len, data.test.len];
         let max_steps = plan.steps(lens[0].max(lens[1]));
         let loss_sums = buffers::storage(&device, "loss sums", f32_bytes(max_steps));
@@ -303,15 +303,18 @@ impl GpuExecutor {
     }
 
     /// The kernel forced on `product`, where one is and it fits.
+    #[cfg(test)]
     fn forced_kernel(&self, product: Product) -> Option<MatmulKernel> {
-        #[cfg(test)]
-        if let Some(forced) = self.forced_matmul {
-            let Product { form, m, k, n } = product;
-            if matmul::candidates(form, m, k, n, self.ctx.matmul_caps()).contains(&forced) {
-                return Some(forced);
-            }
-        }
-        let _ = product;
+        let Product { form, m, k, n } = product;
+        let fits = |kernel: &MatmulKernel| {
+            matmul::candidates(form, m, k, n, self.ctx.matmul_caps()).contains(kernel)
+        };
+        self.forced_matmul.filter(fits)
+    }
+
+    /// Kernels are forced only by the conformance tests.
+    #[cfg(not(test))]
+    fn forced_kernel(&self, _product: Product) -> Option<MatmulKernel> {
         None
     }
 
@@ -415,7 +418,7 @@ impl GpuExecutor {
                         xt: whole(self.input_t.as_ref().unwrap_or(unused_write)),
                         shape: whole(&self.shape),
                     },
-                    &shape_of(plan),
+                    &Shape::of(plan),
                     one_hot,
                     transposed,
                 ),
@@ -649,16 +652,6 @@ impl GpuExecutor {
             probs.extend(buffers::f32s(&bytes));
         }
         Ok(probs)
-    }
-}
-
-/// The data set's shape as the gather and loss kernels read it.
-fn shape_of(plan: &Plan) -> Shape {
-    Shape {
-        features: plan.features as u32,
-        classes: plan.classes as u32,
-        batch: plan.batch as u32,
-        pad: 0,
     }
 }
 

@@ -170,7 +170,7 @@ fn cached_or_measured(
 }
 
 /// Deterministic inputs in [-1, 1).
-fn random(n: usize, seed: u64) -> Vec<f32> {
+pub(crate) fn random(n: usize, seed: u64) -> Vec<f32> {
     let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
     (0..n)
         .map(|_| {

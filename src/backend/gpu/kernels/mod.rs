@@ -40,6 +40,18 @@ uniform_struct! {
     }
 }
 
+impl Shape {
+    /// The shape of `plan`'s data and batch.
+    pub fn of(plan: &crate::plan::Plan) -> Self {
+        Self {
+            features: plan.features as u32,
+            classes: plan.classes as u32,
+            batch: plan.batch as u32,
+            pad: 0,
+        }
+    }
+}
+
 /// A copy recorded before a launch (outside any compute pass): a matmul's B
 /// from its buffer into the texture the kernel reads.
 pub(crate) struct Upload {

@@ -54,17 +54,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
                 break;
             }
             let idx = row * n + col;
-            var v = acc[i][j];
-            if EPILOGUE == EPILOGUE_BIAS || EPILOGUE == EPILOGUE_BIAS_RELU {
-                v += extra[col];
-            }
-            if EPILOGUE == EPILOGUE_BIAS_RELU {
-                v = max(v, 0.0);
-            }
-            if EPILOGUE == EPILOGUE_RELU_MASK && extra[idx] <= 0.0 {
-                v = 0.0;
-            }
-            c[idx] = v;
+            c[idx] = epilogue1(acc[i][j], col, idx);
         }
     }
 }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use super::cpu::CpuExecutor;
 use super::gpu::kernels::matmul::{self, MatmulKernel};
-use super::gpu::{GpuContext, GpuExecutor};
+use super::gpu::{self, GpuContext, GpuExecutor};
 use super::{Executor, RunSettings, Split};
 use crate::data::{pixel, Splits};
 use crate::optim::{OptimizerKind, OptimizerSpec};
@@ -173,8 +173,9 @@ fn assert_close(got: &[f32], want: &[f64], magnitude: &[f64], what: &str) {
     }
 }
 
-const SHAPES: [(usize, usize, usize); 8] = [
+const SHAPES: [(usize, usize, usize); 9] = [
     (1, 1, 1),
+    (1, 130, 70),
     (3, 5, 7),
     (4, 8, 12),
     (33, 17, 65),
@@ -205,7 +206,8 @@ fn matmul_forms(device: TestDevice, ctx: &Option<GpuContext>) {
         form(false, false, Epilogue::None, BatchDim::None),
         form(true, true, Epilogue::None, BatchDim::None),
     ];
-    let mut checked = 0;
+    let mut checked = std::collections::BTreeSet::new();
+    let mut count = 0;
     for (s, &(m, k, n)) in SHAPES.iter().enumerate() {
         for (f, &form) in forms.iter().enumerate() {
             // The full batch is one row more than the step, when the batch is a dimension.
@@ -268,17 +270,24 @@ fn matmul_forms(device: TestDevice, ctx: &Option<GpuContext>) {
                     got[m * n..].iter().all(|&v| v == 0.0),
                     "{what}: rows past the step"
                 );
-                checked += 1;
+                checked.insert(kernel.map(MatmulKernel::name));
+                count += 1;
             }
         }
     }
-    if ctx.is_some() {
-        assert!(
-            checked > SHAPES.len() * forms.len(),
-            "vectorised kernels were checked too"
-        );
-    } else {
-        assert_eq!(checked, SHAPES.len() * forms.len());
+    match ctx {
+        Some(ctx) => {
+            let caps = ctx.matmul_caps();
+            let mut every = matmul::candidates(forms[0], 128, 784, 512, caps);
+            every.extend(matmul::candidates(forms[0], 128, 512, 10, caps));
+            for kernel in every {
+                assert!(
+                    checked.contains(&Some(kernel.name())),
+                    "{kernel:?} unchecked"
+                );
+            }
+        }
+        None => assert_eq!(count, SHAPES.len() * forms.len()),
     }
 }
 
@@ -518,33 +527,46 @@ fn softmax_cross_entropy(device: TestDevice, ctx: &Option<GpuContext>) {
 fn column_sums(device: TestDevice, ctx: &Option<GpuContext>) {
     for (rows, cols) in [(1, 1), (3, 7), (128, 512), (127, 10), (1000, 65)] {
         let values = Lcg(rows as u64).vec((rows + 1) * cols);
-        let setup = Setup {
-            plan: Plan::bare(
-                rows + 1,
-                1,
-                2,
-                vec![(rows + 1, cols), (1, cols)],
-                vec![Op::ColumnSums {
-                    src: Buf::Param(0),
-                    dst: Buf::Grad(1),
-                    cols,
-                }],
-            ),
-            data: examples(rows, 1, 2),
-            optimizer: None,
-            params: vec![values.clone(), vec![0.0; cols]],
-            kernel: None,
-            ctx,
+        // On wgpu, the product ones · values in every kernel that fits it.
+        let kernels: Vec<Option<MatmulKernel>> = match ctx {
+            None => vec![None],
+            Some(ctx) => {
+                let p = gpu::column_sums_product(rows + 1, cols);
+                matmul::candidates(p.form, p.m, p.k, p.n, ctx.matmul_caps())
+                    .into_iter()
+                    .map(Some)
+                    .collect()
+            }
         };
-        let mut exec = setup.open();
-        run_rows(exec.as_mut(), rows);
-        let got = exec.read(Buf::Grad(1)).unwrap();
-        for (c, &g) in got.iter().enumerate() {
-            let want: f64 = (0..rows).map(|r| values[r * cols + c] as f64).sum();
-            assert!(
-                (g as f64 - want).abs() <= 1e-6 * rows as f64,
-                "{device:?} {rows}x{cols}: {g} vs {want}"
-            );
+        for kernel in kernels {
+            let setup = Setup {
+                plan: Plan::bare(
+                    rows + 1,
+                    1,
+                    2,
+                    vec![(rows + 1, cols), (1, cols)],
+                    vec![Op::ColumnSums {
+                        src: Buf::Param(0),
+                        dst: Buf::Grad(1),
+                        cols,
+                    }],
+                ),
+                data: examples(rows, 1, 2),
+                optimizer: None,
+                params: vec![values.clone(), vec![0.0; cols]],
+                kernel,
+                ctx,
+            };
+            let mut exec = setup.open();
+            run_rows(exec.as_mut(), rows);
+            let got = exec.read(Buf::Grad(1)).unwrap();
+            for (c, &g) in got.iter().enumerate() {
+                let want: f64 = (0..rows).map(|r| values[r * cols + c] as f64).sum();
+                assert!(
+                    (g as f64 - want).abs() <= 1e-6 * rows as f64,
+                    "{device:?} {kernel:?} {rows}x{cols}: {g} vs {want}"
+                );
+            }
         }
     }
 }

@@ -2,8 +2,8 @@
 //! limits before anything is built: each refusal is one line naming the limit,
 //! what asked for it and how much.
 
-use super::kernels::matmul::{self, MatmulCaps};
-use super::kernels::{all_slots, column_sums, gather, softmax_xent, Shape};
+use super::kernels::matmul::{self, MatmulCaps, MatmulKernel};
+use super::kernels::{all_slots, gather, softmax_xent, Shape};
 use super::shader::{Access, LINEAR_WORKGROUP};
 use super::GpuError;
 use crate::data::Splits;
@@ -85,11 +85,7 @@ pub(crate) fn check(offer: &Offer, plan: &Plan, data: &Splits) -> Result<(), Gpu
         softmax_xent::WORKGROUP_BYTES as u64,
         "the softmax_xent kernel's reduction".into(),
     )?;
-    check_grids(
-        l.max_compute_workgroups_per_dimension as u64,
-        offer.caps,
-        plan,
-    )?;
+    check_grids(l.max_compute_workgroups_per_dimension as u64, plan)?;
     let binding = l.max_storage_buffer_binding_size.min(l.max_buffer_size);
     let f32_bytes = |n: usize| 4 * n as u64;
     for buf in plan.batch_buffers() {
@@ -119,7 +115,7 @@ pub(crate) fn check(offer: &Offer, plan: &Plan, data: &Splits) -> Result<(), Gpu
 }
 
 /// Every launch's workgroups per dimension.
-fn check_grids(allowed: u64, caps: MatmulCaps, plan: &Plan) -> Result<(), GpuError> {
+fn check_grids(allowed: u64, plan: &Plan) -> Result<(), GpuError> {
     let limit = "max_compute_workgroups_per_dimension";
     let shape = Shape::of(plan);
     for op in plan.train.iter().chain(&plan.eval).chain(&plan.predict) {
@@ -130,11 +126,13 @@ fn check_grids(allowed: u64, caps: MatmulCaps, plan: &Plan) -> Result<(), GpuErr
             ),
             Op::Matmul(mm) => (
                 format!("a {}x{}x{} product", mm.m, mm.k, mm.n),
-                matmul::groups(matmul::fastest(mm.form, mm.m, mm.k, mm.n, caps), mm.m, mm.n),
+                // The scalar kernel, the fallback; the others are candidates
+                // only where their grids fit (`matmul::candidates`).
+                matmul::groups(MatmulKernel::Scalar, mm.m, mm.n),
             ),
             Op::ColumnSums { cols, .. } => (
                 format!("the column sums of {cols} columns"),
-                column_sums::groups(cols),
+                matmul::groups(MatmulKernel::Scalar, 1, cols),
             ),
             // One workgroup; a grid-stride loop clamped to the limit.
             Op::SoftmaxXent { .. } | Op::Softmax { .. } | Op::Update => continue,
@@ -163,10 +161,7 @@ mod tests {
         Offer {
             limits,
             compute_shaders: true,
-            caps: MatmulCaps {
-                subgroup_lanes: None,
-                max_texture_side: limits.max_texture_dimension_2d,
-            },
+            caps: MatmulCaps::new(limits, None),
         }
     }
 

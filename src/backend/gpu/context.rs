@@ -186,10 +186,7 @@ impl GpuContext {
 
     /// What the matmul kernel choice depends on.
     pub fn matmul_caps(&self) -> super::kernels::matmul::MatmulCaps {
-        super::kernels::matmul::MatmulCaps {
-            subgroup_lanes: self.subgroup_lanes,
-            max_texture_side: self.limits.max_texture_dimension_2d,
-        }
+        super::kernels::matmul::MatmulCaps::new(&self.limits, self.subgroup_lanes)
     }
 
     /// Byte stride of the step table's entries (the dynamic-offset alignment).

@@ -128,6 +128,8 @@ pub(crate) struct GpuExecutor {
     input_t: Option<Buffer>,
     /// Bound where a kernel's binding is unused (read-only, and writable).
     unused: [Buffer; 2],
+    /// A row of `batch` ones: column sums are the product `ones · grad`.
+    ones: Buffer,
     shape: Buffer,
     loss_sums: Buffer,
     correct_counts: Buffer,
@@ -136,10 +138,10 @@ pub(crate) struct GpuExecutor {
     readback: MetricsReadback,
     counters: Counters,
     lens: [usize; 2],
-    /// A matmul kernel to use wherever it fits instead of the fastest (the
-    /// conformance tests run every candidate through the training wiring).
     /// The kernel measured fastest for each product (see `tune.rs`).
     choices: HashMap<Product, MatmulKernel>,
+    /// A matmul kernel to use wherever it fits instead of the fastest (the
+    /// conformance tests run every candidate through the training wiring).
     #[cfg(test)]
     forced_matmul: Option<MatmulKernel>,
 }
@@ -154,6 +156,23 @@ fn transposed_form() -> MatmulForm {
         transpose_b: false,
         epilogue: Epilogue::None,
         batch_dim: BatchDim::None,
+    }
+}
+
+/// The column sums of a `batch x cols` gradient as the product
+/// `ones(1 x batch) · grad`, so that the matmul kernels (split-K among them,
+/// for narrow outputs) and their tuning serve it too.
+pub(crate) fn column_sums_product(batch: usize, cols: usize) -> Product {
+    Product {
+        form: MatmulForm {
+            transpose_a: false,
+            transpose_b: false,
+            epilogue: Epilogue::None,
+            batch_dim: BatchDim::K,
+        },
+        m: 1,
+        k: batch,
+        n: cols,
     }
 }
 
@@ -270,6 +289,11 @@ impl GpuExecutor {
                 buffers::storage(&device, "unused", 16),
                 buffers::storage(&device, "unused", 16),
             ],
+            ones: buffers::storage_with(
+                &device,
+                "ones",
+                bytemuck::cast_slice(&vec![1.0f32; plan.batch]),
+            ),
             waits: Waits::default(),
             ctx,
             kernels,
@@ -351,6 +375,15 @@ impl GpuExecutor {
         }
     }
 
+    /// The product `op` of `program` is computed as, if it is one.
+    fn product_of(&self, program: Program, op: &Op) -> Option<Product> {
+        match *op {
+            Op::Matmul(ref mm) => Some(self.lowered_product(program, mm)),
+            Op::ColumnSums { cols, .. } => Some(column_sums_product(self.plan.batch, cols)),
+            _ => None,
+        }
+    }
+
     /// Chooses, by measurement on this device (or from the cache), the kernel
     /// of each product `program` computes.
     fn tune(&mut self, program: Program) -> Result<(), GpuError> {
@@ -358,10 +391,7 @@ impl GpuExecutor {
             .plan
             .ops(program)
             .iter()
-            .filter_map(|op| match op {
-                Op::Matmul(mm) => Some(self.lowered_product(program, mm)),
-                _ => None,
-            })
+            .filter_map(|op| self.product_of(program, op))
             .collect();
         for product in products {
             if self.choices.contains_key(&product) || self.forced_kernel(product).is_some() {
@@ -463,7 +493,20 @@ impl GpuExecutor {
                     false,
                     XentMode::Probabilities,
                 ),
-                Op::ColumnSums { src, dst, cols } => k.column_sums(bind(src), bind(dst), cols),
+                Op::ColumnSums { src, dst, cols } => {
+                    let product = column_sums_product(plan.batch, cols);
+                    k.matmul(
+                        self.matmul_kernel(product),
+                        product.form,
+                        (product.m, product.k, product.n),
+                        MatmulOperands {
+                            a: whole(&self.ones),
+                            b: self.region(src),
+                            c: bind(dst),
+                            extra: whole(unused_read),
+                        },
+                    )
+                }
                 Op::Update => k.optimizer(
                     &self
                         .settings
@@ -766,8 +809,7 @@ impl Executor for GpuExecutor {
             }
             self.tune(program)?;
             for op in self.plan.ops(program) {
-                if let Op::Matmul(mm) = op {
-                    let product = self.lowered_product(program, mm);
+                if let Some(product) = self.product_of(program, op) {
                     let choice = tune::recorded(&self.ctx, product).unwrap_or_else(|| {
                         let kernel = self.matmul_kernel(product).name();
                         // The only candidate: nothing was measured.

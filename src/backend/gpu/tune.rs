@@ -151,7 +151,9 @@ fn cached_or_measured(
 ) -> Result<Choice, GpuError> {
     let key = format!("{} | {}", adapter_key(ctx), product.key());
     let mut cache = path.as_deref().map(read_cache).unwrap_or_default();
-    let known = |c: &&Choice| candidates.iter().any(|k| k.name() == c.kernel);
+    // A choice made among other candidates (by another version) is stale.
+    let names: Vec<String> = candidates.iter().map(|k| k.name()).collect();
+    let known = |c: &&Choice| c.trials.iter().map(|t| &t.kernel).eq(names.iter());
     if let Some(choice) = cache.get(&key).filter(known) {
         return Ok(choice.clone());
     }
@@ -424,6 +426,12 @@ mod tests {
         let second =
             cached_or_measured(&ctx, &waits, &kernels, p, &candidates, Some(path.clone())).unwrap();
         assert_eq!(second.kernel, "scalar");
+        // A choice made among other candidates (an older version's) is measured again.
+        file.get_mut(&key).unwrap().trials.pop();
+        std::fs::write(&path, serde_json::to_vec(&file).unwrap()).unwrap();
+        let again =
+            cached_or_measured(&ctx, &waits, &kernels, p, &candidates, Some(path.clone())).unwrap();
+        assert_eq!(again.trials.len(), candidates.len());
         // A corrupt file is ignored, measured again and written whole.
         std::fs::write(&path, b"{ not json").unwrap();
         let third =

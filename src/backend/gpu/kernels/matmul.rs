@@ -1,7 +1,9 @@
 //! `C = op(A) · op(B)` with a fused epilogue, in kernels that share one
-//! interface: `matmul.wgsl` (any shape), `matmul_vec4.wgsl` (vec4 loads),
-//! and `matmul_subgroup.wgsl` (vec4 loads shared across a subgroup, built for
-//! the device's subgroup size) with B in a buffer or in a texture.
+//! interface: `matmul.wgsl` (any shape), `matmul_tiled.wgsl` (tiles in
+//! workgroup memory, any shape), `matmul_split_k.wgsl` (narrow outputs: the
+//! reduction split across a workgroup), `matmul_vec4.wgsl` (vec4 loads), and
+//! `matmul_subgroup.wgsl` (vec4 loads shared across a subgroup, built for the
+//! device's subgroup size) with B in a buffer or in a texture.
 
 use std::collections::HashMap;
 
@@ -17,6 +19,12 @@ use crate::plan::{BatchDim, Epilogue, MatmulForm};
 pub(crate) enum MatmulKernel {
     /// `matmul.wgsl`: any shape, 4 x 4 outputs per invocation.
     Scalar,
+    /// `matmul_tiled.wgsl`: any shape, workgroups of `side` x `side`
+    /// invocations staging A and B in workgroup memory, 4 x 4 outputs each.
+    Tiled { side: u32 },
+    /// `matmul_split_k.wgsl`: narrow outputs, a workgroup per 2 x 16 block of
+    /// C with the reduction split across its invocations.
+    SplitK,
     /// `matmul_vec4.wgsl`: vec4 loads, 8 x 8 outputs per invocation.
     Vec4,
     /// `matmul_subgroup.wgsl`: vec4 loads shared across subgroups of exactly
@@ -28,11 +36,19 @@ pub(crate) enum MatmulKernel {
 /// Subgroup sizes the subgroup kernel is built for.
 pub(crate) const SUBGROUP_LANES: [u32; 5] = [4, 8, 16, 32, 64];
 
-/// Every kernel a device whose subgroups have exactly `lanes` lanes (if any)
-/// can run, simplest first.
-fn kernels_for(lanes: Option<u32>) -> Vec<MatmulKernel> {
-    let mut out = vec![MatmulKernel::Scalar, MatmulKernel::Vec4];
-    if let Some(lanes) = lanes {
+/// The workgroup sides of the tiled kernel: blocks of C of 32 x 32 and 64 x 64.
+const TILED_SIDES: [u32; 2] = [8, 16];
+
+/// Floats of K each tile of the tiled kernel holds.
+const TILE_K: u32 = 16;
+
+/// Every kernel a device with `caps` can run, simplest first.
+fn kernels_for(caps: MatmulCaps) -> Vec<MatmulKernel> {
+    let mut out = vec![MatmulKernel::Scalar];
+    out.extend(TILED_SIDES.map(|side| MatmulKernel::Tiled { side }));
+    out.extend([MatmulKernel::SplitK, MatmulKernel::Vec4]);
+    out.retain(|k| caps.runs(*k));
+    if let Some(lanes) = caps.subgroup_lanes {
         for texture in [false, true] {
             out.push(MatmulKernel::Subgroup { lanes, texture });
         }
@@ -43,10 +59,25 @@ fn kernels_for(lanes: Option<u32>) -> Vec<MatmulKernel> {
 impl MatmulKernel {
     fn files(self) -> Vec<&'static str> {
         let common = include_str!("../../../../shaders/matmul_common.wgsl");
+        let epilogue1 = include_str!("../../../../shaders/matmul_epilogue.wgsl");
         let epilogue4 = include_str!("../../../../shaders/matmul_epilogue4.wgsl");
         let subgroup = include_str!("../../../../shaders/matmul_subgroup.wgsl");
         match self {
-            Self::Scalar => vec![common, include_str!("../../../../shaders/matmul.wgsl")],
+            Self::Scalar => vec![
+                common,
+                epilogue1,
+                include_str!("../../../../shaders/matmul.wgsl"),
+            ],
+            Self::Tiled { .. } => vec![
+                common,
+                epilogue1,
+                include_str!("../../../../shaders/matmul_tiled.wgsl"),
+            ],
+            Self::SplitK => vec![
+                common,
+                epilogue1,
+                include_str!("../../../../shaders/matmul_split_k.wgsl"),
+            ],
             Self::Vec4 => vec![
                 common,
                 epilogue4,
@@ -69,14 +100,26 @@ impl MatmulKernel {
 
     /// The workgroup's shape and the block of C each invocation computes
     /// (each subgroup, for the subgroup kernels, whose lanes take 4 columns
-    /// each). The WGSL bodies are written for these values; the host passes
-    /// them in as `WORKGROUP_X`, `WORKGROUP_Y`, `TILE_ROWS`, `TILE_COLS`.
+    /// each). The host passes them in as `WORKGROUP_X`, `WORKGROUP_Y`,
+    /// `TILE_ROWS`, `TILE_COLS`; the scalar and vec4 bodies are written for
+    /// these values, the tiled and split-K ones for any.
     fn geometry(self) -> Geometry {
         match self {
             Self::Scalar => Geometry {
                 workgroup: (8, 8),
                 rows: 4,
                 cols: 4,
+            },
+            Self::Tiled { side } => Geometry {
+                workgroup: (side, side),
+                rows: 4,
+                cols: 4,
+            },
+            // 64 invocations, at least one per output for the final sums.
+            Self::SplitK => Geometry {
+                workgroup: (64, 1),
+                rows: 2,
+                cols: 16,
             },
             Self::Vec4 => Geometry {
                 workgroup: (8, 8),
@@ -98,7 +141,10 @@ impl MatmulKernel {
         let g = self.geometry();
         let (x, y) = (g.workgroup.0 as usize, g.workgroup.1 as usize);
         match self {
-            Self::Scalar | Self::Vec4 => (y * g.rows as usize, x * g.cols as usize),
+            Self::Scalar | Self::Vec4 | Self::Tiled { .. } => {
+                (y * g.rows as usize, x * g.cols as usize)
+            }
+            Self::SplitK => (g.rows as usize, g.cols as usize),
             // The subgroups stack their row blocks.
             Self::Subgroup { lanes, .. } => (x / lanes as usize * g.rows as usize, g.cols as usize),
         }
@@ -108,6 +154,11 @@ impl MatmulKernel {
     pub fn name(self) -> String {
         match self {
             Self::Scalar => "scalar".into(),
+            Self::Tiled { .. } => {
+                let (rows, cols) = self.tile();
+                format!("tiled{rows}x{cols}")
+            }
+            Self::SplitK => "split-k".into(),
             Self::Vec4 => "vec4".into(),
             Self::Subgroup { lanes, texture } => {
                 format!("subgroup{lanes}{}", if texture { "-texture" } else { "" })
@@ -141,19 +192,37 @@ impl MatmulKernel {
         (rows, step)
     }
 
+    /// Bytes of workgroup memory the kernel declares.
+    fn workgroup_bytes(self) -> u32 {
+        let g = self.geometry();
+        match self {
+            Self::Tiled { .. } => {
+                let (rows, cols) = self.tile();
+                4 * TILE_K * (rows + cols) as u32
+            }
+            Self::SplitK => 4 * g.workgroup.0 * g.rows * g.cols,
+            Self::Scalar | Self::Vec4 | Self::Subgroup { .. } => 0,
+        }
+    }
+
+    /// Whether the kernel loads vec4s (its bindings hold `vec4<f32>`).
+    fn vectorised(self) -> bool {
+        matches!(self, Self::Vec4 | Self::Subgroup { .. })
+    }
+
     /// The kernel's source: element type, the constants of the forms, its
     /// bindings, then its files.
     fn source(self) -> String {
-        let elem = if self == Self::Scalar {
-            "f32"
-        } else {
+        let elem = if self.vectorised() {
             "vec4<f32>"
+        } else {
+            "f32"
         };
         let g = self.geometry();
         let constants = format!(
             "alias Elem = {elem};\n\
              const WORKGROUP_X: u32 = {}u;\nconst WORKGROUP_Y: u32 = {}u;\n\
-             const TILE_ROWS: u32 = {}u;\nconst TILE_COLS: u32 = {}u;\n\
+             const TILE_ROWS: u32 = {}u;\nconst TILE_COLS: u32 = {}u;\nconst TILE_K: u32 = {TILE_K}u;\n\
              const EPILOGUE_NONE: u32 = {}u;\nconst EPILOGUE_BIAS: u32 = {}u;\n\
              const EPILOGUE_BIAS_RELU: u32 = {}u;\nconst EPILOGUE_RELU_MASK: u32 = {}u;\n\
              const BATCH_M: u32 = {}u;\nconst BATCH_K: u32 = {}u;\n",
@@ -244,6 +313,42 @@ pub(crate) struct MatmulCaps {
     pub subgroup_lanes: Option<u32>,
     /// The largest 2D texture side (B as a texture).
     pub max_texture_side: u32,
+    /// Invocations a workgroup may have, in all and along x and y.
+    pub max_invocations: u32,
+    pub max_workgroup: (u32, u32),
+    /// Bytes of workgroup memory a kernel may declare.
+    pub max_workgroup_bytes: u32,
+    /// Workgroups a dispatch may have in each dimension.
+    pub max_groups: u32,
+}
+
+impl MatmulCaps {
+    /// The caps of a device with `limits` and subgroups of exactly
+    /// `subgroup_lanes` lanes (if any).
+    pub fn new(limits: &wgpu::Limits, subgroup_lanes: Option<u32>) -> Self {
+        Self {
+            subgroup_lanes,
+            max_texture_side: limits.max_texture_dimension_2d,
+            max_invocations: limits.max_compute_invocations_per_workgroup,
+            max_workgroup: (
+                limits.max_compute_workgroup_size_x,
+                limits.max_compute_workgroup_size_y,
+            ),
+            max_workgroup_bytes: limits.max_compute_workgroup_storage_size,
+            max_groups: limits.max_compute_workgroups_per_dimension,
+        }
+    }
+
+    /// Whether the device can build `kernel` (the scalar kernel, the
+    /// fallback, is checked at start-up instead: see `checks.rs`).
+    fn runs(self, kernel: MatmulKernel) -> bool {
+        let (x, y) = kernel.geometry().workgroup;
+        kernel == MatmulKernel::Scalar
+            || x * y <= self.max_invocations
+                && x <= self.max_workgroup.0
+                && y <= self.max_workgroup.1
+                && kernel.workgroup_bytes() <= self.max_workgroup_bytes
+    }
 }
 
 /// Whether the vec4 kernels compute `form` for an `m x k x n` problem: the
@@ -287,23 +392,27 @@ pub(crate) fn candidates(
     n: usize,
     caps: MatmulCaps,
 ) -> Vec<MatmulKernel> {
-    let mut out = vec![MatmulKernel::Scalar];
-    if vec4_fits(form, m, k, n) {
-        out.push(MatmulKernel::Vec4);
-        if let (Some(lanes), false) = (caps.subgroup_lanes, form.transpose_b) {
-            out.push(MatmulKernel::Subgroup {
-                lanes,
-                texture: false,
-            });
-            if BTexture::fits(k, n, caps.max_texture_side) {
-                out.push(MatmulKernel::Subgroup {
-                    lanes,
-                    texture: true,
-                });
+    let (split_rows, split_cols) = MatmulKernel::SplitK.tile();
+    // Too few outputs to occupy a GPU, and a reduction worth splitting.
+    let narrow = (n <= split_cols || m <= split_rows) && k >= 64;
+    let vec4 = vec4_fits(form, m, k, n);
+    let grid_fits = |kernel: &MatmulKernel| {
+        let (x, y, _) = groups(*kernel, m, n);
+        x.max(y) <= caps.max_groups
+    };
+    kernels_for(caps)
+        .into_iter()
+        .filter(|kernel| match *kernel {
+            MatmulKernel::Scalar | MatmulKernel::Tiled { .. } => true,
+            MatmulKernel::SplitK => narrow,
+            MatmulKernel::Vec4 => vec4,
+            MatmulKernel::Subgroup { texture, .. } => {
+                vec4 && !form.transpose_b
+                    && (!texture || BTexture::fits(k, n, caps.max_texture_side))
             }
-        }
-    }
-    out
+        })
+        .filter(|kernel| *kernel == MatmulKernel::Scalar || grid_fits(kernel))
+        .collect()
 }
 
 /// The matmul kernels' modules and pipelines (per kernel and form).
@@ -313,7 +422,7 @@ impl Matmuls {
     /// The subgroup kernels are built only for a device with one subgroup size.
     pub fn new(device: &Device, caps: MatmulCaps) -> Self {
         Self(
-            kernels_for(caps.subgroup_lanes)
+            kernels_for(caps)
                 .into_iter()
                 .map(|k| (k, Family::new(device, "matmul", k.slots(), k.source())))
                 .collect(),
@@ -323,7 +432,7 @@ impl Matmuls {
 
 /// The workgroup shapes of the matmul kernels a device with `caps` may run.
 pub(crate) fn workgroup_shapes(caps: MatmulCaps) -> impl Iterator<Item = (u32, u32)> {
-    kernels_for(caps.subgroup_lanes)
+    kernels_for(caps)
         .into_iter()
         .map(|k| k.geometry().workgroup)
 }
@@ -466,9 +575,14 @@ impl BTexture {
 
 #[cfg(test)]
 pub(crate) fn all_sources() -> Vec<(String, String)> {
-    let mut kernels = kernels_for(None);
+    let caps = |lanes| MatmulCaps::new(&wgpu::Limits::default(), lanes);
+    let mut kernels = kernels_for(caps(None));
     for lanes in SUBGROUP_LANES {
-        kernels.extend(&kernels_for(Some(lanes))[2..]);
+        kernels.extend(
+            kernels_for(caps(Some(lanes)))
+                .into_iter()
+                .filter(|k| matches!(k, MatmulKernel::Subgroup { .. })),
+        );
     }
     kernels
         .into_iter()
@@ -489,52 +603,105 @@ mod tests {
         }
     }
 
-    const EIGHT: MatmulCaps = MatmulCaps {
-        subgroup_lanes: Some(8),
-        max_texture_side: 8192,
-    };
-    const NONE: MatmulCaps = MatmulCaps {
-        subgroup_lanes: None,
-        max_texture_side: 8192,
-    };
+    fn caps(subgroup_lanes: Option<u32>) -> MatmulCaps {
+        MatmulCaps::new(&wgpu::Limits::default(), subgroup_lanes)
+    }
     const fn subgroup(lanes: u32, texture: bool) -> MatmulKernel {
         MatmulKernel::Subgroup { lanes, texture }
     }
 
     #[test]
     fn kernel_choice_follows_shape_and_subgroups() {
+        let (eight, none) = (caps(Some(8)), caps(None));
         let forward = form(false, false, BatchDim::M);
         let grad_w = form(true, false, BatchDim::K);
         let grad_in = form(false, true, BatchDim::M);
         // The book's first layer on an 8-lane device: the texture kernel.
-        assert_eq!(fastest(forward, 128, 784, 512, EIGHT), subgroup(8, true));
-        assert_eq!(fastest(forward, 128, 784, 512, NONE), MatmulKernel::Vec4);
+        assert_eq!(fastest(forward, 128, 784, 512, eight), subgroup(8, true));
+        assert_eq!(fastest(forward, 128, 784, 512, none), MatmulKernel::Vec4);
         // N = 10 is not a multiple of 4: the scalar kernel.
-        assert_eq!(fastest(forward, 128, 512, 10, EIGHT), MatmulKernel::Scalar);
+        assert_eq!(fastest(forward, 128, 512, 10, eight), MatmulKernel::Scalar);
         // Xᵀ·delta vectorises along M = fan_in, never along the batch.
         assert!(vec4_fits(grad_w, 784, 128, 512));
         assert!(!vec4_fits(form(true, false, BatchDim::M), 128, 784, 512));
         // B transposed never takes the subgroup kernels; N = 12 is not a texture.
-        assert_eq!(fastest(grad_in, 128, 512, 784, EIGHT), MatmulKernel::Vec4);
-        assert_eq!(fastest(forward, 4, 8, 12, EIGHT), subgroup(8, false));
-        assert_eq!(
-            candidates(forward, 3, 5, 7, EIGHT),
-            vec![MatmulKernel::Scalar]
-        );
-        assert_eq!(
-            candidates(forward, 128, 784, 512, EIGHT),
-            kernels_for(Some(8))
-        );
+        assert_eq!(fastest(grad_in, 128, 512, 784, eight), MatmulKernel::Vec4);
+        assert_eq!(fastest(forward, 4, 8, 12, eight), subgroup(8, false));
         // Any one subgroup size the kernel is built for.
-        let sixteen = MatmulCaps {
-            subgroup_lanes: Some(16),
-            ..EIGHT
-        };
-        assert_eq!(fastest(forward, 128, 784, 512, sixteen), subgroup(16, true));
+        assert_eq!(
+            fastest(forward, 128, 784, 512, caps(Some(16))),
+            subgroup(16, true)
+        );
         // 8 subgroups of 16 rows; 8 lanes of 4 columns.
         assert_eq!(groups(subgroup(8, false), 128, 512), (16, 1, 1));
         // 4 subgroups of 64 lanes: 64 rows, 256 columns a workgroup.
         assert_eq!(groups(subgroup(64, true), 128, 512), (2, 2, 1));
         assert_eq!(groups(MatmulKernel::Scalar, 1, 1), (1, 1, 1));
+        assert_eq!(
+            groups(MatmulKernel::Tiled { side: 16 }, 128, 513),
+            (9, 2, 1)
+        );
+        assert_eq!(groups(MatmulKernel::SplitK, 128, 10), (1, 64, 1));
+    }
+
+    #[test]
+    fn candidates_are_the_kernels_that_fit_the_shape_and_the_device() {
+        let forward = form(false, false, BatchDim::M);
+        let tiled = TILED_SIDES.map(|side| MatmulKernel::Tiled { side });
+        let [t32, t64] = tiled;
+        use MatmulKernel::{Scalar, SplitK, Vec4};
+        // Any shape: the scalar and tiled kernels.
+        assert_eq!(
+            candidates(forward, 3, 5, 7, caps(Some(8))),
+            [Scalar, t32, t64]
+        );
+        // The wide layer: everything but split-K.
+        assert_eq!(
+            candidates(forward, 128, 784, 512, caps(Some(8))),
+            [
+                Scalar,
+                t32,
+                t64,
+                Vec4,
+                subgroup(8, false),
+                subgroup(8, true)
+            ]
+        );
+        // The 10-class layer and the column sums (M = 1): split-K too.
+        assert_eq!(
+            candidates(forward, 128, 512, 10, caps(None)),
+            [Scalar, t32, t64, SplitK]
+        );
+        let sums = form(false, false, BatchDim::K);
+        assert_eq!(
+            candidates(sums, 1, 128, 512, caps(None)),
+            [Scalar, t32, t64, SplitK]
+        );
+        // A device without room for the 64 x 64 tiles, or 256 invocations.
+        let small = wgpu::Limits {
+            max_compute_workgroup_storage_size: 4096,
+            ..wgpu::Limits::default()
+        };
+        assert_eq!(
+            candidates(forward, 128, 512, 10, MatmulCaps::new(&small, None)),
+            [Scalar, t32]
+        );
+        let narrow = wgpu::Limits {
+            max_compute_invocations_per_workgroup: 64,
+            ..wgpu::Limits::default()
+        };
+        assert_eq!(
+            candidates(forward, 128, 512, 10, MatmulCaps::new(&narrow, None)),
+            [Scalar, t32, SplitK]
+        );
+        // A grid wider than the device allows.
+        let few = wgpu::Limits {
+            max_compute_workgroups_per_dimension: 16,
+            ..wgpu::Limits::default()
+        };
+        assert_eq!(
+            candidates(forward, 128, 512, 10, MatmulCaps::new(&few, None)),
+            [Scalar, t32, t64]
+        );
     }
 }

@@ -4,7 +4,6 @@
 //! `Kernels::gather`, ...) that turns buffers into a [`Launch`]. Training,
 //! profiling, the benches and the tests all launch through it.
 
-pub(crate) mod column_sums;
 pub(crate) mod gather;
 pub(crate) mod matmul;
 pub(crate) mod optimizer;
@@ -19,8 +18,7 @@ use wgpu::{BindGroup, BindGroupLayout, ComputePass, ComputePipeline, Device, Sha
 use super::shader::{self, uniform_struct};
 
 uniform_struct! {
-    /// A matrix problem's sizes at the full batch (`matmul_*.wgsl`, and
-    /// `column_sums.wgsl`, which reads `n`).
+    /// A matrix problem's sizes at the full batch (`matmul_*.wgsl`).
     pub(crate) struct Dims {
         m: u32,
         k: u32,
@@ -138,7 +136,6 @@ pub(crate) struct Kernels {
     pub gather: gather::Gather,
     pub matmul: matmul::Matmuls,
     pub softmax_xent: softmax_xent::SoftmaxXent,
-    pub column_sums: column_sums::ColumnSums,
     pub optimizer: optimizer::Optimizer,
 }
 
@@ -152,7 +149,6 @@ impl Kernels {
             gather: gather::Gather::new(device),
             matmul: matmul::Matmuls::new(device, caps),
             softmax_xent: softmax_xent::SoftmaxXent::new(device),
-            column_sums: column_sums::ColumnSums::new(device),
             optimizer: optimizer::Optimizer::new(device),
         }
     }
@@ -164,7 +160,7 @@ impl Kernels {
 }
 
 /// Every kernel's bindings, by kernel name.
-pub(crate) fn all_slots() -> [(&'static str, &'static [shader::Slot]); 6] {
+pub(crate) fn all_slots() -> [(&'static str, &'static [shader::Slot]); 5] {
     [
         ("gather", gather::GatherBindings::SLOTS),
         ("softmax_xent", softmax_xent::XentBindings::SLOTS),
@@ -173,7 +169,6 @@ pub(crate) fn all_slots() -> [(&'static str, &'static [shader::Slot]); 6] {
             "matmul (B in a texture)",
             matmul::MatmulTextureBindings::SLOTS,
         ),
-        ("column_sums", column_sums::ColumnSumsBindings::SLOTS),
         ("optimizer", optimizer::OptimizerBindings::SLOTS),
     ]
 }
@@ -189,7 +184,6 @@ pub(crate) fn all_sources() -> Vec<(String, String)> {
     let mut out = vec![
         ("gather".to_string(), gather::source()),
         ("softmax_xent".to_string(), softmax_xent::source()),
-        ("column_sums".to_string(), column_sums::source()),
         ("optimizer".to_string(), optimizer::source()),
     ];
     out.extend(matmul::all_sources());

@@ -46,17 +46,20 @@ impl Default for TrainConfig {
     }
 }
 
-/// One epoch's training metrics.
-#[derive(Debug, Clone, serde::Serialize)]
+/// One epoch's metrics: training, and validation when a validation split is
+/// held out (Keras' `val_loss`, `val_accuracy`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct EpochRecord {
     /// 1-based.
     pub epoch: usize,
     pub loss: f64,
     pub accuracy: f64,
+    pub val_loss: Option<f64>,
+    pub val_accuracy: Option<f64>,
     pub seconds: f64,
 }
 
-#[derive(Debug, Clone, Default, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct History {
     pub epochs: Vec<EpochRecord>,
     pub fit_seconds: f64,
@@ -184,6 +187,8 @@ impl Trainer {
             epoch,
             loss: metrics.loss(),
             accuracy: metrics.accuracy(),
+            val_loss: None,
+            val_accuracy: None,
             seconds: start.elapsed().as_secs_f64(),
         };
         observer.epoch_end(&record);

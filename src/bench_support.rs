@@ -31,10 +31,7 @@ impl OpBench {
     ) -> Result<Self, Error> {
         let set = Dataset::new(vec![0; rows], vec![0; rows], 1, 2)
             .map_err(|e| Error::Invalid(e.to_string()))?;
-        let data = Arc::new(Splits {
-            train: set.clone(),
-            test: set,
-        });
+        let data = Arc::new(Splits::new(set.clone(), set));
         let params: Vec<Vec<f32>> = (0..plan.tensors.len())
             .map(|t| random(plan.tensor_len(t), t as u64))
             .collect();

@@ -1,6 +1,18 @@
-//! Parameters saved as safetensors (`dense_{i}.kernel`, `dense_{i}.bias`, f32), a
-//! format PyTorch, JAX and Hugging Face tools read directly, with the
-//! architecture as JSON under the metadata key `model`.
+//! Models and training runs saved as safetensors, a format PyTorch, JAX, numpy
+//! (through `safetensors`) and Hugging Face tools read directly.
+//!
+//! Tensors (f32, little-endian, row-major):
+//! - `dense_{i}.kernel` `[fan_in, units]` (Keras' layout: `y = x · kernel + bias`;
+//!   PyTorch's `nn.Linear.weight` is its transpose) and `dense_{i}.bias` `[units]`;
+//! - in a run's checkpoint, the optimizer's state with the same shapes:
+//!   `optimizer.{slot}.dense_{i}.kernel` / `.bias` (SGD momentum: slot 0 the
+//!   velocity; RMSprop: slot 0 the mean square; Adam: slots 0 and 1 the moments).
+//!
+//! Metadata (strings): `model` (the architecture as JSON), and in a run's
+//! checkpoint `config` (optimizer and hyper-parameters, loss, batch size,
+//! shuffling, seed, as JSON), `steps` (optimizer updates), `epochs`,
+//! `order_position` (the shuffling generator's word position) and `history`
+//! (the epochs' metrics as JSON), plus what the caller adds (e.g. `dataset`).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -10,9 +22,16 @@ use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
 use crate::atomic_file::write_atomically;
 use crate::model::{Dense, ModelSpec, Params};
+use crate::train::{TrainConfig, TrainState};
 
 /// Metadata key of the architecture (a [`ModelSpec`] as JSON).
 const MODEL_KEY: &str = "model";
+/// Metadata keys of a run's state.
+const CONFIG_KEY: &str = "config";
+const STEPS_KEY: &str = "steps";
+const EPOCHS_KEY: &str = "epochs";
+const ORDER_KEY: &str = "order_position";
+const HISTORY_KEY: &str = "history";
 
 #[derive(Debug, thiserror::Error)]
 #[error("checkpoint {path}: {problem}")]
@@ -21,11 +40,26 @@ pub struct CheckpointError {
     pub problem: String,
 }
 
-fn tensor_names(layer: usize) -> (String, String) {
+fn tensor_names(prefix: &str, layer: usize) -> (String, String) {
     (
-        format!("dense_{layer}.kernel"),
-        format!("dense_{layer}.bias"),
+        format!("{prefix}dense_{layer}.kernel"),
+        format!("{prefix}dense_{layer}.bias"),
     )
+}
+
+/// The tensor-name prefix of optimizer state slot `slot`.
+fn slot_prefix(slot: usize) -> String {
+    format!("optimizer.{slot}.")
+}
+
+/// A checkpoint as read: the model, and the run's state if it was saved with one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checkpoint {
+    pub spec: ModelSpec,
+    pub params: Params,
+    pub run: Option<(TrainConfig, TrainState)>,
+    /// Every metadata entry, the keys above included.
+    pub metadata: HashMap<String, String>,
 }
 
 /// Writes the model (`spec` and `params`, and string `metadata`) atomically
@@ -34,6 +68,38 @@ pub fn save(
     path: &Path,
     spec: &ModelSpec,
     params: &Params,
+    metadata: HashMap<String, String>,
+) -> Result<(), CheckpointError> {
+    write(path, spec, params, &[], metadata)
+}
+
+/// Writes a training run (the model, optimizer state and everything
+/// [`crate::Trainer::resume`] needs) atomically to `path`.
+pub fn save_run(
+    path: &Path,
+    spec: &ModelSpec,
+    config: &TrainConfig,
+    state: &TrainState,
+    mut metadata: HashMap<String, String>,
+) -> Result<(), CheckpointError> {
+    metadata.insert(CONFIG_KEY.into(), to_json(config));
+    metadata.insert(STEPS_KEY.into(), state.steps.to_string());
+    metadata.insert(EPOCHS_KEY.into(), state.epochs_done.to_string());
+    metadata.insert(ORDER_KEY.into(), state.order_position.to_string());
+    metadata.insert(HISTORY_KEY.into(), to_json(&state.history));
+    write(path, spec, &state.params, &state.slots, metadata)
+}
+
+/// Plain data as JSON (it always serialises).
+fn to_json(value: &impl serde::Serialize) -> String {
+    serde_json::to_string(value).expect("plain data serialises")
+}
+
+fn write(
+    path: &Path,
+    spec: &ModelSpec,
+    params: &Params,
+    slots: &[Params],
     mut metadata: HashMap<String, String>,
 ) -> Result<(), CheckpointError> {
     let err = |problem: String| CheckpointError {
@@ -43,19 +109,23 @@ pub fn save(
     let spec_json = serde_json::to_string(spec).map_err(|e| err(e.to_string()))?;
     metadata.insert(MODEL_KEY.to_string(), spec_json);
     let mut views = Vec::new();
-    for (l, layer) in params.layers.iter().enumerate() {
-        let (kernel, bias) = tensor_names(l);
-        let w = layer.weights.as_slice().expect("standard layout");
-        let b = layer.bias.as_slice().expect("standard layout");
-        let shape = layer.weights.shape().to_vec();
-        views.push((
-            kernel,
-            TensorView::new(Dtype::F32, shape, bytemuck::cast_slice(w)),
-        ));
-        views.push((
-            bias,
-            TensorView::new(Dtype::F32, vec![b.len()], bytemuck::cast_slice(b)),
-        ));
+    let sets = std::iter::once((String::new(), params))
+        .chain(slots.iter().enumerate().map(|(s, p)| (slot_prefix(s), p)));
+    for (prefix, set) in sets {
+        for (l, layer) in set.layers.iter().enumerate() {
+            let (kernel, bias) = tensor_names(&prefix, l);
+            let w = layer.weights.as_slice().expect("standard layout");
+            let b = layer.bias.as_slice().expect("standard layout");
+            let shape = layer.weights.shape().to_vec();
+            views.push((
+                kernel,
+                TensorView::new(Dtype::F32, shape, bytemuck::cast_slice(w)),
+            ));
+            views.push((
+                bias,
+                TensorView::new(Dtype::F32, vec![b.len()], bytemuck::cast_slice(b)),
+            ));
+        }
     }
     let views: Vec<(String, TensorView)> = views
         .into_iter()
@@ -73,14 +143,58 @@ fn f32_values(view: &TensorView, name: &str) -> Result<Vec<f32>, String> {
     Ok(view
         .data()
         .chunks_exact(4)
-        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .map(|c| f32::from_le_bytes(c.try_into().expect("chunks of 4")))
         .collect())
 }
 
-/// Reads a model saved by [`save`], checking that the layers chain and fit
-/// the architecture. A file without one (an older checkpoint) is taken as
-/// relu layers with a softmax head.
+/// The layers stored under `prefix`, checked to chain.
+fn read_layers(tensors: &SafeTensors, prefix: &str) -> Result<Vec<Dense>, String> {
+    let mut layers: Vec<Dense> = Vec::new();
+    for l in 0.. {
+        let (kernel_name, bias_name) = tensor_names(prefix, l);
+        let Ok(kernel) = tensors.tensor(&kernel_name) else {
+            break;
+        };
+        let bias = tensors
+            .tensor(&bias_name)
+            .map_err(|_| format!("{kernel_name} has no {bias_name}"))?;
+        let (rows, cols) = match kernel.shape() {
+            &[r, c] => (r, c),
+            s => return Err(format!("{kernel_name} has shape {s:?}, expected 2-D")),
+        };
+        if bias.shape() != [cols] {
+            return Err(format!(
+                "{bias_name} has shape {:?}, expected [{cols}]",
+                bias.shape()
+            ));
+        }
+        if let Some(prev) = layers.last() {
+            if prev.bias.len() != rows {
+                return Err(format!(
+                    "{kernel_name} takes {rows} inputs, the layer before gives {}",
+                    prev.bias.len()
+                ));
+            }
+        }
+        layers.push(Dense {
+            weights: Array2::from_shape_vec((rows, cols), f32_values(&kernel, &kernel_name)?)
+                .map_err(|e| e.to_string())?,
+            bias: Array1::from(f32_values(&bias, &bias_name)?),
+        });
+    }
+    Ok(layers)
+}
+
+/// Reads a model saved by [`save`] or [`save_run`] (see [`read`]).
 pub fn load(path: &Path) -> Result<(ModelSpec, Params), CheckpointError> {
+    let checkpoint = read(path)?;
+    Ok((checkpoint.spec, checkpoint.params))
+}
+
+/// Reads a checkpoint, checking that the layers chain and fit the
+/// architecture, and that a run's state is whole. A file without an
+/// architecture (an older checkpoint) is taken as relu layers with a softmax head.
+pub fn read(path: &Path) -> Result<Checkpoint, CheckpointError> {
     let err = |problem: String| CheckpointError {
         path: path.display().to_string(),
         problem,
@@ -88,49 +202,15 @@ pub fn load(path: &Path) -> Result<(ModelSpec, Params), CheckpointError> {
     let bytes = std::fs::read(path).map_err(|e| err(e.to_string()))?;
     let tensors = SafeTensors::deserialize(&bytes).map_err(|e| err(e.to_string()))?;
     let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| err(e.to_string()))?;
-    let saved_spec = match header.metadata().as_ref().and_then(|m| m.get(MODEL_KEY)) {
+    let metadata = header.metadata().clone().unwrap_or_default();
+    let saved_spec = match metadata.get(MODEL_KEY) {
         Some(json) => Some(
             serde_json::from_str::<ModelSpec>(json)
                 .map_err(|e| err(format!("the saved architecture is unreadable: {e}")))?,
         ),
         None => None,
     };
-    let mut layers: Vec<Dense> = Vec::new();
-    for l in 0.. {
-        let (kernel_name, bias_name) = tensor_names(l);
-        let Ok(kernel) = tensors.tensor(&kernel_name) else {
-            break;
-        };
-        let bias = tensors
-            .tensor(&bias_name)
-            .map_err(|_| err(format!("{kernel_name} has no {bias_name}")))?;
-        let (rows, cols) = match kernel.shape() {
-            &[r, c] => (r, c),
-            s => return Err(err(format!("{kernel_name} has shape {s:?}, expected 2-D"))),
-        };
-        if bias.shape() != [cols] {
-            return Err(err(format!(
-                "{bias_name} has shape {:?}, expected [{cols}]",
-                bias.shape()
-            )));
-        }
-        if let Some(prev) = layers.last() {
-            if prev.bias.len() != rows {
-                return Err(err(format!(
-                    "{kernel_name} takes {rows} inputs, the layer before gives {}",
-                    prev.bias.len()
-                )));
-            }
-        }
-        layers.push(Dense {
-            weights: Array2::from_shape_vec(
-                (rows, cols),
-                f32_values(&kernel, &kernel_name).map_err(&err)?,
-            )
-            .map_err(|e| err(e.to_string()))?,
-            bias: Array1::from(f32_values(&bias, &bias_name).map_err(&err)?),
-        });
-    }
+    let layers = read_layers(&tensors, "").map_err(&err)?;
     if layers.is_empty() {
         return Err(err(
             "no dense_0.kernel tensor: not a gpu-mnist checkpoint".into()
@@ -148,13 +228,100 @@ pub fn load(path: &Path) -> Result<(ModelSpec, Params), CheckpointError> {
             spec.layer_dims()
         )));
     }
-    Ok((spec, params))
+    let run = match metadata.get(CONFIG_KEY) {
+        None => None,
+        Some(config) => {
+            let field = |key: &str| {
+                metadata
+                    .get(key)
+                    .ok_or_else(|| err(format!("the run's state has no `{key}`")))
+            };
+            let bad =
+                |key: &str, e: &dyn std::fmt::Display| err(format!("`{key}` is unreadable: {e}"));
+            let config: TrainConfig =
+                serde_json::from_str(config).map_err(|e| bad(CONFIG_KEY, &e))?;
+            let slots = (0..config.optimizer.state_slots())
+                .map(|slot| {
+                    let layers = read_layers(&tensors, &slot_prefix(slot)).map_err(&err)?;
+                    let set = Params { layers };
+                    if set.layer_dims() != dims {
+                        return Err(err(format!(
+                            "optimizer state slot {slot} has layers {:?}, the model {dims:?}",
+                            set.layer_dims()
+                        )));
+                    }
+                    Ok(set)
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let state = TrainState {
+                params: params.clone(),
+                slots,
+                steps: field(STEPS_KEY)?.parse().map_err(|e| bad(STEPS_KEY, &e))?,
+                epochs_done: field(EPOCHS_KEY)?
+                    .parse()
+                    .map_err(|e| bad(EPOCHS_KEY, &e))?,
+                order_position: field(ORDER_KEY)?.parse().map_err(|e| bad(ORDER_KEY, &e))?,
+                history: serde_json::from_str(field(HISTORY_KEY)?)
+                    .map_err(|e| bad(HISTORY_KEY, &e))?,
+            };
+            Some((config, state))
+        }
+    };
+    Ok(Checkpoint {
+        spec,
+        params,
+        run,
+        metadata,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::model::{Activation, Init};
+
+    #[test]
+    fn a_runs_state_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.safetensors");
+        let spec = ModelSpec::mlp(5, &[3], 2);
+        let config = TrainConfig {
+            optimizer: crate::OptimizerSpec::keras_default(crate::OptimizerKind::Adam),
+            seed: 7,
+            ..TrainConfig::default()
+        };
+        let record = crate::EpochRecord {
+            epoch: 1,
+            loss: 0.5,
+            accuracy: 0.75,
+            val_loss: Some(0.625),
+            val_accuracy: None,
+            seconds: 1.5,
+        };
+        let state = TrainState {
+            params: Params::init(&spec, Init::Glorot, 1),
+            slots: vec![
+                Params::init(&spec, Init::Glorot, 2),
+                Params::init(&spec, Init::Glorot, 3),
+            ],
+            steps: 469,
+            epochs_done: 1,
+            order_position: u64::MAX as u128 + 5,
+            history: vec![record],
+        };
+        let extra = HashMap::from([("dataset".to_string(), "mnist".to_string())]);
+        save_run(&path, &spec, &config, &state, extra).unwrap();
+        let saved = read(&path).unwrap();
+        assert_eq!(saved.run, Some((config, state.clone())));
+        assert_eq!(saved.metadata["dataset"], "mnist");
+        assert_eq!(
+            (saved.spec, saved.params),
+            (spec.clone(), state.params.clone())
+        );
+        // A model saved without its run reads as one without.
+        save(&path, &spec, &state.params, HashMap::new()).unwrap();
+        assert_eq!(read(&path).unwrap().run, None);
+    }
 
     #[test]
     fn the_architecture_round_trips_with_the_parameters() {

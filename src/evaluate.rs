@@ -40,6 +40,8 @@ pub struct Evaluator {
     spec: ModelSpec,
     data: Arc<Splits>,
     description: String,
+    /// Slots of optimizer state the plan keeps (0 outside training).
+    state_slots: usize,
 }
 
 impl Evaluator {
@@ -92,6 +94,7 @@ impl Evaluator {
             spec: spec.clone(),
             data,
             description,
+            state_slots: slots,
         })
     }
 
@@ -152,6 +155,29 @@ impl Evaluator {
         self.exec.counters()
     }
 
+    /// Slots of per-parameter optimizer state the plan keeps.
+    pub(crate) fn state_slots(&self) -> usize {
+        self.state_slots
+    }
+
+    /// Optimizer state slot `slot`, read from the device.
+    pub(crate) fn state(&mut self, slot: usize) -> Result<Params, Error> {
+        let dims = self.spec.layer_dims();
+        let tensors = (0..2 * dims.len())
+            .map(|tensor| self.exec.read(Buf::State { slot, tensor }))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Params::from_tensors(&dims, tensors))
+    }
+
+    /// Overwrites optimizer state slot `slot`.
+    pub(crate) fn set_state(&mut self, slot: usize, values: &Params) -> Result<(), Error> {
+        check_params(&self.spec, values)?;
+        for (tensor, values) in values.tensors().iter().enumerate() {
+            self.exec.write(Buf::State { slot, tensor }, values)?;
+        }
+        Ok(())
+    }
+
     /// The kernel chosen for each product of the model on this device (GPU
     /// devices choose by measurement; empty on the CPU).
     pub fn kernel_choices(&mut self) -> Result<Vec<crate::KernelChoice>, Error> {
@@ -191,7 +217,11 @@ fn check_params(spec: &ModelSpec, params: &Params) -> Result<(), Error> {
 /// examples and classes fit the model.
 fn check_fits(spec: &ModelSpec, params: &Params, data: &Splits) -> Result<(), Error> {
     check_params(spec, params)?;
-    for (name, set) in [("training", &data.train), ("test", &data.test)] {
+    for (split, set) in Split::ALL
+        .into_iter()
+        .filter_map(|split| Some((split, split.of(data)?)))
+    {
+        let name = split.name();
         if set.features != spec.inputs {
             return Err(Error::Invalid(format!(
                 "the {name} images have {} pixels each; the model takes {} inputs",

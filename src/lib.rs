@@ -16,7 +16,7 @@
 //! // Four 2-pixel examples of two classes: bright left pixel or bright right pixel.
 //! let images = vec![255, 0, 0, 255, 200, 10, 10, 200];
 //! let set = Dataset::new(images, vec![0, 1, 0, 1], 2, 2)?;
-//! let data = Arc::new(Splits { train: set.clone(), test: set });
+//! let data = Arc::new(Splits::new(set.clone(), set));
 //!
 //! let spec = ModelSpec::sequential(2)
 //!     .dense(8, Activation::Relu)
@@ -70,4 +70,6 @@ pub use evaluate::{Error, Evaluator};
 pub use loss::LossKind;
 pub use model::{Activation, Dense, Init, Layer, ModelError, ModelSpec, Params};
 pub use optim::{OptimizerKind, OptimizerSpec};
-pub use train::{EpochOrder, EpochRecord, History, Observer, TrainConfig, Trainer};
+pub use train::{
+    EarlyStopping, EpochOrder, EpochRecord, History, Observer, TrainConfig, TrainState, Trainer,
+};

@@ -2,7 +2,7 @@
 
 /// Keras' two categorical cross-entropies; both are computed from the logits with
 /// a log-sum-exp, fused with the softmax.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum LossKind {
     /// Integer labels (`sparse_categorical_crossentropy`).
     #[serde(rename = "sparse_categorical_crossentropy")]

@@ -34,7 +34,19 @@ fn private(dir: &std::path::Path) -> bool {
     }
 }
 
+/// Ends the process quietly, as `cat` or `grep` do, when whoever reads its
+/// output goes away (`gpu-mnist train | head -1`): Rust ignores SIGPIPE, so a
+/// closed pipe would otherwise make the next `println!` panic.
+fn die_on_closed_pipe() {
+    #[cfg(unix)]
+    // SAFETY: restoring a signal's default disposition, before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() -> ExitCode {
+    die_on_closed_pipe();
     ensure_runtime_dir();
     env_logger::Builder::from_env(
         env_logger::Env::default().default_filter_or("warn,wgpu_hal=off"),

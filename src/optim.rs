@@ -2,7 +2,7 @@
 //! here; the wgpu device's `optimizer.wgsl` implements the same formulas.
 
 /// Which update rule.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OptimizerKind {
     Sgd,
@@ -11,7 +11,7 @@ pub enum OptimizerKind {
 }
 
 /// Hyper-parameters of one optimizer. Fields that a rule does not use are ignored.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct OptimizerSpec {
     pub kind: OptimizerKind,
     pub lr: f32,

@@ -19,7 +19,7 @@ use crate::plan::Program;
 
 /// How a model is trained. `Default` is the book's: batch 128, Keras' RMSprop,
 /// sparse cross-entropy, shuffled, seed 1.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TrainConfig {
     pub batch_size: usize,
     pub optimizer: OptimizerSpec,
@@ -63,6 +63,8 @@ pub struct EpochRecord {
 pub struct History {
     pub epochs: Vec<EpochRecord>,
     pub fit_seconds: f64,
+    /// With early stopping: the epoch whose weights the model was left with.
+    pub best_epoch: Option<usize>,
 }
 
 /// Hears about training as it happens (Keras' callbacks). Every method has a
@@ -86,6 +88,16 @@ pub struct EpochOrder {
 }
 
 impl EpochOrder {
+    /// The shuffling generator's position (ChaCha8's word position), which
+    /// [`Self::seek`] restores, so a resumed run shuffles as an unbroken one.
+    pub fn position(&self) -> u128 {
+        self.rng.get_word_pos()
+    }
+
+    pub fn seek(&mut self, position: u128) {
+        self.rng.set_word_pos(position);
+    }
+
     pub fn new(len: usize, shuffle: bool, seed: u64) -> Self {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         // A stream of its own, so the order never reuses the initialiser's numbers.
@@ -110,8 +122,71 @@ impl EpochOrder {
     }
 }
 
+/// Everything a run needs to continue exactly where it stopped: parameters,
+/// optimizer state and step count, epochs done, the shuffling generator's
+/// position, and the history so far (see `checkpoint::save_state`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainState {
+    pub params: Params,
+    /// The optimizer's per-parameter state (velocity, RMS average, Adam's
+    /// moments), one parameter-shaped set per slot the optimizer uses.
+    pub slots: Vec<Params>,
+    /// Optimizer updates taken.
+    pub steps: u64,
+    pub epochs_done: usize,
+    pub order_position: u128,
+    pub history: Vec<EpochRecord>,
+}
+
+/// Keras' `EarlyStopping(monitor="val_loss", patience, restore_best_weights=True)`:
+/// stops after `patience` epochs without a lower validation loss, and leaves
+/// the model with the weights of the best epoch.
+#[derive(Debug, Clone)]
+pub struct EarlyStopping {
+    patience: usize,
+    best: Option<(f64, usize, Params)>,
+    waited: usize,
+}
+
+impl EarlyStopping {
+    pub fn new(patience: usize) -> Self {
+        Self {
+            patience,
+            best: None,
+            waited: 0,
+        }
+    }
+
+    /// Takes the epoch's record (which must carry a validation loss); keeps
+    /// the weights when they are the best so far. True when training should stop.
+    pub fn update(&mut self, record: &EpochRecord, trainer: &mut Trainer) -> Result<bool, Error> {
+        let val_loss = record
+            .val_loss
+            .ok_or_else(|| Error::Invalid("early stopping needs a validation split".into()))?;
+        if self.best.as_ref().is_none_or(|(best, ..)| val_loss < *best) {
+            self.best = Some((val_loss, record.epoch, trainer.params()?));
+            self.waited = 0;
+        } else {
+            self.waited += 1;
+        }
+        Ok(self.waited >= self.patience)
+    }
+
+    /// Puts the best epoch's weights back; returns that epoch.
+    pub fn restore_best(&self, trainer: &mut Trainer) -> Result<Option<usize>, Error> {
+        match &self.best {
+            Some((_, epoch, params)) => {
+                trainer.model().set_params(params)?;
+                Ok(Some(*epoch))
+            }
+            None => Ok(None),
+        }
+    }
+}
+
 /// A model being trained on a device: the data set is loaded once, and each
-/// epoch runs the plan's training step over a fresh example order.
+/// epoch runs the plan's training step over a fresh example order, then
+/// evaluates the validation split if there is one.
 pub struct Trainer {
     engine: Evaluator,
     config: TrainConfig,
@@ -152,12 +227,74 @@ impl Trainer {
         })
     }
 
+    /// Opens a run saved by [`Self::state`] to continue it: the same
+    /// parameters, optimizer state, step count and shuffling position.
+    /// `config` must be the run's (the caller checks it against the saved one).
+    pub fn resume(
+        device: &Device,
+        spec: &ModelSpec,
+        state: &TrainState,
+        data: Arc<Splits>,
+        config: TrainConfig,
+    ) -> Result<Self, Error> {
+        let mut trainer = Self::new(device, spec, &state.params, data, config)?;
+        let slots = trainer.engine.state_slots();
+        if state.slots.len() != slots {
+            return Err(Error::Invalid(format!(
+                "the saved optimizer state has {} slots; {:?} keeps {slots}",
+                state.slots.len(),
+                config.optimizer.kind
+            )));
+        }
+        for (slot, values) in state.slots.iter().enumerate() {
+            trainer.engine.set_state(slot, values)?;
+        }
+        trainer.engine.exec.set_steps(state.steps);
+        trainer.epochs_done = state.epochs_done;
+        trainer.order.seek(state.order_position);
+        Ok(trainer)
+    }
+
+    /// The run's state, to save and resume (`history`: the epochs so far).
+    pub fn state(&mut self, history: &[EpochRecord]) -> Result<TrainState, Error> {
+        let slots = (0..self.engine.state_slots())
+            .map(|slot| self.engine.state(slot))
+            .collect::<Result<_, _>>()?;
+        Ok(TrainState {
+            params: self.params()?,
+            slots,
+            steps: self.counters().steps,
+            epochs_done: self.epochs_done,
+            order_position: self.order.position(),
+            history: history.to_vec(),
+        })
+    }
+
     /// Trains `epochs` more epochs.
     pub fn fit(&mut self, epochs: usize, observer: &mut dyn Observer) -> Result<History, Error> {
+        self.fit_with(epochs, None, observer)
+    }
+
+    /// Trains up to `epochs` more epochs, stopping early as `early_stopping` says.
+    pub fn fit_with(
+        &mut self,
+        epochs: usize,
+        mut early_stopping: Option<EarlyStopping>,
+        observer: &mut dyn Observer,
+    ) -> Result<History, Error> {
         let start = Instant::now();
         let mut history = History::default();
         for _ in 0..epochs {
-            history.epochs.push(self.train_epoch(observer)?);
+            let record = self.train_epoch(observer)?;
+            history.epochs.push(record.clone());
+            if let Some(stopping) = &mut early_stopping {
+                if stopping.update(&record, self)? {
+                    break;
+                }
+            }
+        }
+        if let Some(stopping) = &early_stopping {
+            history.best_epoch = stopping.restore_best(self)?;
         }
         history.fit_seconds = start.elapsed().as_secs_f64();
         Ok(history)
@@ -183,12 +320,16 @@ impl Trainer {
                     observer.progress(epoch, m)
                 })?;
         self.epochs_done = epoch;
+        let validation = match self.engine.data().validation {
+            Some(_) => Some(self.engine.evaluate(Split::Validation)?),
+            None => None,
+        };
         let record = EpochRecord {
             epoch,
             loss: metrics.loss(),
             accuracy: metrics.accuracy(),
-            val_loss: None,
-            val_accuracy: None,
+            val_loss: validation.map(|m| m.loss()),
+            val_accuracy: validation.map(|m| m.accuracy()),
             seconds: start.elapsed().as_secs_f64(),
         };
         observer.epoch_end(&record);

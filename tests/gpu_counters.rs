@@ -15,10 +15,7 @@ fn epochs_move_only_the_permutation_and_sync_once_per_report() {
     let Some(full) = common::mnist() else { return };
     let Some(gpu) = common::gpu() else { return };
     let n = 12_800; // 100 steps of 128
-    let data = Arc::new(Splits {
-        train: full.train.truncated(n),
-        test: full.test.clone(),
-    });
+    let data = Arc::new(Splits::new(full.train.truncated(n), full.test.clone()));
     let spec = ModelSpec::mlp(FEATURES, &[512], CLASSES);
     let params = Params::init(&spec, Init::Glorot, 1);
     let config = TrainConfig {

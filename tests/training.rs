@@ -17,10 +17,7 @@ use gpu_mnist::{
 fn trainers(n: usize, spec: &ModelSpec, config: TrainConfig) -> Option<(Trainer, Trainer)> {
     let gpu = common::gpu()?;
     let full = common::mnist()?;
-    let data = Arc::new(Splits {
-        train: full.train.truncated(n),
-        test: full.test.clone(),
-    });
+    let data = Arc::new(Splits::new(full.train.truncated(n), full.test.clone()));
     let params = Params::init(spec, Init::Glorot, 1);
     let cpu = Trainer::new(&Device::Cpu, spec, &params, data.clone(), config).unwrap();
     let gpu = Trainer::new(&gpu, spec, &params, data, config).unwrap();

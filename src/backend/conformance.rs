@@ -111,10 +111,7 @@ fn kernels(ctx: &Option<GpuContext>, mm: &Matmul) -> Vec<Option<MatmulKernel>> {
 /// A data set of `len` examples (only its length matters to most tests).
 fn examples(len: usize, features: usize, classes: usize) -> Splits {
     let set = synthetic(len, features, classes, 0.5, 3);
-    Splits {
-        train: set.clone(),
-        test: set,
-    }
+    Splits::new(set.clone(), set)
 }
 
 /// Runs the training program once over the first `rows` training examples.
@@ -357,10 +354,7 @@ fn first_layer_from_the_batch(device: TestDevice, ctx: &Option<GpuContext>) {
                     Op::Matmul(grad_weights),
                 ],
             ),
-            data: Splits {
-                train: data.clone(),
-                test: data,
-            },
+            data: Splits::new(data.clone(), data),
             optimizer: None,
             params: vec![
                 w.clone(),
@@ -447,10 +441,7 @@ fn softmax_cross_entropy(device: TestDevice, ctx: &Option<GpuContext>) {
             }];
             let setup = Setup {
                 plan,
-                data: Splits {
-                    train: data.clone(),
-                    test: data.clone(),
-                },
+                data: Splits::new(data.clone(), data.clone()),
                 optimizer: None,
                 params: vec![logits.clone(), vec![0.0; rows * classes]],
                 kernel: None,
@@ -653,10 +644,7 @@ fn gather(device: TestDevice, ctx: &Option<GpuContext>) {
             vec![(1, 1)],
             vec![Op::Gather { one_hot: true }],
         ),
-        data: Splits {
-            train: data.clone(),
-            test: data.clone(),
-        },
+        data: Splits::new(data.clone(), data.clone()),
         optimizer: None,
         params: vec![vec![0.0]],
         kernel: None,

@@ -44,6 +44,40 @@ impl Metrics {
 pub enum Split {
     Train,
     Test,
+    /// Held out of the training set ([`crate::Splits::hold_out`]).
+    Validation,
+}
+
+impl Split {
+    pub const ALL: [Split; 3] = [Split::Train, Split::Test, Split::Validation];
+
+    /// The split's examples, if the data set has it.
+    pub fn of(self, data: &crate::data::Splits) -> Option<&crate::data::Dataset> {
+        match self {
+            Split::Train => Some(&data.train),
+            Split::Test => Some(&data.test),
+            Split::Validation => data.validation.as_ref(),
+        }
+    }
+
+    /// [`Self::of`], or an error naming the missing split.
+    pub(crate) fn in_data(
+        self,
+        data: &crate::data::Splits,
+    ) -> Result<&crate::data::Dataset, DeviceError> {
+        self.of(data).ok_or_else(|| {
+            DeviceError::Invalid(format!("the data set has no {} split", self.name()))
+        })
+    }
+
+    /// "training", "test" or "validation", for messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Split::Train => "training",
+            Split::Test => "test",
+            Split::Validation => "validation",
+        }
+    }
 }
 
 /// Counts a device keeps of its own work (the wgpu device fills all of them).
@@ -144,6 +178,10 @@ pub(crate) trait Executor {
     fn write(&mut self, buf: Buf, values: &[f32]) -> Result<(), DeviceError>;
 
     fn counters(&self) -> Counters;
+
+    /// Sets the optimizer updates taken so far (Adam's bias correction
+    /// counts from there), when training resumes.
+    fn set_steps(&mut self, steps: u64);
 
     /// The kernel chosen for each product the plan computes, with every
     /// candidate's time, where the device chooses by measurement.

@@ -184,12 +184,36 @@ pub struct TrainArgs {
     /// Train on the first N training images only.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub train_samples: Option<u32>,
-    /// Save the trained parameters (safetensors) to this file.
+    /// Hold out this last fraction of the training set (before shuffling) for
+    /// validation, reported as val_loss and val_accuracy each epoch.
+    #[arg(long, value_name = "F", allow_hyphen_values = true, value_parser = parse_open_unit_interval)]
+    pub validation_split: Option<f64>,
+    /// Stop after N epochs without a lower val_loss and keep the best epoch's
+    /// weights (needs --validation-split).
+    #[arg(long, value_name = "N", requires = "validation_split", value_parser = clap::value_parser!(u32).range(1..))]
+    pub early_stopping: Option<u32>,
+    /// Save the run (parameters, optimizer state, position; safetensors) to
+    /// this file at the end, and every --checkpoint-every epochs.
     #[arg(long, value_name = "FILE")]
     pub save: Option<PathBuf>,
-    /// Write the per-epoch history and test metrics as JSON to this file.
+    /// Also save to --save every N epochs.
+    #[arg(long, value_name = "N", requires = "save", value_parser = clap::value_parser!(u32).range(1..))]
+    pub checkpoint_every: Option<u32>,
+    /// Continue the run saved in FILE for --epochs more epochs (same
+    /// architecture and training flags).
+    #[arg(long, value_name = "FILE", conflicts_with = "init_from")]
+    pub resume: Option<PathBuf>,
+    /// Start from the weights saved in FILE, with a fresh optimizer.
+    #[arg(long, value_name = "FILE")]
+    pub init_from: Option<PathBuf>,
+    /// Write the per-epoch history (and, at the end, the test metrics) as JSON
+    /// to this file, after every epoch.
     #[arg(long, value_name = "FILE")]
     pub history: Option<PathBuf>,
+    /// Write the per-epoch metrics as CSV (Keras' CSVLogger columns) to this
+    /// file, after every epoch.
+    #[arg(long, value_name = "FILE")]
+    pub csv: Option<PathBuf>,
     /// Print only the final metrics.
     #[arg(long, short)]
     pub quiet: bool,
@@ -294,6 +318,15 @@ fn parse_unit_interval(s: &str) -> Result<f32, String> {
     }
 }
 
+fn parse_open_unit_interval(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|_| format!("not a number: {s}"))?;
+    if v > 0.0 && v < 1.0 {
+        Ok(v)
+    } else {
+        Err(format!("must be between 0 and 1 (exclusive), got {s}"))
+    }
+}
+
 /// The MLP with these hidden widths for MNIST's images and classes.
 pub fn mnist_model(hidden: &HiddenLayers) -> ModelSpec {
     use gpu_mnist::data::mnist::{CLASSES, FEATURES};
@@ -312,6 +345,18 @@ impl TrainArgs {
         match self.loss {
             LossArg::SparseCategorical => LossKind::SparseCategorical,
             LossArg::Categorical => LossKind::Categorical,
+        }
+    }
+
+    /// The training configuration the flags ask for.
+    pub fn config(&self) -> gpu_mnist::TrainConfig {
+        gpu_mnist::TrainConfig {
+            batch_size: self.batch_size as usize,
+            optimizer: self.optimizer_spec(),
+            loss: self.loss(),
+            shuffle: !self.no_shuffle,
+            seed: self.seed,
+            report_every: self.report_every as usize,
         }
     }
 

@@ -1,6 +1,5 @@
 //! What each subcommand does, between parsed flags and the library.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -11,15 +10,15 @@ use gpu_mnist::data::{mnist, Splits};
 use gpu_mnist::{Evaluator, GpuApi, Init, Params, Split, TrainConfig, Trainer};
 
 use super::args::{
-    mnist_model, BenchArgs, Command, DataArgs, DevicesArgs, EvaluateArgs, PredictArgs, TrainArgs,
+    mnist_model, BenchArgs, Command, DataArgs, DevicesArgs, EvaluateArgs, PredictArgs,
 };
-use super::progress::{download_bar, EpochLines};
+use super::progress::download_bar;
 
 pub type CliError = Box<dyn std::error::Error + Send + Sync>;
 
 pub fn run(cli: super::args::Cli) -> Result<(), CliError> {
     match cli.command {
-        Command::Train(args) => train(&args),
+        Command::Train(args) => super::train::train(&args),
         Command::Evaluate(args) => evaluate(&args),
         Command::Predict(args) => predict(&args),
         Command::Devices(args) => devices(&args),
@@ -28,7 +27,7 @@ pub fn run(cli: super::args::Cli) -> Result<(), CliError> {
     }
 }
 
-fn load_data(args: &DataArgs) -> Result<Splits, CliError> {
+pub(super) fn load_data(args: &DataArgs) -> Result<Splits, CliError> {
     let mut bar = download_bar();
     let download: Option<&mut dyn FnMut(Progress<'_>)> = if args.no_download {
         None
@@ -38,71 +37,9 @@ fn load_data(args: &DataArgs) -> Result<Splits, CliError> {
     Ok(mnist::load(args.data_dir.as_deref(), download)?)
 }
 
-fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<(), CliError> {
+pub(super) fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<(), CliError> {
     write_atomically(path, serde_json::to_string_pretty(value)?.as_bytes())
         .map_err(|e| format!("cannot write {}: {e}", path.display()).into())
-}
-
-fn train(args: &TrainArgs) -> Result<(), CliError> {
-    let mut data = load_data(&args.data)?;
-    if let Some(n) = args.train_samples {
-        data.train = data.train.truncated(n as usize);
-    }
-    let train_len = data.train.len;
-    let spec = mnist_model(&args.hidden);
-    let params = Params::init(&spec, args.init(), args.seed);
-    let config = TrainConfig {
-        batch_size: args.batch_size as usize,
-        optimizer: args.optimizer_spec(),
-        loss: args.loss(),
-        shuffle: !args.no_shuffle,
-        seed: args.seed,
-        report_every: args.report_every as usize,
-    };
-    let mut trainer = Trainer::new(&args.device.open()?, &spec, &params, Arc::new(data), config)?;
-    if !args.quiet {
-        println!(
-            "backend: {} | {:?} lr {} | {train_len} training images\n{spec}",
-            trainer.describe(),
-            config.optimizer.kind,
-            config.optimizer.lr,
-        );
-    }
-    let history = if args.quiet {
-        trainer.fit(args.epochs as usize, &mut ())?
-    } else {
-        trainer.fit(
-            args.epochs as usize,
-            &mut EpochLines::new(args.epochs as usize),
-        )?
-    };
-    let test = trainer.evaluate(Split::Test)?;
-    println!(
-        "test_loss: {:.4}  test_acc: {:.4}",
-        test.loss(),
-        test.accuracy()
-    );
-    if let Some(path) = &args.save {
-        let metadata = HashMap::from([
-            ("format".to_string(), "gpu-mnist".to_string()),
-            ("test_acc".to_string(), format!("{:.4}", test.accuracy())),
-            ("epochs".to_string(), args.epochs.to_string()),
-            ("seed".to_string(), args.seed.to_string()),
-        ]);
-        checkpoint::save(path, &spec, &trainer.params()?, metadata)?;
-    }
-    if let Some(path) = &args.history {
-        let json = serde_json::json!({
-            "backend": trainer.describe(),
-            "epochs": history.epochs,
-            "fit_seconds": history.fit_seconds,
-            "test_loss": test.loss(),
-            "test_acc": test.accuracy(),
-            "counters": trainer.counters(),
-        });
-        write_json(path, &json)?;
-    }
-    Ok(())
 }
 
 /// Loads a checkpoint and opens it on the chosen device over MNIST.
@@ -230,10 +167,7 @@ fn print_kernel_choices(index: usize) -> Result<(), CliError> {
     let spec = mnist_model(&super::args::HiddenLayers(vec![512]));
     let one =
         gpu_mnist::data::Dataset::new(vec![0; spec.inputs], vec![0], spec.inputs, spec.classes())?;
-    let data = Arc::new(Splits {
-        train: one.clone(),
-        test: one,
-    });
+    let data = Arc::new(Splits::new(one.clone(), one));
     let params = Params::init(&spec, Init::Glorot, 1);
     let mut trainer = Trainer::new(&device, &spec, &params, data, TrainConfig::default())?;
     for choice in trainer.model().kernel_choices()? {

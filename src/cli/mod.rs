@@ -1,7 +1,8 @@
 //! The command line: flags and their validation (`args`), the subcommands
-//! (`commands`), terminal progress (`progress`) and the `bench` report (`bench`).
+//! (`commands`, `train`), terminal progress (`progress`) and the `bench` report (`bench`).
 
 pub mod args;
 pub mod bench;
 pub mod commands;
 pub mod progress;
+pub mod train;

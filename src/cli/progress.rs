@@ -1,14 +1,20 @@
-//! What the user sees while work runs: a progress bar per epoch (hidden when
-//! stderr is not a terminal) with a line per epoch, and download bars.
+//! What the user sees while work runs: Keras-style epoch progress, and
+//! download bars.
+
+use std::io::IsTerminal;
 
 use gpu_mnist::data::download::Progress;
 use gpu_mnist::{EpochRecord, Metrics, Observer};
 
-/// Keras-style epoch lines, with a bar of the running loss and accuracy.
+/// Keras-style epoch progress: on a terminal, `Epoch 1/5` then a bar with
+/// steps, ETA, ms/step and the running loss and accuracy (refreshed at each
+/// read-back), left as one summary line; elsewhere (logs, CI, pipes) only
+/// the summary line, one per epoch.
 pub struct EpochLines {
     pub epochs: usize,
     steps: u64,
     bar: Option<indicatif::ProgressBar>,
+    terminal: bool,
 }
 
 impl EpochLines {
@@ -17,29 +23,38 @@ impl EpochLines {
             epochs,
             steps: 0,
             bar: None,
+            terminal: std::io::stdout().is_terminal(),
         }
     }
 }
 
 impl Observer for EpochLines {
-    fn epoch_begin(&mut self, _epoch: usize, steps: u64) {
-        let bar = indicatif::ProgressBar::new(steps);
+    fn epoch_begin(&mut self, epoch: usize, steps: u64) {
+        self.steps = steps;
+        if !self.terminal {
+            return;
+        }
+        println!("Epoch {epoch}/{}", self.epochs);
+        let bar = indicatif::ProgressBar::with_draw_target(
+            Some(steps),
+            indicatif::ProgressDrawTarget::stdout(),
+        );
         bar.set_style(
             indicatif::ProgressStyle::with_template(
-                "{pos}/{len} [{bar:30}] {elapsed_precise} {msg}",
+                "{pos:>4}/{len} [{bar:30}] - ETA: {eta} - {msg}",
             )
             .expect("static template")
             .progress_chars("=> "),
         );
-        self.steps = steps;
         self.bar = Some(bar);
     }
 
     fn progress(&mut self, _epoch: usize, running: &Metrics) {
         if let Some(bar) = &self.bar {
             bar.set_position(running.steps);
+            let ms = bar.elapsed().as_secs_f64() * 1e3 / running.steps.max(1) as f64;
             bar.set_message(format!(
-                "loss: {:.4} - accuracy: {:.4}",
+                "{ms:.0}ms/step - loss: {:.4} - accuracy: {:.4}",
                 running.loss(),
                 running.accuracy()
             ));
@@ -50,15 +65,22 @@ impl Observer for EpochLines {
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
         }
-        println!(
-            "Epoch {}/{}: {steps}/{steps} - {:.2}s - loss: {:.4} - accuracy: {:.4}",
-            record.epoch,
-            self.epochs,
+        let mut line = format!(
+            "{steps}/{steps} - {:.1}s - {:.0}ms/step - loss: {:.4} - accuracy: {:.4}",
             record.seconds,
+            record.seconds * 1e3 / self.steps.max(1) as f64,
             record.loss,
             record.accuracy,
             steps = self.steps,
         );
+        if let (Some(loss), Some(accuracy)) = (record.val_loss, record.val_accuracy) {
+            line += &format!(" - val_loss: {loss:.4} - val_accuracy: {accuracy:.4}");
+        }
+        if self.terminal {
+            println!("{line}");
+        } else {
+            println!("Epoch {}/{} - {line}", record.epoch, self.epochs);
+        }
     }
 }
 

@@ -92,20 +92,80 @@ impl Dataset {
 
     /// The first `n` examples (all of them when `n >= len`).
     pub fn truncated(&self, n: usize) -> Self {
-        let n = n.min(self.len);
+        self.rows(0..n.min(self.len))
+    }
+
+    /// Examples `range` (within `0..len`).
+    pub fn rows(&self, range: std::ops::Range<usize>) -> Self {
         Self {
-            images: self.images[..n * self.features].to_vec(),
-            labels: self.labels[..n].to_vec(),
-            len: n,
+            images: self.images[range.start * self.features..range.end * self.features].to_vec(),
+            labels: self.labels[range.clone()].to_vec(),
+            len: range.len(),
             features: self.features,
             classes: self.classes,
         }
     }
 }
 
-/// A data set's training and test splits.
+/// A data set's training and test splits, and the validation split held out
+/// of the training set, if any.
 #[derive(Debug, Clone)]
 pub struct Splits {
     pub train: Dataset,
     pub test: Dataset,
+    pub validation: Option<Dataset>,
+}
+
+impl Splits {
+    /// Training and test splits, no validation split.
+    pub fn new(train: Dataset, test: Dataset) -> Self {
+        Self {
+            train,
+            test,
+            validation: None,
+        }
+    }
+
+    /// Holds out the last `fraction` of the training set as the validation
+    /// split, as Keras' `validation_split` does: taken in file order, before
+    /// any shuffling, and never trained on. At least one example must remain
+    /// on each side.
+    pub fn hold_out(mut self, fraction: f64) -> Result<Self, String> {
+        let len = self.train.len;
+        // Keras: split_at = floor(len * (1 - fraction)).
+        let split_at = (len as f64 * (1.0 - fraction)).floor() as usize;
+        if !(fraction > 0.0 && fraction < 1.0) || split_at == 0 || split_at >= len {
+            return Err(format!(
+                "a validation split of {fraction} leaves no examples on one side of {len} training examples"
+            ));
+        }
+        self.validation = Some(self.train.rows(split_at..len));
+        self.train = self.train.truncated(split_at);
+        Ok(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_validation_split_is_the_tail_of_the_training_set() {
+        let labels: Vec<u8> = (0..10).collect();
+        let images: Vec<u8> = (0..20).collect();
+        let set = Dataset::new(images, labels, 2, 10).unwrap();
+        let splits = Splits::new(set.clone(), set).hold_out(0.25).unwrap();
+        // floor(10 * 0.75) = 7 examples left to train on, as Keras.
+        assert_eq!(splits.train.labels, [0, 1, 2, 3, 4, 5, 6]);
+        let validation = splits.validation.unwrap();
+        assert_eq!(validation.labels, [7, 8, 9]);
+        assert_eq!(validation.image(0), [14, 15]);
+        let set = Dataset::new(vec![0; 4], vec![0, 1], 2, 2).unwrap();
+        for bad in [0.0, 1.0, 0.1, -0.5, f64::NAN] {
+            let err = Splits::new(set.clone(), set.clone())
+                .hold_out(bad)
+                .unwrap_err();
+            assert!(err.contains("leaves no examples"), "{err}");
+        }
+    }
 }

@@ -216,10 +216,7 @@ pub fn load_files(paths: &[PathBuf; 4]) -> Result<Splits, DataError> {
             })
         })
     };
-    Ok(Splits {
-        train: pair(0, 1)?,
-        test: pair(2, 3)?,
-    })
+    Ok(Splits::new(pair(0, 1)?, pair(2, 3)?))
 }
 
 /// Locates MNIST (see [`locate`]), downloads it if needed and allowed, and loads it.

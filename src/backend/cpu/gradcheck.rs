@@ -49,10 +49,7 @@ fn check(loss: LossKind, zero_fraction: f64) {
     // The training step without its update: it leaves the gradients.
     let mut plan = Plan::new(&spec, 6, loss, 0);
     assert_eq!(plan.train.pop(), Some(Op::Update));
-    let data = Arc::new(Splits {
-        train: train.clone(),
-        test: train.clone(),
-    });
+    let data = Arc::new(Splits::new(train.clone(), train.clone()));
     let settings = RunSettings {
         optimizer: None,
         report_every: 1,

@@ -301,10 +301,7 @@ impl Executor for CpuExecutor {
         report: &mut dyn FnMut(&Metrics),
     ) -> Result<Metrics, DeviceError> {
         let data = self.data.clone();
-        let source = match split {
-            Split::Train => &data.train,
-            Split::Test => &data.test,
-        };
+        let source = split.in_data(&data)?;
         let all: Vec<u32>;
         let order = match order {
             Some(order) => {
@@ -361,5 +358,9 @@ impl Executor for CpuExecutor {
 
     fn counters(&self) -> Counters {
         self.counters
+    }
+
+    fn set_steps(&mut self, steps: u64) {
+        self.counters.steps = steps;
     }
 }

@@ -6,6 +6,7 @@ use super::kernels::matmul::{self, MatmulCaps, MatmulKernel};
 use super::kernels::{all_slots, gather, softmax_xent, Shape};
 use super::shader::{Access, LINEAR_WORKGROUP};
 use super::GpuError;
+use crate::backend::Split;
 use crate::data::Splits;
 use crate::plan::{Op, Plan};
 
@@ -103,13 +104,15 @@ pub(crate) fn check(offer: &Offer, plan: &Plan, data: &Splits) -> Result<(), Gpu
         f32_bytes(params),
         "the parameters".into(),
     )?;
-    for (name, set) in [("training", &data.train), ("test", &data.test)] {
-        at_most(
-            "max_storage_buffer_binding_size",
-            binding,
-            set.images.len() as u64,
-            format!("the {name} images"),
-        )?;
+    for split in Split::ALL {
+        if let Some(set) = split.of(data) {
+            at_most(
+                "max_storage_buffer_binding_size",
+                binding,
+                set.images.len() as u64,
+                format!("the {} images", split.name()),
+            )?;
+        }
     }
     Ok(())
 }
@@ -151,10 +154,7 @@ mod tests {
 
     fn data() -> Splits {
         let set = Dataset::new(vec![0; 784 * 2], vec![0, 1], 784, 10).unwrap();
-        Splits {
-            train: set.clone(),
-            test: set,
-        }
+        Splits::new(set.clone(), set)
     }
 
     fn offer(limits: &wgpu::Limits) -> Offer<'_> {

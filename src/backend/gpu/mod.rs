@@ -137,7 +137,8 @@ pub(crate) struct GpuExecutor {
     launches: HashMap<(Program, SourceKey), Vec<Launch>>,
     readback: MetricsReadback,
     counters: Counters,
-    lens: [usize; 2],
+    /// Examples in each split, by `Split as usize` (0 where there is none).
+    lens: [usize; 3],
     /// The kernel measured fastest for each product (see `tune.rs`).
     choices: HashMap<Product, MatmulKernel>,
     /// A matmul kernel to use wherever it fits instead of the fastest (the
@@ -234,17 +235,21 @@ impl GpuExecutor {
             })
             .collect();
         let shape = kernels.uniform("shape", &Shape::of(&plan));
-        let lens = [data.train.len, data.test.len];
-        let max_steps = plan.steps(lens[0].max(lens[1]));
+        let lens = Split::ALL.map(|split| split.of(data).map_or(0, |set| set.len));
+        let longest = lens.into_iter().max().unwrap_or(0);
+        let max_steps = plan.steps(longest);
         let loss_sums = buffers::storage(&device, "loss sums", f32_bytes(max_steps));
         let correct_counts = buffers::storage(&device, "correct counts", f32_bytes(max_steps));
 
         let mut sources = HashMap::new();
-        let identity: Vec<u32> = (0..lens[0].max(lens[1]) as u32).collect();
+        let identity: Vec<u32> = (0..longest as u32).collect();
         let identity =
             buffers::storage_with(&device, "identity order", bytemuck::cast_slice(&identity));
         counters.bytes_to_device += identity.size();
-        for (split, set) in [(Split::Train, &data.train), (Split::Test, &data.test)] {
+        for (split, set) in Split::ALL
+            .into_iter()
+            .filter_map(|split| Some((split, split.of(data)?)))
+        {
             let upload = |label: &str, bytes: &[u8], counters: &mut Counters| {
                 let packed = buffers::pack_bytes(bytes);
                 counters.bytes_to_device += packed.len() as u64;
@@ -755,6 +760,12 @@ impl Executor for GpuExecutor {
             split,
             ordered: order.is_some(),
         };
+        if !self.sources.contains_key(&key) {
+            return Err(DeviceError::Invalid(format!(
+                "the data set has no {} split",
+                split.name()
+            )));
+        }
         if let Some(order) = order {
             self.upload_order(key, order)?;
         }
@@ -799,6 +810,10 @@ impl Executor for GpuExecutor {
 
     fn counters(&self) -> Counters {
         self.counters
+    }
+
+    fn set_steps(&mut self, steps: u64) {
+        self.counters.steps = steps;
     }
 
     fn kernel_choices(&mut self) -> Result<Vec<super::KernelChoice>, DeviceError> {

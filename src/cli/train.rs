@@ -1,0 +1,337 @@
+//! `gpu-mnist train`: a run from flags, or continued from a checkpoint, with
+//! its files (history, CSV, checkpoints) written after every epoch so that a
+//! run that fails or is interrupted keeps what it did.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use gpu_mnist::checkpoint::{self, Checkpoint};
+use gpu_mnist::{
+    EarlyStopping, EpochRecord, ModelSpec, Params, Split, TrainConfig, TrainState, Trainer,
+};
+
+use super::args::{mnist_model, TrainArgs};
+use super::commands::{load_data, write_json, CliError};
+use super::progress::EpochLines;
+
+/// Metadata keys of the data a run trained on, checked when it resumes.
+const TRAIN_EXAMPLES_KEY: &str = "train_examples";
+const VALIDATION_EXAMPLES_KEY: &str = "validation_examples";
+
+pub fn train(args: &TrainArgs) -> Result<(), CliError> {
+    for path in [&args.save, &args.history, &args.csv].into_iter().flatten() {
+        check_output(path)?;
+    }
+    let mut data = load_data(&args.data)?;
+    if let Some(n) = args.train_samples {
+        data.train = data.train.truncated(n as usize);
+    }
+    if let Some(fraction) = args.validation_split {
+        data = data.hold_out(fraction)?;
+    }
+    let examples = (
+        data.train.len,
+        data.validation.as_ref().map_or(0, |v| v.len),
+    );
+    let spec = mnist_model(&args.hidden);
+    let config = args.config();
+    let device = args.device.open()?;
+    let data = Arc::new(data);
+    let (mut trainer, mut history) = match (&args.resume, &args.init_from) {
+        (Some(path), _) => {
+            let (config, state) = resumable(path, &spec, config, examples)?;
+            let trainer = Trainer::resume(&device, &spec, &state, data, config)?;
+            (trainer, state.history)
+        }
+        (None, Some(path)) => {
+            let saved = checkpoint::read(path)?;
+            check_model(path, &saved.spec, &spec)?;
+            (
+                Trainer::new(&device, &spec, &saved.params, data, config)?,
+                Vec::new(),
+            )
+        }
+        (None, None) => {
+            let params = Params::init(&spec, args.init(), args.seed);
+            (
+                Trainer::new(&device, &spec, &params, data, config)?,
+                Vec::new(),
+            )
+        }
+    };
+    let epochs_before = history.len();
+    let total_epochs = epochs_before + args.epochs as usize;
+    if !args.quiet {
+        println!(
+            "backend: {} | {:?} lr {} | {} training images{}\n{spec}",
+            trainer.describe(),
+            config.optimizer.kind,
+            config.optimizer.lr,
+            examples.0,
+            match examples.1 {
+                0 => String::new(),
+                n => format!(", {n} validation images"),
+            },
+        );
+    }
+    let mut lines = EpochLines::new(total_epochs);
+    let mut stopping = args
+        .early_stopping
+        .map(|patience| EarlyStopping::new(patience as usize));
+    let metadata = HashMap::from([
+        ("format".to_string(), "gpu-mnist".to_string()),
+        ("seed".to_string(), args.seed.to_string()),
+        (TRAIN_EXAMPLES_KEY.to_string(), examples.0.to_string()),
+        (VALIDATION_EXAMPLES_KEY.to_string(), examples.1.to_string()),
+    ]);
+    let start = std::time::Instant::now();
+    for _ in 0..args.epochs {
+        let record = if args.quiet {
+            trainer.train_epoch(&mut ())?
+        } else {
+            trainer.train_epoch(&mut lines)?
+        };
+        history.push(record.clone());
+        write_epoch_files(args, &history)?;
+        if let (Some(every), Some(path)) = (args.checkpoint_every, &args.save) {
+            if (record.epoch - epochs_before).is_multiple_of(every as usize) {
+                save(&mut trainer, path, &spec, &config, &history, &metadata)?;
+            }
+        }
+        if let Some(stopping) = &mut stopping {
+            if stopping.update(&record, &mut trainer)? {
+                if !args.quiet {
+                    println!(
+                        "early stopping: no lower val_loss for {} epochs",
+                        args.early_stopping.unwrap_or_default()
+                    );
+                }
+                break;
+            }
+        }
+    }
+    let fit_seconds = start.elapsed().as_secs_f64();
+    let best_epoch = match &stopping {
+        Some(stopping) => stopping.restore_best(&mut trainer)?,
+        None => None,
+    };
+    if let (Some(epoch), false) = (best_epoch, args.quiet) {
+        println!("restored the weights of epoch {epoch} (lowest val_loss)");
+    }
+    let test = trainer.evaluate(Split::Test)?;
+    println!(
+        "test_loss: {:.4}  test_acc: {:.4}",
+        test.loss(),
+        test.accuracy()
+    );
+    if let Some(path) = &args.save {
+        let mut metadata = metadata.clone();
+        metadata.insert("test_acc".into(), format!("{:.4}", test.accuracy()));
+        save(&mut trainer, path, &spec, &config, &history, &metadata)?;
+    }
+    if let Some(path) = &args.history {
+        let json = serde_json::json!({
+            "backend": trainer.describe(),
+            "epochs": history,
+            "fit_seconds": fit_seconds,
+            "best_epoch": best_epoch,
+            "test_loss": test.loss(),
+            "test_acc": test.accuracy(),
+            "counters": trainer.counters(),
+        });
+        write_json(path, &json)?;
+    }
+    Ok(())
+}
+
+/// Refuses an output path that cannot be written, before any training.
+fn check_output(path: &Path) -> Result<(), CliError> {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if !parent.is_dir() {
+        return Err(format!(
+            "cannot write {}: {} is not a directory",
+            path.display(),
+            parent.display()
+        )
+        .into());
+    }
+    if path.is_dir() {
+        return Err(format!("cannot write {}: it is a directory", path.display()).into());
+    }
+    Ok(())
+}
+
+/// The history (JSON, without test metrics yet) and CSV after an epoch.
+fn write_epoch_files(args: &TrainArgs, history: &[EpochRecord]) -> Result<(), CliError> {
+    if let Some(path) = &args.history {
+        write_json(path, &serde_json::json!({ "epochs": history }))?;
+    }
+    if let Some(path) = &args.csv {
+        gpu_mnist::atomic_file::write_atomically(path, csv(history).as_bytes())
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Keras' CSVLogger format: a header of `epoch` then the metric names sorted,
+/// one row per epoch, `epoch` counted from 0.
+fn csv(history: &[EpochRecord]) -> String {
+    let validation = history.iter().any(|r| r.val_loss.is_some());
+    let mut out = String::from(if validation {
+        "epoch,accuracy,loss,val_accuracy,val_loss\n"
+    } else {
+        "epoch,accuracy,loss\n"
+    });
+    for r in history {
+        out += &format!("{},{},{}", r.epoch - 1, r.accuracy, r.loss);
+        if validation {
+            let value = |v: Option<f64>| v.map_or(String::new(), |v| v.to_string());
+            out += &format!(",{},{}", value(r.val_accuracy), value(r.val_loss));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+fn save(
+    trainer: &mut Trainer,
+    path: &Path,
+    spec: &ModelSpec,
+    config: &TrainConfig,
+    history: &[EpochRecord],
+    metadata: &HashMap<String, String>,
+) -> Result<(), CliError> {
+    let state = trainer.state(history)?;
+    Ok(checkpoint::save_run(
+        path,
+        spec,
+        config,
+        &state,
+        metadata.clone(),
+    )?)
+}
+
+/// The saved run in `path`, checked against what this run asks for.
+fn resumable(
+    path: &Path,
+    spec: &ModelSpec,
+    mut config: TrainConfig,
+    examples: (usize, usize),
+) -> Result<(TrainConfig, TrainState), CliError> {
+    let Checkpoint {
+        spec: saved_spec,
+        run,
+        metadata,
+        ..
+    } = checkpoint::read(path)?;
+    check_model(path, &saved_spec, spec)?;
+    let Some((saved, state)) = run else {
+        return Err(format!(
+            "checkpoint {}: holds weights but no training state to resume (use --init-from to start from its weights)",
+            path.display()
+        )
+        .into());
+    };
+    // How often progress is read back does not change the run.
+    config.report_every = saved.report_every;
+    if saved != config {
+        return Err(format!(
+            "checkpoint {}: saved by a run with {}; this run asks for {} (resume with the same training flags)",
+            path.display(),
+            describe(&saved),
+            describe(&config)
+        )
+        .into());
+    }
+    let count = |key: &str| metadata.get(key).and_then(|v| v.parse::<usize>().ok());
+    let saved_examples = (count(TRAIN_EXAMPLES_KEY), count(VALIDATION_EXAMPLES_KEY));
+    if saved_examples != (Some(examples.0), Some(examples.1)) {
+        return Err(format!(
+            "checkpoint {}: its run trained on {} examples and validated on {}; this run has {} and {} (pass the same --train-samples and --validation-split)",
+            path.display(),
+            shown(saved_examples.0),
+            shown(saved_examples.1),
+            examples.0,
+            examples.1
+        )
+        .into());
+    }
+    Ok((config, state))
+}
+
+fn shown(count: Option<usize>) -> String {
+    count.map_or("an unknown number of".into(), |c| c.to_string())
+}
+
+/// A training configuration as the flags that set it.
+fn describe(c: &TrainConfig) -> String {
+    let o = &c.optimizer;
+    format!(
+        "--optimizer {:?} --lr {} --momentum {}{} --loss {:?} --batch-size {} --seed {}{}",
+        o.kind,
+        o.lr,
+        o.momentum,
+        if o.nesterov { " --nesterov" } else { "" },
+        c.loss,
+        c.batch_size,
+        c.seed,
+        if c.shuffle { "" } else { " --no-shuffle" },
+    )
+    .to_lowercase()
+}
+
+fn check_model(path: &Path, saved: &ModelSpec, wanted: &ModelSpec) -> Result<(), CliError> {
+    if saved != wanted {
+        let widths = |s: &ModelSpec| {
+            let dims = s.layer_dims();
+            let hidden: Vec<String> = dims[1..].iter().map(|d| d.0.to_string()).collect();
+            format!(
+                "{} inputs, hidden {}, {} classes",
+                s.inputs,
+                if hidden.is_empty() {
+                    "none".to_string()
+                } else {
+                    hidden.join(",")
+                },
+                s.classes()
+            )
+        };
+        return Err(format!(
+            "checkpoint {}: its model has {}; this run asks for {} (--hidden)",
+            path.display(),
+            widths(saved),
+            widths(wanted)
+        )
+        .into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_has_keras_columns() {
+        let record = |epoch, val: Option<f64>| EpochRecord {
+            epoch,
+            loss: 0.5,
+            accuracy: 0.25,
+            val_loss: val,
+            val_accuracy: val.map(|v| v / 2.0),
+            seconds: 1.0,
+        };
+        assert_eq!(
+            csv(&[record(1, None), record(2, None)]),
+            "epoch,accuracy,loss\n0,0.25,0.5\n1,0.25,0.5\n"
+        );
+        assert_eq!(
+            csv(&[record(1, Some(0.75))]),
+            "epoch,accuracy,loss,val_accuracy,val_loss\n0,0.25,0.5,0.375,0.75\n"
+        );
+    }
+}

@@ -1,0 +1,355 @@
+//! Training runs as a Keras user drives them, through the binary: validation
+//! split, early stopping, history and CSV after every epoch, resumable
+//! checkpoints (bit-identical continuation on the CPU and the GPU), and
+//! output that ends quietly when its reader goes away.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+fn gpu_mnist(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_gpu-mnist"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn ok(out: Output) -> Output {
+    assert!(out.status.success(), "{}", stderr(&out));
+    out
+}
+
+fn history(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// `train` on a small slice of MNIST with these extra flags.
+fn train(data: &Path, backend: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "train",
+        "--backend",
+        backend,
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--train-samples",
+        "3000",
+        "--quiet",
+    ];
+    args.extend_from_slice(extra);
+    gpu_mnist(&args)
+}
+
+/// 3 epochs, then 2 more from the checkpoint, equal 5 straight epochs: the
+/// same parameters and optimizer state bit for bit, and the same metrics.
+fn resume_is_exact(backend: &str) {
+    let Some(data) = common::mnist_dir() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    for optimizer in ["adam", "rmsprop"] {
+        let flags = [
+            "--optimizer",
+            optimizer,
+            "--seed",
+            "5",
+            "--validation-split",
+            "0.2",
+        ];
+        let run = |epochs: &str, extra: &[&str]| {
+            let mut args = vec!["--epochs", epochs];
+            args.extend_from_slice(&flags);
+            args.extend_from_slice(extra);
+            ok(train(&data, backend, &args))
+        };
+        run("3", &["--save", &p("three.st")]);
+        let resumed = run(
+            "2",
+            &[
+                "--resume",
+                &p("three.st"),
+                "--save",
+                &p("resumed.st"),
+                "--history",
+                &p("resumed.json"),
+            ],
+        );
+        let straight = run(
+            "5",
+            &["--save", &p("five.st"), "--history", &p("five.json")],
+        );
+        assert_eq!(
+            stdout(&resumed),
+            stdout(&straight),
+            "{optimizer}: test metrics"
+        );
+        let (a, b) = (
+            history(Path::new(&p("resumed.json"))),
+            history(Path::new(&p("five.json"))),
+        );
+        assert_eq!(a["epochs"].as_array().unwrap().len(), 5);
+        for key in ["loss", "accuracy", "val_loss", "val_accuracy"] {
+            let values = |h: &serde_json::Value| -> Vec<f64> {
+                h["epochs"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|e| e[key].as_f64().unwrap())
+                    .collect()
+            };
+            assert_eq!(values(&a), values(&b), "{optimizer} {key}");
+        }
+        let tensors = |path: &str| {
+            let bytes = std::fs::read(path).unwrap();
+            let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+            let mut all: Vec<(String, Vec<u8>)> = file
+                .tensors()
+                .into_iter()
+                .map(|(name, view)| (name, view.data().to_vec()))
+                .collect();
+            all.sort();
+            all
+        };
+        let (resumed, straight) = (tensors(&p("resumed.st")), tensors(&p("five.st")));
+        // Parameters and the optimizer's state (Adam: two slots).
+        let slots = if optimizer == "adam" { 2 } else { 1 };
+        assert_eq!(resumed.len(), 4 * (1 + slots), "{optimizer}");
+        assert!(resumed == straight, "{optimizer}: tensors differ");
+    }
+}
+
+#[test]
+fn resuming_continues_exactly_on_the_cpu() {
+    resume_is_exact("cpu");
+}
+
+#[test]
+fn resuming_continues_exactly_on_the_gpu() {
+    if common::gpu().is_some() {
+        resume_is_exact("vulkan");
+    }
+}
+
+#[test]
+fn resuming_refuses_a_different_run_saying_what_differs() {
+    let Some(data) = common::mnist_dir() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let saved = dir.path().join("run.st");
+    let saved = saved.to_str().unwrap();
+    ok(train(&data, "cpu", &["--epochs", "1", "--save", saved]));
+    let cases: [(&[&str], &str); 4] = [
+        (&["--optimizer", "adam"], "saved by a run with --optimizer rmsprop"),
+        (&["--hidden", "64"], "its model has 784 inputs, hidden 512, 10 classes; this run asks for 784 inputs, hidden 64"),
+        (&["--validation-split", "0.5"], "its run trained on 3000 examples and validated on 0; this run has 1500 and 1500"),
+        (&["--seed", "2"], "--seed 1"),
+    ];
+    for (flags, message) in cases {
+        let mut args = vec!["--epochs", "1", "--resume", saved];
+        args.extend_from_slice(flags);
+        let out = train(&data, "cpu", &args);
+        assert_eq!(out.status.code(), Some(1), "{flags:?}");
+        let err = stderr(&out);
+        assert!(err.contains(message), "{flags:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+    // Weights without a run's state start a new run only through --init-from.
+    let weights = dir.path().join("weights.st");
+    let spec = gpu_mnist::ModelSpec::mlp(784, &[512], 10);
+    let params = gpu_mnist::Params::init(&spec, gpu_mnist::Init::Glorot, 1);
+    gpu_mnist::checkpoint::save(&weights, &spec, &params, Default::default()).unwrap();
+    let weights = weights.to_str().unwrap();
+    let out = train(&data, "cpu", &["--epochs", "1", "--resume", weights]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("holds weights but no training state"),
+        "{}",
+        stderr(&out)
+    );
+    ok(train(
+        &data,
+        "cpu",
+        &["--epochs", "1", "--init-from", weights],
+    ));
+}
+
+#[test]
+fn validation_metrics_history_and_csv_are_written_every_epoch() {
+    let Some(data) = common::mnist_dir() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (json, csv) = (dir.path().join("h.json"), dir.path().join("h.csv"));
+    let out = ok(train(
+        &data,
+        "cpu",
+        &[
+            "--epochs",
+            "2",
+            "--validation-split",
+            "0.1",
+            "--history",
+            json.to_str().unwrap(),
+            "--csv",
+            csv.to_str().unwrap(),
+        ],
+    ));
+    assert!(stdout(&out).contains("test_acc"), "{}", stdout(&out));
+    let h = history(&json);
+    let epochs = h["epochs"].as_array().unwrap();
+    assert_eq!(epochs.len(), 2);
+    for e in epochs {
+        let val = e["val_accuracy"].as_f64().unwrap();
+        assert!(val > 0.5 && val <= 1.0, "{e}");
+        assert!(e["val_loss"].as_f64().unwrap() > 0.0, "{e}");
+    }
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "epoch,accuracy,loss,val_accuracy,val_loss");
+    assert_eq!(lines.len(), 3);
+    let row: Vec<f64> = lines[2].split(',').map(|v| v.parse().unwrap()).collect();
+    assert_eq!(row[0], 1.0, "Keras counts epochs from 0");
+    assert_eq!(row[3], epochs[1]["val_accuracy"].as_f64().unwrap());
+    assert_eq!(row[4], epochs[1]["val_loss"].as_f64().unwrap());
+}
+
+#[test]
+fn an_interrupted_run_keeps_its_history_and_csv() {
+    let Some(data) = common::mnist_dir() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (json, csv) = (dir.path().join("h.json"), dir.path().join("h.csv"));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gpu-mnist"))
+        .args([
+            "train",
+            "--backend",
+            "cpu",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--epochs",
+            "1000",
+            "--quiet",
+            "--history",
+            json.to_str().unwrap(),
+            "--csv",
+            csv.to_str().unwrap(),
+        ])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait for the first epoch's files, then kill the run outright.
+    let start = std::time::Instant::now();
+    while !csv.exists() {
+        assert!(start.elapsed().as_secs() < 120, "no epoch finished");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let h = history(&json);
+    assert!(!h["epochs"].as_array().unwrap().is_empty(), "{h}");
+    let text = std::fs::read_to_string(&csv).unwrap();
+    assert!(text.starts_with("epoch,accuracy,loss\n0,"), "{text}");
+}
+
+#[test]
+fn early_stopping_stops_and_keeps_the_best_epoch() {
+    let Some(data) = common::mnist_dir() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("h.json");
+    // 300 examples and a large learning rate: validation loss soon rises.
+    let out = ok(gpu_mnist(&[
+        "train",
+        "--backend",
+        "cpu",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--train-samples",
+        "600",
+        "--validation-split",
+        "0.5",
+        "--early-stopping",
+        "2",
+        "--lr",
+        "0.01",
+        "--epochs",
+        "40",
+        "--history",
+        json.to_str().unwrap(),
+    ]));
+    let h = history(&json);
+    let losses: Vec<f64> = h["epochs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["val_loss"].as_f64().unwrap())
+        .collect();
+    assert!(losses.len() < 40, "never stopped: {losses:?}");
+    let best = (0..losses.len()).fold(0, |b, i| if losses[i] < losses[b] { i } else { b });
+    // Stopped `patience` epochs after the best, and restored it.
+    assert_eq!(losses.len(), best + 3, "{losses:?}");
+    assert_eq!(h["best_epoch"].as_u64(), Some(best as u64 + 1));
+    let text = stdout(&out);
+    assert!(
+        text.contains("early stopping: no lower val_loss for 2 epochs"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("restored the weights of epoch {}", best + 1)),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_closed_pipe_ends_the_run_quietly() {
+    let Some(data) = common::mnist_dir() else {
+        return;
+    };
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "'{}' train --backend cpu --data-dir '{}' --train-samples 3000 --epochs 3 | head -1",
+            env!("CARGO_BIN_EXE_gpu-mnist"),
+            data.display()
+        ))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(stdout(&out).starts_with("backend: cpu"), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(
+        !err.contains("panicked") && !err.contains("Broken pipe"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_validation_and_checkpoint_flags_get_one_line() {
+    let cases: [(&[&str], &str); 4] = [
+        (&["--validation-split", "1.5"], "must be between 0 and 1"),
+        (&["--validation-split", "-0.1"], "must be between 0 and 1"),
+        (&["--early-stopping", "3"], "--validation-split"),
+        (&["--checkpoint-every", "1"], "--save"),
+    ];
+    for (flags, message) in cases {
+        let mut args = vec!["train", "--backend", "cpu"];
+        args.extend_from_slice(flags);
+        let out = gpu_mnist(&args);
+        assert_eq!(out.status.code(), Some(2), "{flags:?}");
+        let err = stderr(&out);
+        assert!(err.contains(message), "{flags:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}

@@ -170,7 +170,8 @@ fn metrics_only(out: &str) -> Vec<String> {
         .filter(|l| l.starts_with("Epoch") || l.starts_with("test_"))
         .map(|l| {
             l.split(" - ")
-                .filter(|part| !part.ends_with('s'))
+                // Drop the timings ("0.7s", "2ms/step").
+                .filter(|part| !part.ends_with('s') && !part.ends_with("/step"))
                 .collect::<Vec<_>>()
                 .join(" - ")
         })

@@ -161,7 +161,7 @@ mod tests {
         assert_eq!(validation.labels, [7, 8, 9]);
         assert_eq!(validation.image(0), [14, 15]);
         let set = Dataset::new(vec![0; 4], vec![0, 1], 2, 2).unwrap();
-        for bad in [0.0, 1.0, 0.1, -0.5, f64::NAN] {
+        for bad in [0.0, 1.0, 1e-17, -0.5, f64::NAN] {
             let err = Splits::new(set.clone(), set.clone())
                 .hold_out(bad)
                 .unwrap_err();

@@ -45,6 +45,7 @@ mod loss;
 mod model;
 mod optim;
 mod plan;
+pub mod report;
 mod train;
 
 #[cfg(test)]

@@ -421,3 +421,63 @@ fn devices_shows_the_kernel_choices_measured_once_then_cached() {
     // --retune measures again.
     assert!(devices(&["--retune"]).status.success());
 }
+
+#[test]
+fn evaluate_reports_a_confusion_matrix_that_agrees_with_test_acc() {
+    let Some(data) = common::mnist_dir() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (ckpt, json) = (dir.path().join("m.st"), dir.path().join("report.json"));
+    let trained = gpu_mnist(&[
+        "train",
+        "--backend",
+        "cpu",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--epochs",
+        "1",
+        "--train-samples",
+        "3000",
+        "--quiet",
+        "--save",
+        ckpt.to_str().unwrap(),
+    ]);
+    assert!(trained.status.success(), "{}", stderr(&trained));
+    let out = gpu_mnist(&[
+        "evaluate",
+        "--backend",
+        "cpu",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--checkpoint",
+        ckpt.to_str().unwrap(),
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.starts_with("backend: cpu"), "{text}");
+    assert!(
+        text.contains("confusion matrix") && text.contains("most confidently wrong"),
+        "{text}"
+    );
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let confusion: Vec<Vec<u64>> = serde_json::from_value(report["confusion"].clone()).unwrap();
+    let total: u64 = confusion.iter().flatten().sum();
+    let trace: u64 = (0..10).map(|c| confusion[c][c]).sum();
+    assert_eq!(total, 10_000);
+    let acc = report["test_acc"].as_f64().unwrap();
+    assert!((trace as f64 / 1e4 - acc).abs() < 1e-12, "{trace} vs {acc}");
+    // Recall of a class is its diagonal over its row.
+    let recall = report["per_class"][3]["recall"].as_f64().unwrap();
+    let row: u64 = confusion[3].iter().sum();
+    assert_eq!(recall, confusion[3][3] as f64 / row as f64);
+    // The worst mistakes are mistakes, most confident first.
+    let wrong = report["confidently_wrong"].as_array().unwrap();
+    assert_eq!(wrong.len(), 10);
+    for pair in wrong.windows(2) {
+        assert!(pair[0]["confidence"].as_f64() >= pair[1]["confidence"].as_f64());
+    }
+    assert!(wrong.iter().all(|m| m["label"] != m["predicted"]));
+}

@@ -224,6 +224,10 @@ pub struct EvaluateArgs {
     /// A checkpoint written by `train --save`.
     #[arg(long, value_name = "FILE")]
     pub checkpoint: PathBuf,
+    /// Also write the report (metrics, confusion matrix, per-class figures,
+    /// worst mistakes) as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
     #[command(flatten)]
     pub device: DeviceArgs,
     #[command(flatten)]

@@ -7,6 +7,7 @@ use gpu_mnist::atomic_file::write_atomically;
 use gpu_mnist::checkpoint;
 use gpu_mnist::data::download::Progress;
 use gpu_mnist::data::{mnist, Splits};
+use gpu_mnist::report::ClassReport;
 use gpu_mnist::{Evaluator, GpuApi, Init, Params, Split, TrainConfig, Trainer};
 
 use super::args::{
@@ -68,16 +69,38 @@ fn open_checkpoint(
     )?)
 }
 
+/// The most confidently wrong test images `evaluate` lists.
+const WORST_SHOWN: usize = 10;
+
 fn evaluate(args: &EvaluateArgs) -> Result<(), CliError> {
     let data = load_data(&args.data)?;
+    let test = data.test.clone();
     let mut model = open_checkpoint(&args.checkpoint, &args.device, data)?;
-    let test = model.evaluate(Split::Test)?;
     println!("backend: {}", model.describe());
+    let metrics = model.evaluate(Split::Test)?;
+    let probabilities = model.predict(&test.images)?;
+    let report = ClassReport::new(&test.labels, &probabilities, WORST_SHOWN);
     println!(
-        "test_loss: {:.4}  test_acc: {:.4}",
-        test.loss(),
-        test.accuracy()
+        "test_loss: {:.4}  test_acc: {:.4}  ({} images)\n",
+        metrics.loss(),
+        metrics.accuracy(),
+        test.len
     );
+    let names: Vec<String> = (0..test.classes).map(|c| c.to_string()).collect();
+    print!("{}", super::report::text(&report, &names));
+    if let Some(path) = &args.json {
+        let json = serde_json::json!({
+            "backend": model.describe(),
+            "checkpoint": args.checkpoint,
+            "test_loss": metrics.loss(),
+            "test_acc": metrics.accuracy(),
+            "classes": names,
+            "confusion": report.confusion,
+            "per_class": report.per_class,
+            "confidently_wrong": report.confidently_wrong,
+        });
+        write_json(path, &json)?;
+    }
     Ok(())
 }
 

@@ -5,4 +5,5 @@ pub mod args;
 pub mod bench;
 pub mod commands;
 pub mod progress;
+pub mod report;
 pub mod train;

@@ -136,6 +136,52 @@ fn write(
     write_atomically(path, &bytes).map_err(|e| err(e.to_string()))
 }
 
+/// Writes the model as the `state_dict` of PyTorch's
+/// `nn.Sequential(nn.Linear, activation, nn.Linear, ...)` (safetensors):
+/// dense layer `i` is the `nn.Linear` at its module index (each non-linear
+/// activation being a module of its own), `{index}.weight` `[out, in]` (the
+/// kernel transposed) and `{index}.bias` `[out]`. Returns the module list as
+/// PyTorch code, to build the network it loads into.
+pub fn export_pytorch(
+    path: &Path,
+    spec: &ModelSpec,
+    params: &Params,
+) -> Result<String, CheckpointError> {
+    let err = |problem: String| CheckpointError {
+        path: path.display().to_string(),
+        problem,
+    };
+    let mut modules = Vec::new();
+    let mut tensors: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
+    for (layer, dense) in spec.layers.iter().zip(&params.layers) {
+        let (fan_in, units) = dense.weights.dim();
+        let index = modules.len();
+        modules.push(format!("nn.Linear({fan_in}, {units})"));
+        let transposed = dense.weights.t().iter().copied().collect();
+        tensors.push((format!("{index}.weight"), vec![units, fan_in], transposed));
+        tensors.push((format!("{index}.bias"), vec![units], dense.bias.to_vec()));
+        let crate::model::Layer::Dense { activation, .. } = layer;
+        match activation {
+            crate::model::Activation::Linear => {}
+            crate::model::Activation::Relu => modules.push("nn.ReLU()".into()),
+            crate::model::Activation::Softmax => modules.push("nn.Softmax(dim=1)".into()),
+        }
+    }
+    let code = format!("nn.Sequential({})", modules.join(", "));
+    let views = tensors
+        .iter()
+        .map(|(name, shape, values)| {
+            TensorView::new(Dtype::F32, shape.clone(), bytemuck::cast_slice(values))
+                .map(|view| (name.clone(), view))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| err(e.to_string()))?;
+    let metadata = HashMap::from([("pytorch_module".to_string(), code.clone())]);
+    let bytes = safetensors::serialize(views, Some(metadata)).map_err(|e| err(e.to_string()))?;
+    write_atomically(path, &bytes).map_err(|e| err(e.to_string()))?;
+    Ok(code)
+}
+
 fn f32_values(view: &TensorView, name: &str) -> Result<Vec<f32>, String> {
     if view.dtype() != Dtype::F32 {
         return Err(format!("{name} is {:?}, expected F32", view.dtype()));
@@ -279,6 +325,40 @@ pub fn read(path: &Path) -> Result<Checkpoint, CheckpointError> {
 mod tests {
     use super::*;
     use crate::model::{Activation, Init};
+
+    #[test]
+    fn the_pytorch_export_transposes_the_kernels() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("torch.safetensors");
+        let spec = ModelSpec::sequential(3)
+            .dense(2, Activation::Linear)
+            .dense(4, Activation::Relu)
+            .dense(2, Activation::Softmax);
+        let params = Params::init(&spec, Init::Glorot, 3);
+        let code = export_pytorch(&path, &spec, &params).unwrap();
+        assert_eq!(
+            code,
+            "nn.Sequential(nn.Linear(3, 2), nn.Linear(2, 4), nn.ReLU(), nn.Linear(4, 2), nn.Softmax(dim=1))"
+        );
+        let bytes = std::fs::read(&path).unwrap();
+        let file = SafeTensors::deserialize(&bytes).unwrap();
+        let mut names: Vec<String> = file.names().into_iter().map(String::from).collect();
+        names.sort();
+        assert_eq!(
+            names,
+            ["0.bias", "0.weight", "1.bias", "1.weight", "3.bias", "3.weight"]
+        );
+        let weight = file.tensor("1.weight").unwrap();
+        assert_eq!(weight.shape(), [4, 2]);
+        let values = f32_values(&weight, "1.weight").unwrap();
+        // weight[out][in] = kernel[in][out].
+        let kernel = &params.layers[1].weights;
+        for out in 0..4 {
+            for input in 0..2 {
+                assert_eq!(values[out * 2 + input], kernel[[input, out]]);
+            }
+        }
+    }
 
     #[test]
     fn a_runs_state_round_trips() {

@@ -481,3 +481,32 @@ fn evaluate_reports_a_confusion_matrix_that_agrees_with_test_acc() {
     }
     assert!(wrong.iter().all(|m| m["label"] != m["predicted"]));
 }
+
+#[test]
+fn export_writes_pytorch_linear_layers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ckpt, out) = (dir.path().join("m.st"), dir.path().join("torch.st"));
+    let spec = gpu_mnist::ModelSpec::mlp(784, &[32], 10);
+    let params = gpu_mnist::Params::init(&spec, gpu_mnist::Init::Glorot, 4);
+    gpu_mnist::checkpoint::save(&ckpt, &spec, &params, Default::default()).unwrap();
+    let run = |checkpoint: &Path| {
+        gpu_mnist(&[
+            "export",
+            "--pytorch",
+            "--checkpoint",
+            checkpoint.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ])
+    };
+    let done = run(&ckpt);
+    assert!(done.status.success(), "{}", stderr(&done));
+    assert!(stdout(&done).contains(
+        "nn.Sequential(nn.Linear(784, 32), nn.ReLU(), nn.Linear(32, 10), nn.Softmax(dim=1))"
+    ));
+    let bytes = std::fs::read(&out).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    assert_eq!(file.tensor("0.weight").unwrap().shape(), [32, 784]);
+    assert_eq!(file.tensor("2.weight").unwrap().shape(), [10, 32]);
+    assert_fails(&run(&dir.path().join("missing.st")), 1, "missing.st");
+}

@@ -32,6 +32,8 @@ pub enum Command {
     Download(DownloadArgs),
     /// Measure training throughput on the real data (and, with --profile, time per kernel).
     Bench(BenchArgs),
+    /// Write a checkpoint's weights for another framework.
+    Export(ExportArgs),
 }
 
 /// Where computation runs.
@@ -270,6 +272,20 @@ pub struct BenchArgs {
     /// Also write the report as JSON to this file.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// A checkpoint written by `train --save`.
+    #[arg(long, value_name = "FILE")]
+    pub checkpoint: PathBuf,
+    /// As the state_dict of a PyTorch nn.Sequential of nn.Linear layers
+    /// (weights [out, in]; safetensors). The only format so far, required.
+    #[arg(long, required = true)]
+    pub pytorch: bool,
+    /// The file to write.
+    #[arg(long, short, value_name = "FILE")]
+    pub output: PathBuf,
 }
 
 #[derive(Debug, Args)]

@@ -11,7 +11,7 @@ use gpu_mnist::report::ClassReport;
 use gpu_mnist::{Evaluator, GpuApi, Init, Params, Split, TrainConfig, Trainer};
 
 use super::args::{
-    mnist_model, BenchArgs, Command, DataArgs, DevicesArgs, EvaluateArgs, PredictArgs,
+    mnist_model, BenchArgs, Command, DataArgs, DevicesArgs, EvaluateArgs, ExportArgs, PredictArgs,
 };
 use super::progress::download_bar;
 
@@ -25,7 +25,18 @@ pub fn run(cli: super::args::Cli) -> Result<(), CliError> {
         Command::Devices(args) => devices(&args),
         Command::Download(args) => download(args.dir),
         Command::Bench(args) => bench(&args),
+        Command::Export(args) => export(&args),
     }
+}
+
+fn export(args: &ExportArgs) -> Result<(), CliError> {
+    let (spec, params) = checkpoint::load(&args.checkpoint)?;
+    let module = checkpoint::export_pytorch(&args.output, &spec, &params)?;
+    println!(
+        "wrote {}: load it into {module} with load_state_dict(safetensors.torch.load_file(...))",
+        args.output.display()
+    );
+    Ok(())
 }
 
 pub(super) fn load_data(args: &DataArgs) -> Result<Splits, CliError> {

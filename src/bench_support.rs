@@ -2,6 +2,7 @@
 //! kernel benchmarks (`benches/kernels.rs`). They run through the same plan
 //! executors as training.
 
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use crate::backend::gpu::tune::random;
@@ -48,7 +49,9 @@ impl OpBench {
     pub fn run(&mut self) -> Result<(), Error> {
         let order: Vec<u32> = (0..self.rows as u32).collect();
         self.exec
-            .run(Program::Train, Split::Train, Some(&order), &mut |_| {})?;
+            .run(Program::Train, Split::Train, Some(&order), &mut |_| {
+                ControlFlow::Continue(())
+            })?;
         Ok(())
     }
 }

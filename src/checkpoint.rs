@@ -11,8 +11,9 @@
 //! Metadata (strings): `model` (the architecture as JSON), and in a run's
 //! checkpoint `config` (optimizer and hyper-parameters, loss, batch size,
 //! shuffling, seed, as JSON), `steps` (optimizer updates), `epochs`,
-//! `order_position` (the shuffling generator's word position) and `history`
-//! (the epochs' metrics as JSON), plus what the caller adds (e.g. `dataset`).
+//! `order_position` (the shuffling generator's word position), `history`
+//! (the epochs' metrics as JSON) and, for a run interrupted mid-epoch,
+//! `partial_epoch` (where it stopped, as JSON), plus what the caller adds.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -32,6 +33,7 @@ const STEPS_KEY: &str = "steps";
 const EPOCHS_KEY: &str = "epochs";
 const ORDER_KEY: &str = "order_position";
 const HISTORY_KEY: &str = "history";
+const PARTIAL_KEY: &str = "partial_epoch";
 
 #[derive(Debug, thiserror::Error)]
 #[error("checkpoint {path}: {problem}")]
@@ -87,6 +89,9 @@ pub fn save_run(
     metadata.insert(EPOCHS_KEY.into(), state.epochs_done.to_string());
     metadata.insert(ORDER_KEY.into(), state.order_position.to_string());
     metadata.insert(HISTORY_KEY.into(), to_json(&state.history));
+    if let Some(partial) = &state.partial {
+        metadata.insert(PARTIAL_KEY.into(), to_json(partial));
+    }
     write(path, spec, &state.params, &state.slots, metadata)
 }
 
@@ -309,6 +314,10 @@ pub fn read(path: &Path) -> Result<Checkpoint, CheckpointError> {
                 order_position: field(ORDER_KEY)?.parse().map_err(|e| bad(ORDER_KEY, &e))?,
                 history: serde_json::from_str(field(HISTORY_KEY)?)
                     .map_err(|e| bad(HISTORY_KEY, &e))?,
+                partial: metadata
+                    .get(PARTIAL_KEY)
+                    .map(|json| serde_json::from_str(json).map_err(|e| bad(PARTIAL_KEY, &e)))
+                    .transpose()?,
             };
             Some((config, state))
         }
@@ -388,6 +397,16 @@ mod tests {
             epochs_done: 1,
             order_position: u64::MAX as u128 + 5,
             history: vec![record],
+            partial: Some(crate::train::PartialEpoch {
+                epoch: 2,
+                order_position: 12,
+                metrics: crate::Metrics {
+                    samples: 640,
+                    steps: 5,
+                    loss_sum: 12.5,
+                    correct: 600,
+                },
+            }),
         };
         let extra = HashMap::from([("dataset".to_string(), "mnist".to_string())]);
         save_run(&path, &spec, &config, &state, extra).unwrap();

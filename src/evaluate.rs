@@ -1,6 +1,7 @@
 //! A model on a device for evaluation and prediction, and the errors of the
 //! library's sessions.
 
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use crate::backend::cpu::CpuExecutor;
@@ -23,9 +24,13 @@ pub enum Error {
     #[error("{0}")]
     Invalid(String),
     #[error(
-        "training diverged: the loss is {loss} after epoch {epoch}; try a smaller learning rate"
+        "training diverged: the loss is {loss} at epoch {epoch}, step {step}; try a smaller learning rate"
     )]
-    Diverged { epoch: usize, loss: f64 },
+    Diverged { epoch: usize, step: u64, loss: f64 },
+    /// An observer asked to stop (see [`crate::Observer::stop`]) before the
+    /// epoch's last step; [`crate::Trainer::state`] holds the partial epoch.
+    #[error("interrupted at epoch {epoch}, step {step} of {steps}")]
+    Interrupted { epoch: usize, step: u64, steps: u64 },
 }
 
 impl From<crate::backend::gpu::GpuError> for Error {
@@ -113,7 +118,9 @@ impl Evaluator {
 
     /// Loss and accuracy over a whole split.
     pub fn evaluate(&mut self, split: Split) -> Result<Metrics, Error> {
-        Ok(self.exec.run(Program::Eval, split, None, &mut |_| {})?)
+        Ok(self.exec.run(Program::Eval, split, None, &mut |_| {
+            ControlFlow::Continue(())
+        })?)
     }
 
     /// Class probabilities of each image (rows of `features` pixels, `u8`

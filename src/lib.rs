@@ -72,5 +72,6 @@ pub use loss::LossKind;
 pub use model::{Activation, Dense, Init, Layer, ModelError, ModelSpec, Params};
 pub use optim::{OptimizerKind, OptimizerSpec};
 pub use train::{
-    EarlyStopping, EpochOrder, EpochRecord, History, Observer, TrainConfig, TrainState, Trainer,
+    EarlyStopping, EpochOrder, EpochRecord, History, Observer, PartialEpoch, TrainConfig,
+    TrainState, Trainer,
 };

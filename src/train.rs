@@ -1,6 +1,7 @@
 //! Training: the seeded order of every epoch, per-epoch history, what an
 //! observer hears, and the [`Trainer`] that runs epochs on a device.
 
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -75,6 +76,11 @@ pub trait Observer {
     /// The epoch's running metrics, every `report_every` steps.
     fn progress(&mut self, _epoch: usize, _running: &Metrics) {}
     fn epoch_end(&mut self, _record: &EpochRecord) {}
+    /// Asked at every progress report: true stops training there (with
+    /// [`Error::Interrupted`]; the partial epoch can be saved and resumed).
+    fn stop(&mut self) -> bool {
+        false
+    }
 }
 
 impl Observer for () {}
@@ -136,6 +142,19 @@ pub struct TrainState {
     pub epochs_done: usize,
     pub order_position: u128,
     pub history: Vec<EpochRecord>,
+    /// The epoch under way when training was interrupted.
+    pub partial: Option<PartialEpoch>,
+}
+
+/// Where an interrupted epoch stopped, to finish it as if it never had.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PartialEpoch {
+    /// 1-based.
+    pub epoch: usize,
+    /// The shuffling generator's position before the epoch's order was drawn.
+    pub order_position: u128,
+    /// The metrics of the steps done (`metrics.steps` of them).
+    pub metrics: Metrics,
 }
 
 /// Keras' `EarlyStopping(monitor="val_loss", patience, restore_best_weights=True)`:
@@ -192,6 +211,7 @@ pub struct Trainer {
     config: TrainConfig,
     order: EpochOrder,
     epochs_done: usize,
+    partial: Option<PartialEpoch>,
 }
 
 impl Trainer {
@@ -224,6 +244,7 @@ impl Trainer {
             config,
             order,
             epochs_done: 0,
+            partial: None,
         })
     }
 
@@ -252,6 +273,7 @@ impl Trainer {
         trainer.engine.exec.set_steps(state.steps);
         trainer.epochs_done = state.epochs_done;
         trainer.order.seek(state.order_position);
+        trainer.partial = state.partial;
         Ok(trainer)
     }
 
@@ -267,6 +289,7 @@ impl Trainer {
             epochs_done: self.epochs_done,
             order_position: self.order.position(),
             history: history.to_vec(),
+            partial: self.partial,
         })
     }
 
@@ -300,25 +323,57 @@ impl Trainer {
         Ok(history)
     }
 
-    /// Trains one epoch over the next example order; fails when the loss is
-    /// no longer a number.
+    /// Trains one epoch over the next example order (or the rest of an
+    /// interrupted one). Stops at the read-back where the loss stops being a
+    /// number ([`Error::Diverged`]), or where `observer` asks to
+    /// ([`Error::Interrupted`]).
     pub fn train_epoch(&mut self, observer: &mut dyn Observer) -> Result<EpochRecord, Error> {
         let epoch = self.epochs_done + 1;
-        let steps = self
-            .engine
-            .data()
-            .train
-            .len
-            .div_ceil(self.config.batch_size) as u64;
+        let batch = self.config.batch_size;
+        let steps = self.engine.data().train.len.div_ceil(batch) as u64;
+        let (order_position, before) = match self.partial.take() {
+            Some(p) if p.epoch == epoch => (p.order_position, p.metrics),
+            _ => (self.order.position(), Metrics::default()),
+        };
+        self.order.seek(order_position);
+        let order = self.order.next_epoch().to_vec();
+        let rest = &order[(before.steps as usize * batch).min(order.len())..];
         observer.epoch_begin(epoch, steps);
         let start = Instant::now();
-        let order = self.order.next_epoch().to_vec();
-        let metrics =
-            self.engine
-                .exec
-                .run(Program::Train, Split::Train, Some(&order), &mut |m| {
-                    observer.progress(epoch, m)
-                })?;
+        let (mut diverged, mut stopped) = (false, false);
+        let metrics = self
+            .engine
+            .exec
+            .run(Program::Train, Split::Train, Some(rest), &mut |m| {
+                observer.progress(epoch, &before.merged(m));
+                diverged = !m.loss_sum.is_finite();
+                stopped = !diverged && observer.stop();
+                if diverged || stopped {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            })?;
+        let metrics = before.merged(&metrics);
+        if diverged {
+            return Err(Error::Diverged {
+                epoch,
+                step: metrics.steps,
+                loss: metrics.loss(),
+            });
+        }
+        if stopped && metrics.steps < steps {
+            self.partial = Some(PartialEpoch {
+                epoch,
+                order_position,
+                metrics,
+            });
+            return Err(Error::Interrupted {
+                epoch,
+                step: metrics.steps,
+                steps,
+            });
+        }
         self.epochs_done = epoch;
         let validation = match self.engine.data().validation {
             Some(_) => Some(self.engine.evaluate(Split::Validation)?),
@@ -333,12 +388,6 @@ impl Trainer {
             seconds: start.elapsed().as_secs_f64(),
         };
         observer.epoch_end(&record);
-        if !record.loss.is_finite() {
-            return Err(Error::Diverged {
-                epoch,
-                loss: record.loss,
-            });
-        }
         Ok(record)
     }
 
@@ -352,7 +401,10 @@ impl Trainer {
         Ok(self
             .engine
             .exec
-            .run(Program::Train, Split::Train, Some(order), report)?)
+            .run(Program::Train, Split::Train, Some(order), &mut |m| {
+                report(m);
+                ControlFlow::Continue(())
+            })?)
     }
 
     /// Epochs trained so far.

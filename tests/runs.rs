@@ -353,3 +353,177 @@ fn bad_validation_and_checkpoint_flags_get_one_line() {
         assert!(!err.contains("panicked"), "{err}");
     }
 }
+
+/// Starts `train` on the CPU with `extra` flags, waits for its first epoch's
+/// history, then sends it `signals` (names for `kill`) one after the other.
+fn signalled_run(data: &Path, extra: &[&str], history: &Path, signals: &[&str]) -> Output {
+    let mut args = vec![
+        "train",
+        "--backend",
+        "cpu",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--report-every",
+        "5",
+        "--quiet",
+        "--history",
+        history.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let child = Command::new(env!("CARGO_BIN_EXE_gpu-mnist"))
+        .args(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while !history.exists() {
+        assert!(start.elapsed().as_secs() < 120, "no epoch finished");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    for signal in signals {
+        let sent = Command::new("kill")
+            .args([&format!("-{signal}"), &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn ctrl_c_saves_the_run_and_resuming_it_finishes_the_same_run() {
+    let Some(data) = common::mnist_dir() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name);
+    let run = p("run.st");
+    let out = signalled_run(
+        &data,
+        &["--epochs", "3", "--save", run.to_str().unwrap()],
+        &p("h.json"),
+        &["INT"],
+    );
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.starts_with("interrupted by SIGINT at epoch 2, step "),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    // Resume exactly as the message says.
+    let command = err
+        .split("continue it with: gpu-mnist ")
+        .nth(1)
+        .unwrap()
+        .trim();
+    assert!(
+        command.ends_with(&format!("--resume {} --epochs 2", run.display())),
+        "{command}"
+    );
+    let args: Vec<&str> = command.split(' ').collect();
+    let resumed = ok(gpu_mnist(&args));
+    let h = history(&p("h.json"));
+    assert_eq!(h["epochs"].as_array().unwrap().len(), 3, "{h}");
+    // The same parameters as a run that was never interrupted.
+    let straight = p("straight.st");
+    let uninterrupted = ok(train_full(
+        &data,
+        &["--epochs", "3", "--save", straight.to_str().unwrap()],
+    ));
+    assert_eq!(stdout(&resumed), stdout(&uninterrupted));
+    let params = |path: &Path| {
+        let bytes = std::fs::read(path).unwrap();
+        let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let mut all: Vec<(String, Vec<u8>)> = file
+            .tensors()
+            .into_iter()
+            .filter(|(name, _)| name.starts_with("dense_"))
+            .map(|(name, view)| (name, view.data().to_vec()))
+            .collect();
+        all.sort();
+        all
+    };
+    assert!(params(&run) == params(&straight), "parameters differ");
+}
+
+/// `train` on all of MNIST on the CPU, quiet.
+fn train_full(data: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "train",
+        "--backend",
+        "cpu",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--report-every",
+        "5",
+        "--quiet",
+    ];
+    args.extend_from_slice(extra);
+    gpu_mnist(&args)
+}
+
+#[test]
+fn sigterm_saves_beside_the_history_and_a_second_signal_exits_at_once() {
+    let Some(data) = common::mnist_dir() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let history = dir.path().join("h.json");
+    let out = signalled_run(&data, &["--epochs", "50"], &history, &["TERM"]);
+    assert_eq!(out.status.code(), Some(143), "{}", stderr(&out));
+    let beside = dir.path().join("h.resume.safetensors");
+    assert!(
+        stderr(&out).contains(&format!("saved the run to {}", beside.display())),
+        "{}",
+        stderr(&out)
+    );
+    assert!(gpu_mnist::checkpoint::read(&beside).unwrap().run.is_some());
+
+    let history = dir.path().join("again.json");
+    let out = signalled_run(&data, &["--epochs", "50"], &history, &["INT", "INT"]);
+    assert_eq!(out.status.code(), Some(130));
+    assert!(!stderr(&out).contains("saved"), "{}", stderr(&out));
+}
+
+#[test]
+fn divergence_stops_at_the_read_back_and_keeps_the_last_checkpoint() {
+    let Some(data) = common::mnist_dir() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let saved = dir.path().join("good.st");
+    ok(train(
+        &data,
+        "cpu",
+        &["--epochs", "1", "--save", saved.to_str().unwrap()],
+    ));
+    let before = std::fs::read(&saved).unwrap();
+    let out = train_full(
+        &data,
+        &[
+            "--optimizer",
+            "sgd",
+            "--lr",
+            "1e30",
+            "--epochs",
+            "3",
+            "--save",
+            saved.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    // Stopped within the first epoch, at its first read-backs.
+    assert!(
+        err.contains("training diverged: the loss is NaN at epoch 1, step 5;"),
+        "{err}"
+    );
+    assert!(err.contains("try a smaller learning rate"), "{err}");
+    assert_eq!(
+        std::fs::read(&saved).unwrap(),
+        before,
+        "the good checkpoint was touched"
+    );
+}

@@ -8,6 +8,7 @@
 //! sqrt(K) * 6e-8 * sum|a*b| in practice (the worst case is K * 6e-8); we
 //! allow 1e-5 * sum|a*b| + 1e-6, about 3x the practical bound at K = 785.
 
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use super::cpu::CpuExecutor;
@@ -117,8 +118,10 @@ fn examples(len: usize, features: usize, classes: usize) -> Splits {
 /// Runs the training program once over the first `rows` training examples.
 fn run_rows(exec: &mut dyn Executor, rows: usize) -> super::Metrics {
     let order: Vec<u32> = (0..rows as u32).collect();
-    exec.run(Program::Train, Split::Train, Some(&order), &mut |_| {})
-        .expect("the step runs")
+    exec.run(Program::Train, Split::Train, Some(&order), &mut |_| {
+        ControlFlow::Continue(())
+    })
+    .expect("the step runs")
 }
 
 /// f64 reference of `op(a)·op(b)` with the epilogue, and `sum |a*b|` per output.
@@ -371,8 +374,10 @@ fn first_layer_from_the_batch(device: TestDevice, ctx: &Option<GpuContext>) {
         // partial step below must ignore (or zero) the rows past its own.
         let full: Vec<u32> = (20..20 + batch as u32).collect();
         for order in [&full, &order] {
-            exec.run(Program::Train, Split::Train, Some(order), &mut |_| {})
-                .unwrap();
+            exec.run(Program::Train, Split::Train, Some(order), &mut |_| {
+                ControlFlow::Continue(())
+            })
+            .unwrap();
         }
         let (want, magnitude) = reference(&forward, rows, features, &x, &w, &bias);
         let got = exec.read(Buf::Grad(2)).unwrap();
@@ -454,7 +459,9 @@ fn softmax_cross_entropy(device: TestDevice, ctx: &Option<GpuContext>) {
             let metrics = run_rows(exec.as_mut(), rows);
             let grad = exec.read(Buf::Grad(1)).unwrap();
             let eval = exec
-                .run(Program::Eval, Split::Train, None, &mut |_| {})
+                .run(Program::Eval, Split::Train, None, &mut |_| {
+                    ControlFlow::Continue(())
+                })
                 .unwrap();
             let probs = exec.predict(&vec![0; rows]).unwrap();
             let (mut loss, mut correct) = (0.0f64, 0);
@@ -651,8 +658,10 @@ fn gather(device: TestDevice, ctx: &Option<GpuContext>) {
         ctx,
     };
     let mut exec = setup.open();
-    exec.run(Program::Train, Split::Train, Some(&order), &mut |_| {})
-        .unwrap();
+    exec.run(Program::Train, Split::Train, Some(&order), &mut |_| {
+        ControlFlow::Continue(())
+    })
+    .unwrap();
     let x = exec.read(Buf::Input).unwrap();
     let want: Vec<f32> = order
         .iter()

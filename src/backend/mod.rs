@@ -10,9 +10,10 @@ mod conformance;
 
 use crate::optim::OptimizerSpec;
 use crate::plan::{Buf, Program};
+use std::ops::ControlFlow;
 
 /// Loss sum and correct predictions over some samples.
-#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Metrics {
     pub samples: u64,
     pub steps: u64,
@@ -21,6 +22,16 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// These metrics followed by `later`'s.
+    pub fn merged(&self, later: &Metrics) -> Metrics {
+        Metrics {
+            samples: self.samples + later.samples,
+            steps: self.steps + later.steps,
+            loss_sum: self.loss_sum + later.loss_sum,
+            correct: self.correct + later.correct,
+        }
+    }
+
     /// Mean loss per sample.
     pub fn loss(&self) -> f64 {
         self.loss_sum / self.samples.max(1) as f64
@@ -159,13 +170,15 @@ pub(crate) trait Executor {
     /// them in file order), one step per `plan.batch` slice, calling `report`
     /// with the running metrics every `report_every` steps and after the last
     /// (the GPU submits and reads back that often, so no submit runs long
-    /// enough to trip an OS watchdog).
+    /// enough to trip an OS watchdog). When `report` breaks, no further steps
+    /// are started (on the GPU, the window already submitted completes); the
+    /// metrics returned count the steps run.
     fn run(
         &mut self,
         program: Program,
         split: Split,
         order: Option<&[u32]>,
-        report: &mut dyn FnMut(&Metrics),
+        report: &mut dyn FnMut(&Metrics) -> ControlFlow<()>,
     ) -> Result<Metrics, DeviceError>;
 
     /// Class probabilities (rows x classes) of `images` (rows x features, u8).

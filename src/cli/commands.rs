@@ -17,6 +17,21 @@ use super::progress::download_bar;
 
 pub type CliError = Box<dyn std::error::Error + Send + Sync>;
 
+/// An ending with its own exit status and message (printed as it is).
+#[derive(Debug)]
+pub struct Exit {
+    pub code: u8,
+    pub message: String,
+}
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Exit {}
+
 pub fn run(cli: super::args::Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Train(args) => super::train::train(&args),

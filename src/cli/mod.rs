@@ -4,6 +4,7 @@
 pub mod args;
 pub mod bench;
 pub mod commands;
+pub mod interrupt;
 pub mod progress;
 pub mod report;
 pub mod train;

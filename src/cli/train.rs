@@ -8,11 +8,13 @@ use std::sync::Arc;
 
 use gpu_mnist::checkpoint::{self, Checkpoint};
 use gpu_mnist::{
-    EarlyStopping, EpochRecord, ModelSpec, Params, Split, TrainConfig, TrainState, Trainer,
+    EarlyStopping, EpochRecord, ModelSpec, Observer, Params, Split, TrainConfig, TrainState,
+    Trainer,
 };
 
 use super::args::{mnist_model, TrainArgs};
-use super::commands::{load_data, write_json, CliError};
+use super::commands::{load_data, write_json, CliError, Exit};
+use super::interrupt::{Interruptible, Interrupts, Signal};
 use super::progress::EpochLines;
 
 /// Metadata keys of the data a run trained on, checked when it resumes.
@@ -86,11 +88,31 @@ pub fn train(args: &TrainArgs) -> Result<(), CliError> {
         (VALIDATION_EXAMPLES_KEY.to_string(), examples.1.to_string()),
     ]);
     let start = std::time::Instant::now();
+    // From here on, Ctrl-C and SIGTERM stop the run at its next read-back.
+    let interrupts = Interrupts::install()?;
+    let mut silent = ();
     for _ in 0..args.epochs {
-        let record = if args.quiet {
-            trainer.train_epoch(&mut ())?
-        } else {
-            trainer.train_epoch(&mut lines)?
+        let inner: &mut dyn Observer = if args.quiet { &mut silent } else { &mut lines };
+        let mut observer = Interruptible {
+            inner,
+            interrupts: &interrupts,
+        };
+        let record = match trainer.train_epoch(&mut observer) {
+            Err(gpu_mnist::Error::Interrupted { epoch, step, steps }) => {
+                let signal = interrupts.received().expect("only signals stop a run");
+                let saved = match interrupted_checkpoint(args) {
+                    Some(path) => {
+                        save(&mut trainer, &path, &spec, &config, &history, &metadata)?;
+                        Some(path)
+                    }
+                    None => None,
+                };
+                let remaining = total_epochs - (epoch - 1);
+                return Err(
+                    interrupted_message(signal, (epoch, step, steps), saved, remaining).into(),
+                );
+            }
+            result => result?,
         };
         history.push(record.clone());
         write_epoch_files(args, &history)?;
@@ -143,6 +165,64 @@ pub fn train(args: &TrainArgs) -> Result<(), CliError> {
         write_json(path, &json)?;
     }
     Ok(())
+}
+
+/// Where an interrupted run is saved: `--save`, else beside the first other
+/// output asked for; none when no output was asked for.
+fn interrupted_checkpoint(args: &TrainArgs) -> Option<PathBuf> {
+    if let Some(path) = &args.save {
+        return Some(path.clone());
+    }
+    let beside = args.history.as_ref().or(args.csv.as_ref())?;
+    Some(beside.with_extension("resume.safetensors"))
+}
+
+/// The one line an interrupted run ends with, and its exit status.
+fn interrupted_message(
+    signal: Signal,
+    (epoch, step, steps): (usize, u64, u64),
+    saved: Option<PathBuf>,
+    remaining: usize,
+) -> Exit {
+    let at = format!(
+        "interrupted by {} at epoch {epoch}, step {step} of {steps}",
+        signal.name
+    );
+    let message = match saved {
+        Some(path) => format!(
+            "{at}: saved the run to {}; continue it with: gpu-mnist {}",
+            path.display(),
+            resume_command(&path, remaining)
+        ),
+        None => format!("{at}: nothing saved (no --save, --history or --csv was given)"),
+    };
+    Exit {
+        code: signal.exit_code,
+        message,
+    }
+}
+
+/// This process's own arguments, resuming from `path` for `epochs` more epochs.
+fn resume_command(path: &Path, epochs: usize) -> String {
+    let mut kept = Vec::new();
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let flag = arg.split('=').next().unwrap_or_default();
+        if ["--epochs", "--resume", "--init-from"].contains(&flag) {
+            if !arg.contains('=') {
+                args.next();
+            }
+            continue;
+        }
+        kept.push(arg);
+    }
+    kept.extend([
+        "--resume".into(),
+        path.display().to_string(),
+        "--epochs".into(),
+        epochs.to_string(),
+    ]);
+    kept.join(" ")
 }
 
 /// Refuses an output path that cannot be written, before any training.

@@ -2,6 +2,7 @@
 //! finite differences of the loss computed independently in f64, for every
 //! parameter and both losses, on dense and sparse (MNIST-like) inputs.
 
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use super::CpuExecutor;
@@ -56,7 +57,9 @@ fn check(loss: LossKind, zero_fraction: f64) {
     };
     let mut cpu = CpuExecutor::new(plan, data, settings, &params.tensors());
     let metrics = cpu
-        .run(Program::Train, Split::Train, None, &mut |_| {})
+        .run(Program::Train, Split::Train, None, &mut |_| {
+            ControlFlow::Continue(())
+        })
         .unwrap();
 
     let mut p64: Vec<Vec<f64>> = params

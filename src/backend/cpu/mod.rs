@@ -9,6 +9,7 @@ pub(crate) mod sparse;
 mod gradcheck;
 
 use std::collections::HashMap;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use ndarray::{ArrayView2, ArrayViewMut2};
@@ -298,7 +299,7 @@ impl Executor for CpuExecutor {
         program: Program,
         split: Split,
         order: Option<&[u32]>,
-        report: &mut dyn FnMut(&Metrics),
+        report: &mut dyn FnMut(&Metrics) -> ControlFlow<()>,
     ) -> Result<Metrics, DeviceError> {
         let data = self.data.clone();
         let source = split.in_data(&data)?;
@@ -320,8 +321,10 @@ impl Executor for CpuExecutor {
         for batch in order.chunks(self.plan.batch) {
             let (loss_sum, correct) = self.step(&ops, source, batch);
             metrics.add_step(batch.len(), loss_sum, correct);
-            if (metrics.steps as usize).is_multiple_of(window) || metrics.steps as usize == steps {
-                report(&metrics);
+            if ((metrics.steps as usize).is_multiple_of(window) || metrics.steps as usize == steps)
+                && report(&metrics).is_break()
+            {
+                break;
             }
         }
         Ok(metrics)

@@ -15,6 +15,7 @@ pub(crate) mod shader;
 pub(crate) mod tune;
 
 use std::collections::HashMap;
+use std::ops::ControlFlow;
 use wgpu::{Buffer, CommandEncoder, ComputePass};
 
 pub(crate) use context::GpuContext;
@@ -566,7 +567,7 @@ impl GpuExecutor {
         &mut self,
         program: Program,
         key: SourceKey,
-        report: &mut dyn FnMut(&Metrics),
+        report: &mut dyn FnMut(&Metrics) -> ControlFlow<()>,
     ) -> Result<Metrics, GpuError> {
         let updates = self.plan.ops(program).contains(&Op::Update);
         let window = self.settings.report_every.max(1);
@@ -575,16 +576,21 @@ impl GpuExecutor {
         let source = &self.sources[&key];
         let (len, steps, batch) = (source.table.len, source.table.steps, self.plan.batch);
         let mut metrics = Metrics::default();
+        let mut stop = false;
         let mut absorb = |done: Option<(std::ops::Range<usize>, buffers::StepMetrics)>,
-                          metrics: &mut Metrics| {
+                          metrics: &mut Metrics,
+                          stop: &mut bool| {
             if let Some((range, values)) = done {
                 for (s, (loss, correct)) in range.zip(values) {
                     metrics.add_step((len - s * batch).min(batch), loss as f64, correct as u64);
                 }
-                report(metrics);
+                *stop |= report(metrics).is_break();
             }
         };
         for start in (0..steps).step_by(window) {
+            if stop {
+                break;
+            }
             let range = start..(start + window).min(steps);
             let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
             self.counters.dispatches += record_steps(
@@ -608,13 +614,13 @@ impl GpuExecutor {
                 .readback
                 .submitted(&self.waits, range, submission, &mut self.counters)
                 .await?;
-            absorb(done, &mut metrics);
+            absorb(done, &mut metrics, &mut stop);
         }
         let done = self
             .readback
             .finish(&self.waits, &mut self.counters)
             .await?;
-        absorb(done, &mut metrics);
+        absorb(done, &mut metrics, &mut stop);
         Ok(metrics)
     }
 
@@ -754,7 +760,7 @@ impl Executor for GpuExecutor {
         program: Program,
         split: Split,
         order: Option<&[u32]>,
-        report: &mut dyn FnMut(&Metrics),
+        report: &mut dyn FnMut(&Metrics) -> ControlFlow<()>,
     ) -> Result<Metrics, DeviceError> {
         let key = SourceKey {
             split,

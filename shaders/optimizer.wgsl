@@ -3,7 +3,8 @@
 // formulas, as in src/optim.rs. Four parameters per vec4 load: on lavapipe the
 // loads are the cost. Bindings and `Hyper`: src/backend/gpu/kernels/optimizer.rs.
 
-// 0 sgd, 1 sgd + momentum, 2 sgd + nesterov momentum, 3 rmsprop, 4 adam.
+// 0 sgd, 1 sgd + momentum, 2 sgd + nesterov momentum, 3 rmsprop, 4 adam,
+// 5 rmsprop + momentum.
 override RULE: u32 = 3u;
 
 @compute @workgroup_size(LINEAR_WORKGROUP, 1, 1)
@@ -23,10 +24,17 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
                 state1[i] = v;
                 params[i] += select(v, hyper.momentum * v - hyper.lr * g, RULE == 2u);
             }
-            case 3u: {
+            case 3u, 5u: {
                 let v = hyper.rho * state1[i] + (1.0 - hyper.rho) * g * g;
                 state1[i] = v;
-                params[i] -= hyper.lr * g / sqrt(v + vec4<f32>(hyper.epsilon));
+                let increment = hyper.lr * g / sqrt(v + vec4<f32>(hyper.epsilon));
+                if RULE == 5u {
+                    let u = hyper.momentum * state2[i] + increment;
+                    state2[i] = u;
+                    params[i] -= u;
+                } else {
+                    params[i] -= increment;
+                }
             }
             default: {
                 let m = state1[i] + (g - state1[i]) * (1.0 - hyper.beta1);

@@ -48,8 +48,9 @@ impl OptimizerSpec {
     pub fn state_slots(&self) -> usize {
         match self.kind {
             OptimizerKind::Sgd if self.momentum == 0.0 => 0,
-            OptimizerKind::Sgd | OptimizerKind::Rmsprop => 1,
-            OptimizerKind::Adam => 2,
+            OptimizerKind::Sgd => 1,
+            OptimizerKind::Rmsprop if self.momentum == 0.0 => 1,
+            OptimizerKind::Rmsprop | OptimizerKind::Adam => 2,
         }
     }
 
@@ -77,6 +78,9 @@ impl OptimizerSpec {
             ),
             (OptimizerKind::Rmsprop, [avg_sq]) => {
                 rmsprop(lr, self.rho, self.epsilon, param, grad, avg_sq.as_mut())
+            }
+            (OptimizerKind::Rmsprop, [avg_sq, velocity]) => {
+                rmsprop_momentum(self, param, grad, avg_sq.as_mut(), velocity.as_mut())
             }
             (OptimizerKind::Adam, [m1, m2]) => adam(
                 self.adam_step_size(t),
@@ -123,6 +127,24 @@ fn rmsprop(lr: f32, rho: f32, epsilon: f32, param: &mut [f32], grad: &[f32], avg
     for ((w, g), v) in param.iter_mut().zip(grad).zip(avg_sq) {
         *v = rho * *v + (1.0 - rho) * g * g;
         *w -= lr * g / (*v + epsilon).sqrt();
+    }
+}
+
+/// Keras' RMSprop with momentum: the step `lr * g / sqrt(v + eps)` feeds a
+/// velocity, `velocity = momentum * velocity + step`, which is subtracted.
+#[multiversion::multiversion(targets("x86_64+avx512f", "x86_64+avx2+fma", "aarch64+neon"))]
+fn rmsprop_momentum(
+    spec: &OptimizerSpec,
+    param: &mut [f32],
+    grad: &[f32],
+    avg_sq: &mut [f32],
+    velocity: &mut [f32],
+) {
+    let (lr, rho, eps, m) = (spec.lr, spec.rho, spec.epsilon, spec.momentum);
+    for (((w, g), v), u) in param.iter_mut().zip(grad).zip(avg_sq).zip(velocity) {
+        *v = rho * *v + (1.0 - rho) * g * g;
+        *u = m * *u + lr * g / (*v + eps).sqrt();
+        *w -= *u;
     }
 }
 
@@ -199,6 +221,22 @@ mod tests {
         let w2 = w1 + 1e-3 * 0.1 / (0.0046f64 + 1e-7).sqrt();
         assert!(close(w, w2), "{w} vs {w2}");
         assert!(close(state[0], 0.0046), "{state:?}");
+    }
+
+    #[test]
+    fn rmsprop_momentum_follows_keras() {
+        let spec = OptimizerSpec {
+            momentum: 0.5,
+            ..OptimizerSpec::keras_default(OptimizerKind::Rmsprop)
+        };
+        let (w, state) = two_steps(spec);
+        // Steps as plain RMSprop: s1 = 1e-3 * 0.2 / sqrt(0.004 + 1e-7),
+        // s2 = -1e-3 * 0.1 / sqrt(0.0046 + 1e-7); u1 = s1, u2 = 0.5 * u1 + s2.
+        let s1 = 1e-3 * 0.2 / (0.004f64 + 1e-7).sqrt();
+        let s2 = -1e-3 * 0.1 / (0.0046f64 + 1e-7).sqrt();
+        let u2 = 0.5 * s1 + s2;
+        assert!(close(w, 0.5 - s1 - u2), "{w}");
+        assert!(close(state[0], 0.0046) && close(state[1], u2), "{state:?}");
     }
 
     #[test]

@@ -510,3 +510,77 @@ fn export_writes_pytorch_linear_layers() {
     assert_eq!(file.tensor("2.weight").unwrap().shape(), [10, 32]);
     assert_fails(&run(&dir.path().join("missing.st")), 1, "missing.st");
 }
+
+#[test]
+fn flags_that_would_do_nothing_and_negative_numbers_are_refused() {
+    let cases: [(&[&str], &str); 9] = [
+        (
+            &["train", "--optimizer", "adam", "--momentum", "0.5"],
+            "--momentum applies to sgd and rmsprop",
+        ),
+        (
+            &["train", "--nesterov"],
+            "--nesterov needs --optimizer sgd and a --momentum above 0",
+        ),
+        (
+            &[
+                "train",
+                "--optimizer",
+                "rmsprop",
+                "--momentum",
+                "0.9",
+                "--nesterov",
+            ],
+            "--nesterov needs --optimizer sgd",
+        ),
+        (
+            &["train", "--backend", "cpu", "--adapter", "0"],
+            "--adapter picks a GPU adapter; --backend cpu uses none",
+        ),
+        (
+            &[
+                "evaluate",
+                "--checkpoint",
+                "x",
+                "--backend",
+                "cpu",
+                "--retune",
+            ],
+            "--retune measures GPU kernels",
+        ),
+        (
+            &["bench", "--backend", "cpu", "--profile"],
+            "--profile times GPU kernels; --backend cpu runs none",
+        ),
+        (
+            &["train", "--epochs", "-1"],
+            "invalid value '-1' for '--epochs <EPOCHS>': -1 is not in 1..=100000",
+        ),
+        (
+            &["train", "--batch-size", "-128"],
+            "invalid value '-128' for '--batch-size <BATCH_SIZE>'",
+        ),
+        (
+            &["predict", "--checkpoint", "x", "--index", "-1"],
+            "invalid value '-1' for '--index <I>...'",
+        ),
+    ];
+    for (args, message) in cases {
+        assert_fails(&gpu_mnist(args), 2, message);
+    }
+    if let Some(data) = common::mnist_dir() {
+        assert_fails(
+            &gpu_mnist(&[
+                "bench",
+                "--backend",
+                "cpu",
+                "--steps",
+                "470",
+                "--data-dir",
+                data.to_str().unwrap(),
+            ]),
+            2,
+            "--steps 470 is more than one epoch (469 steps of 128)",
+        );
+    }
+}

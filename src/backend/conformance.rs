@@ -585,6 +585,10 @@ fn optimizer_updates(device: TestDevice, ctx: &Option<GpuContext>) {
             ..sgd
         },
         OptimizerSpec::keras_default(OptimizerKind::Rmsprop),
+        OptimizerSpec {
+            momentum: 0.5,
+            ..OptimizerSpec::keras_default(OptimizerKind::Rmsprop)
+        },
         OptimizerSpec::keras_default(OptimizerKind::Adam),
     ];
     // 35,007 floats: more than one of the CPU's parallel update chunks.

@@ -64,7 +64,7 @@ pub struct DeviceArgs {
     #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
     pub backend: BackendChoice,
     /// Index of the adapter (see `gpu-mnist devices`) when several are present.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub adapter: Option<usize>,
     /// Measure the GPU kernels again instead of using the cached choice.
     #[arg(long)]
@@ -82,7 +82,46 @@ pub struct DevicesArgs {
     pub retune: bool,
 }
 
+/// Refuses flags that would do nothing in this combination (clap checks
+/// each flag alone), saying why.
+pub fn check_combinations(command: &Command) -> Result<(), String> {
+    match command {
+        Command::Train(args) => {
+            args.device.check()?;
+            match (args.optimizer, args.momentum > 0.0, args.nesterov) {
+                (OptimizerArg::Adam, true, _) => {
+                    Err("--momentum applies to sgd and rmsprop; Adam keeps its own moments (--optimizer adam)".into())
+                }
+                (OptimizerArg::Sgd, true, _) | (_, _, false) => Ok(()),
+                _ => Err("--nesterov needs --optimizer sgd and a --momentum above 0".into()),
+            }
+        }
+        Command::Evaluate(args) => args.device.check(),
+        Command::Predict(args) => args.device.check(),
+        Command::Bench(args) => {
+            args.device.check()?;
+            if args.profile && args.device.backend == BackendChoice::Cpu {
+                return Err("--profile times GPU kernels; --backend cpu runs none".into());
+            }
+            Ok(())
+        }
+        Command::Devices(_) | Command::Download(_) | Command::Export(_) => Ok(()),
+    }
+}
+
 impl DeviceArgs {
+    /// GPU-only flags are refused with the CPU backend.
+    fn check(&self) -> Result<(), String> {
+        if self.backend != BackendChoice::Cpu {
+            return Ok(());
+        }
+        match (self.adapter, self.retune) {
+            (Some(_), _) => Err("--adapter picks a GPU adapter; --backend cpu uses none".into()),
+            (_, true) => Err("--retune measures GPU kernels; --backend cpu runs none".into()),
+            _ => Ok(()),
+        }
+    }
+
     /// The device asked for, forgetting cached kernel choices on `--retune`.
     pub fn open(&self) -> Result<Device, std::io::Error> {
         if self.retune {
@@ -152,9 +191,9 @@ pub struct TrainArgs {
     pub device: DeviceArgs,
     #[command(flatten)]
     pub data: DataArgs,
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    #[arg(long, default_value_t = 5, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub epochs: u32,
-    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    #[arg(long, default_value_t = 128, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=65_536))]
     pub batch_size: u32,
     /// Hidden layer widths, comma-separated (e.g. 512 or 512,256).
     #[arg(long, default_value = "512", value_parser = parse_hidden)]
@@ -166,25 +205,25 @@ pub struct TrainArgs {
     /// Learning rate (default: Keras' for the optimizer: sgd 1e-2, rmsprop and adam 1e-3).
     #[arg(long, allow_hyphen_values = true, value_parser = parse_positive)]
     pub lr: Option<f32>,
-    /// SGD momentum in [0, 1).
+    /// Momentum in [0, 1) for sgd and rmsprop (Keras' rules).
     #[arg(long, default_value_t = 0.0, allow_hyphen_values = true, value_parser = parse_unit_interval)]
     pub momentum: f32,
-    /// Nesterov momentum (SGD).
+    /// Nesterov momentum (sgd with --momentum).
     #[arg(long)]
     pub nesterov: bool,
     #[arg(long, value_enum, default_value_t = LossArg::SparseCategorical)]
     pub loss: LossArg,
     /// Seed of the initialisation and the shuffling.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
     pub seed: u64,
     /// Keep the file order in every epoch.
     #[arg(long)]
     pub no_shuffle: bool,
     /// Steps between progress updates (the GPU reads metrics back this often).
-    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, default_value_t = 50, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..))]
     pub report_every: u32,
     /// Train on the first N training images only.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..))]
     pub train_samples: Option<u32>,
     /// Hold out this last fraction of the training set (before shuffling) for
     /// validation, reported as val_loss and val_accuracy each epoch.
@@ -192,14 +231,14 @@ pub struct TrainArgs {
     pub validation_split: Option<f64>,
     /// Stop after N epochs without a lower val_loss and keep the best epoch's
     /// weights (needs --validation-split).
-    #[arg(long, value_name = "N", requires = "validation_split", value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, value_name = "N", requires = "validation_split", allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..))]
     pub early_stopping: Option<u32>,
     /// Save the run (parameters, optimizer state, position; safetensors) to
     /// this file at the end, and every --checkpoint-every epochs.
     #[arg(long, value_name = "FILE")]
     pub save: Option<PathBuf>,
     /// Also save to --save every N epochs.
-    #[arg(long, value_name = "N", requires = "save", value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, value_name = "N", requires = "save", allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..))]
     pub checkpoint_every: Option<u32>,
     /// Continue the run saved in FILE for --epochs more epochs (same
     /// architecture and training flags).
@@ -241,7 +280,7 @@ pub struct PredictArgs {
     #[arg(long, value_name = "FILE")]
     pub checkpoint: PathBuf,
     /// Test-set indices to predict.
-    #[arg(long = "index", value_name = "I", num_args = 1.., default_values_t = [0u32])]
+    #[arg(long = "index", value_name = "I", num_args = 1.., allow_negative_numbers = true, default_values_t = [0u32])]
     pub indices: Vec<u32>,
     #[command(flatten)]
     pub device: DeviceArgs,
@@ -256,15 +295,15 @@ pub struct BenchArgs {
     #[command(flatten)]
     pub data: DataArgs,
     /// Steps to measure (default and maximum: one epoch).
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..))]
     pub steps: Option<u32>,
-    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    #[arg(long, default_value_t = 128, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=65_536))]
     pub batch_size: u32,
     #[arg(long, default_value = "512", value_parser = parse_hidden)]
     pub hidden: HiddenLayers,
     #[arg(long, value_enum, default_value_t = OptimizerArg::Rmsprop)]
     pub optimizer: OptimizerArg,
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
     pub seed: u64,
     /// Add the time of each kernel of one step (GPU backends).
     #[arg(long)]

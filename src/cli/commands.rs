@@ -33,6 +33,14 @@ impl std::fmt::Display for Exit {
 impl std::error::Error for Exit {}
 
 pub fn run(cli: super::args::Cli) -> Result<(), CliError> {
+    if let Err(why) = super::args::check_combinations(&cli.command) {
+        // A usage error, as clap's own.
+        return Err(Exit {
+            code: 2,
+            message: format!("error: {why}"),
+        }
+        .into());
+    }
     match cli.command {
         Command::Train(args) => super::train::train(&args),
         Command::Evaluate(args) => evaluate(&args),
@@ -171,7 +179,21 @@ fn bench(args: &BenchArgs) -> Result<(), CliError> {
     };
     let params = Params::init(&spec, Init::Glorot, args.seed);
     let mut trainer = Trainer::new(&args.device.open()?, &spec, &params, Arc::new(data), config)?;
-    let steps = args.steps.map_or(usize::MAX, |s| s as usize);
+    let epoch = train_len.div_ceil(args.batch_size as usize);
+    let steps = match args.steps {
+        Some(steps) if steps as usize > epoch => {
+            return Err(Exit {
+                code: 2,
+                message: format!(
+                    "error: --steps {steps} is more than one epoch ({epoch} steps of {})",
+                    args.batch_size
+                ),
+            }
+            .into())
+        }
+        Some(steps) => steps as usize,
+        None => epoch,
+    };
     let report = super::bench::run(
         &mut trainer,
         &spec,

@@ -47,7 +47,8 @@ fn rule(spec: &OptimizerSpec) -> u32 {
         OptimizerKind::Sgd if spec.momentum == 0.0 => 0,
         OptimizerKind::Sgd if spec.nesterov => 2,
         OptimizerKind::Sgd => 1,
-        OptimizerKind::Rmsprop => 3,
+        OptimizerKind::Rmsprop if spec.momentum == 0.0 => 3,
+        OptimizerKind::Rmsprop => 5,
         OptimizerKind::Adam => 4,
     }
 }

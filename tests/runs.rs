@@ -527,3 +527,108 @@ fn divergence_stops_at_the_read_back_and_keeps_the_last_checkpoint() {
         "the good checkpoint was touched"
     );
 }
+
+#[test]
+fn outputs_are_checked_before_training() {
+    let Some(data) = common::mnist_dir() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let images = data.join("train-images-idx3-ubyte");
+    let images = if images.exists() {
+        images
+    } else {
+        data.join("train-images-idx3-ubyte.gz")
+    };
+    let before = std::fs::read(&images).unwrap();
+    let cases: Vec<(Vec<String>, String)> = vec![
+        (
+            vec!["--save".into(), p("missing/run.st")],
+            format!(
+                "--save {}: {} is not a directory",
+                p("missing/run.st"),
+                p("missing")
+            ),
+        ),
+        (
+            vec!["--history".into(), p("same"), "--csv".into(), p("same")],
+            format!(
+                "--csv {} is also --history: each output needs a file of its own",
+                p("same")
+            ),
+        ),
+        (
+            vec!["--save".into(), images.to_str().unwrap().into()],
+            "is also a data file".into(),
+        ),
+        (
+            vec!["--history".into(), dir.path().to_str().unwrap().into()],
+            "exists and is not a regular file".into(),
+        ),
+        (
+            vec!["--csv".into(), "/dev/null".into()],
+            "--csv /dev/null: exists and is not a regular file".into(),
+        ),
+    ];
+    for (flags, message) in cases {
+        let mut args: Vec<&str> = vec!["--epochs", "1"];
+        args.extend(flags.iter().map(String::as_str));
+        let start = std::time::Instant::now();
+        let out = train(&data, "cpu", &args);
+        assert_eq!(out.status.code(), Some(1), "{flags:?}");
+        let err = stderr(&out);
+        assert!(err.contains(&message), "{flags:?}: {err}");
+        // Refused at once, not after an epoch of training.
+        assert!(!err.contains("panicked") && start.elapsed().as_secs() < 30);
+    }
+    assert_eq!(std::fs::read(&images).unwrap(), before);
+}
+
+#[test]
+fn a_run_killed_while_saving_leaves_the_previous_checkpoint_whole() {
+    let Some(data) = common::mnist_dir() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let saved = dir.path().join("run.st");
+    // A checkpoint every epoch of 100 examples: most of the time goes to writing.
+    for delay_ms in [150, 230, 310, 390, 470] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_gpu-mnist"))
+            .args([
+                "train",
+                "--backend",
+                "cpu",
+                "--data-dir",
+                data.to_str().unwrap(),
+                "--train-samples",
+                "100",
+                "--epochs",
+                "100000",
+                "--quiet",
+                "--save",
+                saved.to_str().unwrap(),
+                "--checkpoint-every",
+                "1",
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        while !saved.exists() {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        let checkpoint = gpu_mnist::checkpoint::read(&saved)
+            .unwrap_or_else(|e| panic!("after a kill at {delay_ms} ms: {e}"));
+        assert!(checkpoint.run.unwrap().1.epochs_done >= 1);
+    }
+    // Nothing but the checkpoint: no temporary left behind counts as it.
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.ends_with(".partial"))
+        .collect();
+    assert_eq!(names, ["run.st"]);
+}

@@ -22,9 +22,7 @@ const TRAIN_EXAMPLES_KEY: &str = "train_examples";
 const VALIDATION_EXAMPLES_KEY: &str = "validation_examples";
 
 pub fn train(args: &TrainArgs) -> Result<(), CliError> {
-    for path in [&args.save, &args.history, &args.csv].into_iter().flatten() {
-        check_output(path)?;
-    }
+    check_outputs(args)?;
     let mut data = load_data(&args.data)?;
     if let Some(n) = args.train_samples {
         data.train = data.train.truncated(n as usize);
@@ -225,23 +223,85 @@ fn resume_command(path: &Path, epochs: usize) -> String {
     kept.join(" ")
 }
 
-/// Refuses an output path that cannot be written, before any training.
-fn check_output(path: &Path) -> Result<(), CliError> {
+/// Refuses, before any training, outputs that could not be written or would
+/// overwrite something else the run uses: each must be a regular file (or
+/// absent) in an existing, writable directory, and no two the same file, nor
+/// a data file or the `--init-from` checkpoint. (`--save` may be the
+/// `--resume` checkpoint: it is replaced whole, only once the new one is written.)
+fn check_outputs(args: &TrainArgs) -> Result<(), CliError> {
+    let outputs: Vec<(&str, &PathBuf)> = [
+        ("--save", &args.save),
+        ("--history", &args.history),
+        ("--csv", &args.csv),
+    ]
+    .into_iter()
+    .filter_map(|(flag, path)| Some((flag, path.as_ref()?)))
+    .collect();
+    let mut inputs: Vec<(String, PathBuf)> = Vec::new();
+    if let Some(path) = &args.init_from {
+        inputs.push(("--init-from".into(), path.clone()));
+    }
+    let data_dir = args
+        .data
+        .data_dir
+        .clone()
+        .or_else(|| std::env::var_os(gpu_mnist::data::mnist::DATA_ENV).map(PathBuf::from));
+    if let Some(dir) = data_dir {
+        for file in gpu_mnist::data::mnist::FILES {
+            if let Some(found) = file.find_in(&dir) {
+                inputs.push(("a data file".into(), found));
+            }
+        }
+    }
+    let mut seen: Vec<(String, PathBuf)> = inputs
+        .into_iter()
+        .map(|(what, path)| (what, identity(&path)))
+        .collect();
+    for (flag, path) in outputs {
+        check_output(flag, path)?;
+        let id = identity(path);
+        if let Some((other, _)) = seen.iter().find(|(_, p)| *p == id) {
+            return Err(format!(
+                "{flag} {} is also {other}: each output needs a file of its own",
+                path.display()
+            )
+            .into());
+        }
+        seen.push((flag.to_string(), id));
+    }
+    Ok(())
+}
+
+/// The file a path names, links and `..` resolved as far as it exists.
+fn identity(path: &Path) -> PathBuf {
+    if let Ok(real) = std::fs::canonicalize(path) {
+        return real;
+    }
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let parent = std::fs::canonicalize(parent).unwrap_or_else(|_| parent.to_path_buf());
+    parent.join(path.file_name().unwrap_or_default())
+}
+
+fn check_output(flag: &str, path: &Path) -> Result<(), CliError> {
+    let refuse = |why: String| -> CliError { format!("{flag} {}: {why}", path.display()).into() };
     let parent = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
     if !parent.is_dir() {
-        return Err(format!(
-            "cannot write {}: {} is not a directory",
-            path.display(),
-            parent.display()
-        )
-        .into());
+        return Err(refuse(format!("{} is not a directory", parent.display())));
     }
-    if path.is_dir() {
-        return Err(format!("cannot write {}: it is a directory", path.display()).into());
+    if let Ok(meta) = std::fs::metadata(path) {
+        if !meta.is_file() {
+            return Err(refuse("exists and is not a regular file".into()));
+        }
     }
+    // Writable: a temporary file there (removed at once) says so for sure.
+    tempfile::tempfile_in(&parent)
+        .map_err(|e| refuse(format!("cannot write in {}: {e}", parent.display())))?;
     Ok(())
 }
 

@@ -59,10 +59,55 @@ fn rejects_truncated_and_overlong_data() {
     raw.extend([0, 0]);
     assert_eq!(
         idx::parse(&raw, IMAGES_MAGIC).unwrap_err(),
-        IdxProblem::LengthMismatch {
-            expected: 36,
-            found: 37
+        IdxProblem::TrailingData { expected: 36 }
+    );
+}
+
+#[test]
+fn headers_are_checked_before_anything_is_allocated() {
+    // 60,000 images announced in a 16-byte file.
+    let claim = idx::encode(&[60_000, 28, 28], &[]);
+    assert_eq!(
+        idx::parse(&claim, IMAGES_MAGIC).unwrap_err(),
+        IdxProblem::Implausible {
+            dims: vec![60_000, 28, 28],
+            len: 16
         }
+    );
+    // Dimensions whose product overflows.
+    let huge = idx::encode(&[u32::MAX as usize; 3], &[]);
+    assert!(matches!(
+        idx::parse(&huge, IMAGES_MAGIC).unwrap_err(),
+        IdxProblem::Implausible { .. }
+    ));
+    // Compressed, a header may claim up to what DEFLATE could expand into,
+    // and then the data must really be there.
+    let labels = gzip(&idx::encode(&[20_000], &[]));
+    assert_eq!(
+        idx::parse(&labels, LABELS_MAGIC).unwrap_err(),
+        IdxProblem::LengthMismatch {
+            expected: 20_000,
+            found: 0
+        }
+    );
+    let absurd = gzip(&idx::encode(&[1 << 30], &[]));
+    assert!(matches!(
+        idx::parse(&absurd, LABELS_MAGIC).unwrap_err(),
+        IdxProblem::Implausible { .. }
+    ));
+}
+
+#[test]
+fn decompression_stops_past_the_announced_length() {
+    // 3 labels announced, then 200 MB of zeros that compress to about 200 KB:
+    // refused after reading one byte too many, not after inflating it all.
+    let mut raw = idx::encode(&[3], &[1, 2, 3]);
+    raw.resize(200 << 20, 0);
+    let gz = gzip(&raw);
+    assert!(gz.len() < 1 << 20);
+    assert_eq!(
+        idx::parse(&gz, LABELS_MAGIC).unwrap_err(),
+        IdxProblem::TrailingData { expected: 3 }
     );
 }
 
@@ -84,7 +129,11 @@ fn rejects_corrupt_gzip() {
     let mut gz = gzip(&images(4));
     gz.truncate(gz.len() / 2);
     assert!(matches!(
-        idx::decompress_if_gzip(gz),
+        idx::decompress_if_gzip(gz.clone()),
+        Err(IdxProblem::Gzip(_))
+    ));
+    assert!(matches!(
+        idx::parse(&gz, IMAGES_MAGIC),
         Err(IdxProblem::Gzip(_))
     ));
 }

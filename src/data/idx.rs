@@ -42,6 +42,10 @@ pub enum IdxProblem {
     ZeroDimension { index: usize },
     #[error("expected {expected} data bytes after the header, found {found}")]
     LengthMismatch { expected: usize, found: usize },
+    #[error("expected {expected} data bytes after the header, found more")]
+    TrailingData { expected: usize },
+    #[error("the header's dimensions {dims:?} need more data than a file of {len} bytes can hold")]
+    Implausible { dims: Vec<usize>, len: u64 },
     #[error("dimensions {found:?} differ from the expected {expected:?}")]
     UnexpectedShape {
         found: Vec<usize>,
@@ -59,7 +63,7 @@ pub enum IdxProblem {
 
 /// Returns the decompressed content when `bytes` is gzip (by its magic), else `bytes`.
 pub fn decompress_if_gzip(bytes: Vec<u8>) -> Result<Vec<u8>, IdxProblem> {
-    if bytes.starts_with(&[0x1f, 0x8b]) {
+    if bytes.starts_with(&GZIP_MAGIC) {
         let mut out = Vec::with_capacity(bytes.len() * 4);
         GzDecoder::new(bytes.as_slice())
             .read_to_end(&mut out)
@@ -70,14 +74,57 @@ pub fn decompress_if_gzip(bytes: Vec<u8>) -> Result<Vec<u8>, IdxProblem> {
     }
 }
 
-/// Parses decompressed IDX bytes, requiring the given magic (which fixes the rank).
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+/// The most bytes DEFLATE can expand one byte into (its best case, runs of
+/// one byte, is 1032:1), so that a header claiming more than a compressed
+/// file could hold is refused before anything is allocated.
+const MAX_GZIP_EXPANSION: u64 = 1032;
+
+/// Parses IDX bytes (gzip or raw), requiring the given magic (which fixes the rank).
 pub fn parse(bytes: &[u8], expected_magic: u32) -> Result<IdxArray, IdxProblem> {
-    let rank = (expected_magic & 0xff) as usize;
-    let header_len = 4 + 4 * rank;
-    let word = |i: usize| u32::from_be_bytes(bytes[4 * i..4 * i + 4].try_into().unwrap());
-    if bytes.len() < 4 {
-        return Err(IdxProblem::TooShortForHeader { found: bytes.len() });
+    read_from(bytes, bytes.len() as u64, expected_magic)
+}
+
+/// Reads as many bytes as `buf` holds, fewer only at the end of `source`.
+fn read_up_to(source: &mut impl Read, buf: &mut [u8]) -> Result<usize, IdxProblem> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match source.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(IdxProblem::Io(e.to_string())),
+        }
     }
+    Ok(filled)
+}
+
+/// Reads an IDX tensor from `source` (`len` bytes, gzip or raw), checking
+/// the header before allocating: the dimensions' product must not overflow
+/// and must fit what `len` bytes can hold; then exactly that many data bytes
+/// must follow, decompression stopping at the first byte beyond them.
+pub fn read_from(source: impl Read, len: u64, expected_magic: u32) -> Result<IdxArray, IdxProblem> {
+    let mut source = std::io::BufReader::new(source);
+    let gzip = std::io::BufRead::fill_buf(&mut source)
+        .map_err(|e| IdxProblem::Io(e.to_string()))?
+        .starts_with(&GZIP_MAGIC);
+    let (mut reader, expansion): (Box<dyn Read>, u64) = if gzip {
+        (Box::new(GzDecoder::new(source)), MAX_GZIP_EXPANSION)
+    } else {
+        (Box::new(source), 1)
+    };
+    let gzip_error = |p: IdxProblem| match p {
+        IdxProblem::Io(e) if gzip => IdxProblem::Gzip(e),
+        other => other,
+    };
+    let rank = (expected_magic & 0xff) as usize;
+    let mut header = vec![0u8; 4 + 4 * rank];
+    let found = read_up_to(&mut reader, &mut header[..4]).map_err(gzip_error)?;
+    if found < 4 {
+        return Err(IdxProblem::TooShortForHeader { found });
+    }
+    let word = |i: usize| u32::from_be_bytes(header[4 * i..4 * i + 4].try_into().expect("4 bytes"));
     let magic = word(0);
     if magic != expected_magic {
         return Err(IdxProblem::BadMagic {
@@ -85,22 +132,34 @@ pub fn parse(bytes: &[u8], expected_magic: u32) -> Result<IdxArray, IdxProblem> 
             expected: expected_magic,
         });
     }
-    if bytes.len() < header_len {
-        return Err(IdxProblem::TooShortForHeader { found: bytes.len() });
+    let found = 4 + read_up_to(&mut reader, &mut header[4..]).map_err(gzip_error)?;
+    if found < header.len() {
+        return Err(IdxProblem::TooShortForHeader { found });
     }
+    let word = |i: usize| u32::from_be_bytes(header[4 * i..4 * i + 4].try_into().expect("4 bytes"));
     let dims: Vec<usize> = (1..=rank).map(|i| word(i) as usize).collect();
     if let Some(index) = dims.iter().position(|&d| d == 0) {
         return Err(IdxProblem::ZeroDimension { index });
     }
-    let expected = dims.iter().product::<usize>();
-    let found = bytes.len() - header_len;
-    if found != expected {
+    let expected = dims
+        .iter()
+        .try_fold(1usize, |product, &d| product.checked_mul(d))
+        .ok_or_else(|| IdxProblem::Implausible {
+            dims: dims.clone(),
+            len,
+        })?;
+    if expected as u64 > len.saturating_mul(expansion) {
+        return Err(IdxProblem::Implausible { dims, len });
+    }
+    let mut data = vec![0u8; expected];
+    let found = read_up_to(&mut reader, &mut data).map_err(gzip_error)?;
+    if found < expected {
         return Err(IdxProblem::LengthMismatch { expected, found });
     }
-    Ok(IdxArray {
-        dims,
-        data: bytes[header_len..].to_vec(),
-    })
+    if read_up_to(&mut reader, &mut [0u8; 1]).map_err(gzip_error)? > 0 {
+        return Err(IdxProblem::TrailingData { expected });
+    }
+    Ok(IdxArray { dims, data })
 }
 
 /// Reads and parses one IDX file (gzip or raw) from disk.
@@ -109,9 +168,12 @@ pub fn read_file(path: &Path, expected_magic: u32) -> Result<IdxArray, IdxError>
         file: path.display().to_string(),
         problem,
     };
-    let raw = std::fs::read(path).map_err(|e| with_file(IdxProblem::Io(e.to_string())))?;
-    let bytes = decompress_if_gzip(raw).map_err(with_file)?;
-    parse(&bytes, expected_magic).map_err(with_file)
+    let file = std::fs::File::open(path).map_err(|e| with_file(IdxProblem::Io(e.to_string())))?;
+    let len = file
+        .metadata()
+        .map_err(|e| with_file(IdxProblem::Io(e.to_string())))?
+        .len();
+    read_from(file, len, expected_magic).map_err(with_file)
 }
 
 /// Encodes an IDX tensor of unsigned bytes: used to write test fixtures and by users

@@ -236,6 +236,24 @@ fn read_layers(tensors: &SafeTensors, prefix: &str) -> Result<Vec<Dense>, String
     Ok(layers)
 }
 
+/// Fails on the first tensor (named with `prefix`) holding NaN or infinity.
+fn check_finite(params: &Params, prefix: &str) -> Result<(), String> {
+    for (l, layer) in params.layers.iter().enumerate() {
+        let (kernel, bias) = tensor_names(prefix, l);
+        let values = [
+            (kernel, layer.weights.as_slice()),
+            (bias, layer.bias.as_slice()),
+        ];
+        for (name, values) in values {
+            let values = values.expect("read in standard layout");
+            if let Some(v) = values.iter().find(|v| !v.is_finite()) {
+                return Err(format!("{name} holds {v}: not a trained model"));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Reads a model saved by [`save`] or [`save_run`] (see [`read`]).
 pub fn load(path: &Path) -> Result<(ModelSpec, Params), CheckpointError> {
     let checkpoint = read(path)?;
@@ -246,13 +264,21 @@ pub fn load(path: &Path) -> Result<(ModelSpec, Params), CheckpointError> {
 /// architecture, and that a run's state is whole. A file without an
 /// architecture (an older checkpoint) is taken as relu layers with a softmax head.
 pub fn read(path: &Path) -> Result<Checkpoint, CheckpointError> {
-    let err = |problem: String| CheckpointError {
+    let bytes = std::fs::read(path).map_err(|e| CheckpointError {
         path: path.display().to_string(),
+        problem: e.to_string(),
+    })?;
+    from_bytes(&bytes, &path.display().to_string())
+}
+
+/// [`read`] of a checkpoint's bytes; `name` (its path) labels the errors.
+pub fn from_bytes(bytes: &[u8], name: &str) -> Result<Checkpoint, CheckpointError> {
+    let err = |problem: String| CheckpointError {
+        path: name.to_string(),
         problem,
     };
-    let bytes = std::fs::read(path).map_err(|e| err(e.to_string()))?;
-    let tensors = SafeTensors::deserialize(&bytes).map_err(|e| err(e.to_string()))?;
-    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| err(e.to_string()))?;
+    let tensors = SafeTensors::deserialize(bytes).map_err(|e| err(e.to_string()))?;
+    let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| err(e.to_string()))?;
     let metadata = header.metadata().clone().unwrap_or_default();
     let saved_spec = match metadata.get(MODEL_KEY) {
         Some(json) => Some(
@@ -273,12 +299,15 @@ pub fn read(path: &Path) -> Result<Checkpoint, CheckpointError> {
         let hidden: Vec<usize> = dims.iter().skip(1).map(|d| d.0).collect();
         ModelSpec::mlp(dims[0].0, &hidden, dims[dims.len() - 1].1)
     });
+    spec.validate()
+        .map_err(|e| err(format!("the saved architecture cannot be used: {e}")))?;
     if spec.layer_dims() != dims {
         return Err(err(format!(
             "the saved architecture has layers {:?}, the tensors {dims:?}",
             spec.layer_dims()
         )));
     }
+    check_finite(&params, "").map_err(&err)?;
     let run = match metadata.get(CONFIG_KEY) {
         None => None,
         Some(config) => {
@@ -295,6 +324,7 @@ pub fn read(path: &Path) -> Result<Checkpoint, CheckpointError> {
                 .map(|slot| {
                     let layers = read_layers(&tensors, &slot_prefix(slot)).map_err(&err)?;
                     let set = Params { layers };
+                    check_finite(&set, &slot_prefix(slot)).map_err(&err)?;
                     if set.layer_dims() != dims {
                         return Err(err(format!(
                             "optimizer state slot {slot} has layers {:?}, the model {dims:?}",

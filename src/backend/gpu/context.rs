@@ -124,6 +124,55 @@ pub(crate) struct GpuContext {
     pub subgroup_lanes: Option<u32>,
     /// The adapter runs compute shaders (every WebGPU one does; some GL ones not).
     pub compute_shaders: bool,
+    /// Errors the device reported on its own (see [`Faults`]).
+    pub faults: std::sync::Arc<Faults>,
+}
+
+/// The first error the device reported outside any call that returns one: a
+/// validation or out-of-memory error (wgpu's default handler would panic), or
+/// the device's loss. Checked where the executor hands back control.
+#[derive(Debug, Default)]
+pub(crate) struct Faults(std::sync::Mutex<Option<String>>);
+
+impl Faults {
+    fn record(&self, what: String) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert(what);
+    }
+
+    /// The recorded fault, as an error (once).
+    pub fn check(&self) -> Result<(), GpuError> {
+        match self.0.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            Some(what) => Err(GpuError::Device(what)),
+            None => Ok(()),
+        }
+    }
+
+    /// Routes `device`'s uncaptured errors and loss here.
+    fn watch(self: &std::sync::Arc<Self>, device: &wgpu::Device) {
+        let faults = self.clone();
+        device.on_uncaptured_error(std::sync::Arc::new(move |e: wgpu::Error| {
+            faults.record(one_line(&e.to_string()));
+        }));
+        let faults = self.clone();
+        device.set_device_lost_callback(move |reason, message| {
+            faults.record(one_line(&format!(
+                "the device was lost ({reason:?}): {message}"
+            )));
+        });
+    }
+}
+
+/// wgpu's multi-line error reports (the call, the resource's label, the
+/// cause) as one line.
+fn one_line(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 impl GpuContext {
@@ -170,6 +219,8 @@ impl GpuContext {
             ..Default::default()
         }))
         .map_err(|e| GpuError::RequestDevice(e.to_string()))?;
+        let faults = std::sync::Arc::new(Faults::default());
+        faults.watch(&device);
         let compute_shaders = adapter
             .get_downlevel_capabilities()
             .flags
@@ -181,6 +232,7 @@ impl GpuContext {
             limits,
             subgroup_lanes,
             compute_shaders,
+            faults,
         })
     }
 
@@ -208,4 +260,33 @@ pub fn backend_names(backends: Backends) -> String {
     .map(|(_, n)| n)
     .collect();
     names.join("/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_validation_error_becomes_one_line_instead_of_a_panic() {
+        let Ok(ctx) = GpuContext::open(Backends::VULKAN, None) else {
+            assert!(
+                std::env::var("GPU_MNIST_REQUIRE_ADAPTER").is_err(),
+                "no Vulkan adapter"
+            );
+            return;
+        };
+        // A buffer beyond the device's limit: wgpu reports it to the handler.
+        let _ = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("far too large"),
+            size: ctx.limits.max_buffer_size + 4,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
+        let err = ctx.faults.check().unwrap_err().to_string();
+        assert!(err.starts_with("the GPU reported an error: "), "{err}");
+        assert!(err.contains("far too large"), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        // Reported once.
+        assert!(ctx.faults.check().is_ok());
+    }
 }

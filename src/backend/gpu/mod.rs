@@ -779,16 +779,17 @@ impl Executor for GpuExecutor {
             self.write_step_count();
         }
         let (device, waits) = (self.ctx.device.clone(), self.waits.clone());
-        Ok(block_on(
-            &device,
-            &waits,
-            self.run_async(program, key, report),
-        )??)
+        let done = block_on(&device, &waits, self.run_async(program, key, report));
+        // A fault the device reported on its own explains whatever came back.
+        self.ctx.faults.check()?;
+        Ok(done??)
     }
 
     fn predict(&mut self, images: &[u8]) -> Result<Vec<f32>, DeviceError> {
         let (device, waits) = (self.ctx.device.clone(), self.waits.clone());
-        Ok(block_on(&device, &waits, self.predict_async(images))??)
+        let done = block_on(&device, &waits, self.predict_async(images));
+        self.ctx.faults.check()?;
+        Ok(done??)
     }
 
     fn read(&mut self, buf: Buf) -> Result<Vec<f32>, DeviceError> {
@@ -801,8 +802,9 @@ impl Executor for GpuExecutor {
             ..region
         };
         let future = buffers::read(&device, &self.ctx.queue, &waits, region, &mut self.counters);
-        let bytes = block_on(&device, &waits, future)??;
-        Ok(buffers::f32s(&bytes))
+        let done = block_on(&device, &waits, future);
+        self.ctx.faults.check()?;
+        Ok(buffers::f32s(&done??))
     }
 
     fn write(&mut self, buf: Buf, values: &[f32]) -> Result<(), DeviceError> {

@@ -115,10 +115,9 @@ fn evaluate(args: &EvaluateArgs) -> Result<(), CliError> {
     let probabilities = model.predict(&test.images)?;
     let report = ClassReport::new(&test.labels, &probabilities, WORST_SHOWN);
     println!(
-        "test_loss: {:.4}  test_acc: {:.4}  ({} images)\n",
+        "test_loss: {:.4}  test_acc: {:.4}\n",
         metrics.loss(),
         metrics.accuracy(),
-        test.len
     );
     let names: Vec<String> = (0..test.classes).map(|c| c.to_string()).collect();
     print!("{}", super::report::text(&report, &names));

@@ -1,6 +1,7 @@
 //! Parameters saved as safetensors (`dense_{i}.kernel`, `dense_{i}.bias`, f32), a
 //! format PyTorch, JAX and Hugging Face tools read directly, with the
-//! architecture as JSON under the metadata key `model`.
+//! architecture as JSON under the metadata key `model` and the data set it was
+//! trained on under `dataset`.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -13,6 +14,19 @@ use crate::model::{Dense, ModelSpec, Params};
 
 /// Metadata key of the architecture (a [`ModelSpec`] as JSON).
 const MODEL_KEY: &str = "model";
+
+/// Metadata key of the data set the parameters were trained on (its catalogue
+/// name, e.g. `fashion-mnist`), so that they are not evaluated on another.
+pub const DATASET_KEY: &str = "dataset";
+
+/// A checkpoint as read back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checkpoint {
+    pub spec: ModelSpec,
+    pub params: Params,
+    /// The string metadata it was saved with, the architecture's JSON included.
+    pub metadata: HashMap<String, String>,
+}
 
 #[derive(Debug, thiserror::Error)]
 #[error("checkpoint {path}: {problem}")]
@@ -80,7 +94,7 @@ fn f32_values(view: &TensorView, name: &str) -> Result<Vec<f32>, String> {
 /// Reads a model saved by [`save`], checking that the layers chain and fit
 /// the architecture. A file without one (an older checkpoint) is taken as
 /// relu layers with a softmax head.
-pub fn load(path: &Path) -> Result<(ModelSpec, Params), CheckpointError> {
+pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
     let err = |problem: String| CheckpointError {
         path: path.display().to_string(),
         problem,
@@ -88,7 +102,8 @@ pub fn load(path: &Path) -> Result<(ModelSpec, Params), CheckpointError> {
     let bytes = std::fs::read(path).map_err(|e| err(e.to_string()))?;
     let tensors = SafeTensors::deserialize(&bytes).map_err(|e| err(e.to_string()))?;
     let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| err(e.to_string()))?;
-    let saved_spec = match header.metadata().as_ref().and_then(|m| m.get(MODEL_KEY)) {
+    let metadata = header.metadata().clone().unwrap_or_default();
+    let saved_spec = match metadata.get(MODEL_KEY) {
         Some(json) => Some(
             serde_json::from_str::<ModelSpec>(json)
                 .map_err(|e| err(format!("the saved architecture is unreadable: {e}")))?,
@@ -148,7 +163,11 @@ pub fn load(path: &Path) -> Result<(ModelSpec, Params), CheckpointError> {
             spec.layer_dims()
         )));
     }
-    Ok((spec, params))
+    Ok(Checkpoint {
+        spec,
+        params,
+        metadata,
+    })
 }
 
 #[cfg(test)]
@@ -165,8 +184,11 @@ mod tests {
             .dense(4, Activation::Linear)
             .dense(3, Activation::Softmax);
         let params = Params::init(&spec, Init::Glorot, 2);
-        save(&path, &spec, &params, HashMap::new()).unwrap();
-        assert_eq!(load(&path).unwrap(), (spec.clone(), params.clone()));
+        let metadata = HashMap::from([(DATASET_KEY.to_string(), "kmnist".to_string())]);
+        save(&path, &spec, &params, metadata).unwrap();
+        let loaded = load(&path).unwrap();
+        assert_eq!((&loaded.spec, &loaded.params), (&spec, &params));
+        assert_eq!(loaded.metadata[DATASET_KEY], "kmnist");
 
         // A file without the architecture reads as relu layers and a softmax head.
         let views: Vec<(String, TensorView)> = params
@@ -185,8 +207,9 @@ mod tests {
             })
             .collect();
         std::fs::write(&path, safetensors::serialize(views, None).unwrap()).unwrap();
-        let (old_spec, old_params) = load(&path).unwrap();
-        assert_eq!(old_spec, ModelSpec::mlp(6, &[4], 3));
-        assert_eq!(old_params, params);
+        let old = load(&path).unwrap();
+        assert_eq!(old.spec, ModelSpec::mlp(6, &[4], 3));
+        assert_eq!(old.params, params);
+        assert!(old.metadata.is_empty());
     }
 }

@@ -1,17 +1,19 @@
 //! What each subcommand does, between parsed flags and the library.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use gpu_mnist::atomic_file::write_atomically;
 use gpu_mnist::checkpoint;
 use gpu_mnist::data::download::Progress;
-use gpu_mnist::data::{mnist, Splits};
+use gpu_mnist::data::source::FetchError;
+use gpu_mnist::data::{DataSet, Splits};
 use gpu_mnist::{Evaluator, GpuApi, Init, Params, Split, TrainConfig, Trainer};
 
 use super::args::{
-    mnist_model, BenchArgs, Command, DataArgs, DevicesArgs, EvaluateArgs, PredictArgs, TrainArgs,
+    mnist_model, BenchArgs, Command, DataArgs, DevicesArgs, DownloadArgs, EvaluateArgs,
+    PredictArgs, TrainArgs,
 };
 use super::progress::{download_bar, EpochLines};
 
@@ -23,7 +25,7 @@ pub fn run(cli: super::args::Cli) -> Result<(), CliError> {
         Command::Evaluate(args) => evaluate(&args),
         Command::Predict(args) => predict(&args),
         Command::Devices(args) => devices(&args),
-        Command::Download(args) => download(args.dir),
+        Command::Download(args) => download(&args),
         Command::Bench(args) => bench(&args),
     }
 }
@@ -35,7 +37,7 @@ fn load_data(args: &DataArgs) -> Result<Splits, CliError> {
     } else {
         Some(&mut bar)
     };
-    Ok(mnist::load(args.data_dir.as_deref(), download)?)
+    Ok(args.dataset.0.load(args.data_dir.as_deref(), download)?)
 }
 
 fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<(), CliError> {
@@ -62,10 +64,11 @@ fn train(args: &TrainArgs) -> Result<(), CliError> {
     let mut trainer = Trainer::new(&args.device.open()?, &spec, &params, Arc::new(data), config)?;
     if !args.quiet {
         println!(
-            "backend: {} | {:?} lr {} | {train_len} training images\n{spec}",
+            "backend: {} | {:?} lr {} | {train_len} {} training images\n{spec}",
             trainer.describe(),
             config.optimizer.kind,
             config.optimizer.lr,
+            args.data.dataset.0.title,
         );
     }
     let history = if args.quiet {
@@ -88,6 +91,10 @@ fn train(args: &TrainArgs) -> Result<(), CliError> {
             ("test_acc".to_string(), format!("{:.4}", test.accuracy())),
             ("epochs".to_string(), args.epochs.to_string()),
             ("seed".to_string(), args.seed.to_string()),
+            (
+                checkpoint::DATASET_KEY.to_string(),
+                args.data.dataset.0.name.to_string(),
+            ),
         ]);
         checkpoint::save(path, &spec, &trainer.params()?, metadata)?;
     }
@@ -105,18 +112,32 @@ fn train(args: &TrainArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-/// Loads a checkpoint and opens it on the chosen device over MNIST.
+/// Loads a checkpoint and opens it on the chosen device over `data`, a load of
+/// `set`; a checkpoint trained on another data set is refused.
 fn open_checkpoint(
     path: &Path,
     device: &super::args::DeviceArgs,
     data: Splits,
+    set: &DataSet,
 ) -> Result<Evaluator, CliError> {
-    let (spec, params) = checkpoint::load(path)?;
+    let saved = checkpoint::load(path)?;
+    if let Some(trained) = saved.metadata.get(checkpoint::DATASET_KEY) {
+        if trained != set.name {
+            return Err(format!(
+                "checkpoint {} was trained on {trained}, not {}: pass --dataset {trained}",
+                path.display(),
+                set.name
+            )
+            .into());
+        }
+    }
+    let (spec, params) = (saved.spec, saved.params);
     let (inputs, classes) = (spec.inputs, spec.classes());
     if inputs != data.test.features || classes != data.test.classes {
         return Err(format!(
-            "checkpoint {}: the network maps {inputs} inputs to {classes} classes, MNIST needs {} to {}",
+            "checkpoint {}: the network maps {inputs} inputs to {classes} classes, {} needs {} to {}",
             path.display(),
+            set.title,
             data.test.features,
             data.test.classes
         )
@@ -132,10 +153,12 @@ fn open_checkpoint(
 }
 
 fn evaluate(args: &EvaluateArgs) -> Result<(), CliError> {
+    let set = args.data.dataset.0;
     let data = load_data(&args.data)?;
-    let mut model = open_checkpoint(&args.checkpoint, &args.device, data)?;
+    let mut model = open_checkpoint(&args.checkpoint, &args.device, data, set)?;
     let test = model.evaluate(Split::Test)?;
     println!("backend: {}", model.describe());
+    println!("dataset: {} ({})", set.title, set.classes.join(", "));
     println!(
         "test_loss: {:.4}  test_acc: {:.4}",
         test.loss(),
@@ -145,6 +168,7 @@ fn evaluate(args: &EvaluateArgs) -> Result<(), CliError> {
 }
 
 fn predict(args: &PredictArgs) -> Result<(), CliError> {
+    let set = args.data.dataset.0;
     let data = load_data(&args.data)?;
     let test = data.test.clone();
     if let Some(&bad) = args.indices.iter().find(|&&i| i as usize >= test.len) {
@@ -154,7 +178,7 @@ fn predict(args: &PredictArgs) -> Result<(), CliError> {
         )
         .into());
     }
-    let mut model = open_checkpoint(&args.checkpoint, &args.device, data)?;
+    let mut model = open_checkpoint(&args.checkpoint, &args.device, data, set)?;
     let images: Vec<u8> = args
         .indices
         .iter()
@@ -165,8 +189,9 @@ fn predict(args: &PredictArgs) -> Result<(), CliError> {
         let best = (0..row.len()).fold(0, |b, c| if row[c] > row[b] { c } else { b });
         let shown: Vec<String> = row.iter().map(|p| format!("{p:.3}")).collect();
         println!(
-            "image {i}: predicted {best} (label {}) probabilities [{}]",
-            test.labels[i as usize],
+            "image {i}: predicted {} (label {}) probabilities [{}]",
+            set.classes[best],
+            set.classes[usize::from(test.labels[i as usize])],
             shown.join(", ")
         );
     }
@@ -255,11 +280,14 @@ fn print_kernel_choices(index: usize) -> Result<(), CliError> {
     Ok(())
 }
 
-fn download(dir: Option<PathBuf>) -> Result<(), CliError> {
-    let dir = dir
-        .or_else(mnist::cache_dir)
-        .ok_or(mnist::FetchError::NoCacheDir)?;
-    let paths = mnist::download_all(&dir, &mut download_bar())?;
+fn download(args: &DownloadArgs) -> Result<(), CliError> {
+    let set = args.dataset.0;
+    let dir = args
+        .dir
+        .clone()
+        .or_else(|| set.cache_dir())
+        .ok_or(FetchError::NoCacheDir)?;
+    let paths = set.download_all(&dir, &mut download_bar())?;
     for path in paths {
         println!("verified {}", path.display());
     }

@@ -7,15 +7,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use gpu_mnist::data::mnist::{self, CLASSES, FEATURES};
-use gpu_mnist::data::Splits;
+use gpu_mnist::data::catalog::{CLASSES, FEATURES};
+use gpu_mnist::data::{Splits, MNIST};
 use gpu_mnist::{Device, EpochOrder, GpuApi, Init, ModelSpec, Params, TrainConfig, Trainer};
 
 fn data() -> Option<Arc<Splits>> {
-    let dir = std::env::var_os(mnist::DATA_ENV)
+    let dir = std::env::var_os(MNIST.data_env)
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/mnist"));
-    match mnist::load(Some(&dir), None) {
+    match MNIST.load(Some(&dir), None) {
         Ok(data) => Some(Arc::new(data)),
         Err(e) => {
             eprintln!("notice: training benches skipped: {e}");

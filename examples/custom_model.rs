@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use gpu_mnist::data::mnist;
+use gpu_mnist::data::MNIST;
 use gpu_mnist::{
     Activation, Device, EpochRecord, Init, Metrics, ModelSpec, Observer, OptimizerKind,
     OptimizerSpec, Params, Split, TrainConfig, Trainer,
@@ -31,7 +31,7 @@ impl Observer for Printer {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = std::env::args().nth(1).map(std::path::PathBuf::from);
-    let data = Arc::new(mnist::load(dir.as_deref(), Some(&mut |_| {}))?);
+    let data = Arc::new(MNIST.load(dir.as_deref(), Some(&mut |_| {}))?);
     let model = ModelSpec::sequential(28 * 28)
         .dense(256, Activation::Relu)
         .dense(128, Activation::Relu)

@@ -5,12 +5,12 @@
 
 use std::sync::Arc;
 
-use gpu_mnist::data::mnist;
+use gpu_mnist::data::MNIST;
 use gpu_mnist::{Activation, Device, Init, ModelSpec, Params, Split, TrainConfig, Trainer};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = std::env::args().nth(1).map(std::path::PathBuf::from);
-    let data = Arc::new(mnist::load(dir.as_deref(), Some(&mut |_| {}))?);
+    let data = Arc::new(MNIST.load(dir.as_deref(), Some(&mut |_| {}))?);
     let model = ModelSpec::sequential(28 * 28)
         .dense(512, Activation::Relu)
         .dense(10, Activation::Softmax);

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::backend::gpu::tune::random;
 use crate::backend::{Executor, RunSettings, Split};
-use crate::data::mnist::{CLASSES, FEATURES};
+use crate::data::catalog::{CLASSES, FEATURES};
 use crate::data::{Dataset, Splits};
 use crate::device::Device;
 use crate::evaluate::{executor, Error};

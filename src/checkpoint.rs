@@ -35,6 +35,10 @@ const ORDER_KEY: &str = "order_position";
 const HISTORY_KEY: &str = "history";
 const PARTIAL_KEY: &str = "partial_epoch";
 
+/// Metadata key of the data set the parameters were trained on (its catalogue
+/// name, e.g. `fashion-mnist`), so that they are not evaluated on another.
+pub const DATASET_KEY: &str = "dataset";
+
 #[derive(Debug, thiserror::Error)]
 #[error("checkpoint {path}: {problem}")]
 pub struct CheckpointError {
@@ -254,12 +258,6 @@ fn check_finite(params: &Params, prefix: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Reads a model saved by [`save`] or [`save_run`] (see [`read`]).
-pub fn load(path: &Path) -> Result<(ModelSpec, Params), CheckpointError> {
-    let checkpoint = read(path)?;
-    Ok((checkpoint.spec, checkpoint.params))
-}
-
 /// Reads a checkpoint, checking that the layers chain and fit the
 /// architecture, and that a run's state is whole. A file without an
 /// architecture (an older checkpoint) is taken as relu layers with a softmax head.
@@ -461,8 +459,11 @@ mod tests {
             .dense(4, Activation::Linear)
             .dense(3, Activation::Softmax);
         let params = Params::init(&spec, Init::Glorot, 2);
-        save(&path, &spec, &params, HashMap::new()).unwrap();
-        assert_eq!(load(&path).unwrap(), (spec.clone(), params.clone()));
+        let metadata = HashMap::from([(DATASET_KEY.to_string(), "kmnist".to_string())]);
+        save(&path, &spec, &params, metadata).unwrap();
+        let loaded = read(&path).unwrap();
+        assert_eq!((&loaded.spec, &loaded.params), (&spec, &params));
+        assert_eq!(loaded.metadata[DATASET_KEY], "kmnist");
 
         // A file without the architecture reads as relu layers and a softmax head.
         let views: Vec<(String, TensorView)> = params
@@ -481,8 +482,9 @@ mod tests {
             })
             .collect();
         std::fs::write(&path, safetensors::serialize(views, None).unwrap()).unwrap();
-        let (old_spec, old_params) = load(&path).unwrap();
-        assert_eq!(old_spec, ModelSpec::mlp(6, &[4], 3));
-        assert_eq!(old_params, params);
+        let old = read(&path).unwrap();
+        assert_eq!(old.spec, ModelSpec::mlp(6, &[4], 3));
+        assert_eq!(old.params, params);
+        assert!(old.metadata.is_empty());
     }
 }

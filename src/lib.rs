@@ -4,7 +4,7 @@
 //!
 //! A model is a [`ModelSpec`] (layers, built like a Keras `Sequential`) and
 //! its [`Params`]. A [`Trainer`] opens a [`Device`] with the model and a data
-//! set ([`data::Splits`], e.g. from [`data::mnist::load`]) and trains it;
+//! set ([`data::Splits`], e.g. from [`data::DataSet::load`]) and trains it;
 //! an [`Evaluator`] evaluates and predicts. The library prints nothing:
 //! progress reaches an [`Observer`].
 //!

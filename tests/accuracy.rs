@@ -4,7 +4,7 @@
 
 mod common;
 
-use gpu_mnist::data::mnist::{CLASSES, FEATURES};
+use gpu_mnist::data::catalog::{CLASSES, FEATURES};
 use gpu_mnist::{
     Device, Init, ModelSpec, OptimizerKind, OptimizerSpec, Params, Split, TrainConfig, Trainer,
 };

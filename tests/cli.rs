@@ -6,7 +6,10 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use gpu_mnist::data::idx;
+use gpu_mnist::checkpoint::{self, DATASET_KEY};
+use gpu_mnist::data::catalog::{CLASSES, FEATURES};
+use gpu_mnist::data::{idx, FASHION_MNIST};
+use gpu_mnist::{Init, ModelSpec, Params};
 
 fn gpu_mnist(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_gpu-mnist"))
@@ -283,6 +286,104 @@ fn training_is_reproducible_and_checkpoints_round_trip() {
         ckpt.to_str().unwrap(),
     ]);
     assert_fails(&out, 1, "error: checkpoint ");
+}
+
+#[test]
+fn fashion_mnist_trains_and_predicts_by_class_name() {
+    let Some(dir) = common::fashion_mnist_dir() else {
+        return;
+    };
+    let d = dir.to_str().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let ckpt = work.path().join("fashion.safetensors");
+    let c = ckpt.to_str().unwrap();
+    let data = [
+        "--dataset",
+        "fashion-mnist",
+        "--data-dir",
+        d,
+        "--backend",
+        "cpu",
+    ];
+    let mut args = vec!["train", "--epochs", "1", "--quiet", "--save", c];
+    args.extend(data);
+    let out = gpu_mnist(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let acc: f32 = stdout(&out)
+        .trim_end()
+        .rsplit("test_acc: ")
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(acc > 0.80, "one epoch on Fashion-MNIST reached only {acc}");
+    let saved = checkpoint::read(&ckpt).unwrap();
+    assert_eq!(saved.metadata[DATASET_KEY], "fashion-mnist");
+
+    let mut args = vec!["predict", "--checkpoint", c, "--index", "0"];
+    args.extend(data);
+    let out = gpu_mnist(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let line = stdout(&out);
+    let predicted = line
+        .strip_prefix("image 0: predicted ")
+        .and_then(|rest| rest.split(" (label ").next())
+        .unwrap_or_else(|| panic!("{line}"));
+    assert!(FASHION_MNIST.classes.contains(&predicted), "{line}");
+    assert!(line.contains("(label Ankle boot)"), "{line}");
+
+    let mut args = vec!["evaluate", "--checkpoint", c];
+    args.extend(data);
+    let out = gpu_mnist(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("dataset: Fashion-MNIST (T-shirt/top, Trouser, Pullover,"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn evaluate_refuses_a_checkpoint_of_another_data_set() {
+    let Some(dir) = common::mnist_dir() else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let spec = ModelSpec::mlp(FEATURES, &[8], CLASSES);
+    let params = Params::init(&spec, Init::Glorot, 1);
+    let tagged = work.path().join("fashion.safetensors");
+    let metadata = [(DATASET_KEY.to_string(), "fashion-mnist".to_string())];
+    checkpoint::save(&tagged, &spec, &params, metadata.into()).unwrap();
+    let evaluate = |ckpt: &Path| {
+        gpu_mnist(&[
+            "evaluate",
+            "--dataset",
+            "mnist",
+            "--data-dir",
+            dir.to_str().unwrap(),
+            "--backend",
+            "cpu",
+            "--checkpoint",
+            ckpt.to_str().unwrap(),
+        ])
+    };
+    let out = evaluate(&tagged);
+    assert_fails(
+        &out,
+        1,
+        &format!(
+            "error: checkpoint {} was trained on fashion-mnist, not mnist: pass --dataset fashion-mnist",
+            tagged.display()
+        ),
+    );
+    assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
+
+    // A checkpoint that does not say (an older one) is taken at its word.
+    let untagged = work.path().join("old.safetensors");
+    checkpoint::save(&untagged, &spec, &params, Default::default()).unwrap();
+    let out = evaluate(&untagged);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("test_acc: "), "{}", stdout(&out));
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! The download path against a loopback HTTP server on 127.0.0.1 that serves
-//! good, corrupted and truncated files: only verified data is ever kept.
+//! good, corrupted and truncated files, and files of another data set: only
+//! verified data is ever kept.
 
 mod common;
 
@@ -11,8 +12,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use flate2::write::GzEncoder;
-use gpu_mnist::data::download::{download_files, sha256_hex, DownloadError, Progress, RemoteFile};
-use gpu_mnist::data::idx;
+use gpu_mnist::data::download::{
+    download_files, sha256_hex, Digest, DownloadError, Progress, RemoteFile,
+};
+use gpu_mnist::data::{idx, DataSet, FASHION_MNIST, MNIST};
 
 #[derive(Clone)]
 enum Reply {
@@ -86,13 +89,18 @@ fn tiny_file() -> (RemoteFile, Vec<u8>) {
     let content = idx::encode(&[6], &[1, 2, 3, 4, 5, 6]);
     let file = RemoteFile {
         name: "tiny-labels-idx1-ubyte.gz".to_string(),
-        sha256: sha256_hex(&content),
+        digests: vec![Digest::Content(sha256_hex(&content))],
     };
     (file, gzip(&content))
 }
 
 /// Progress sink for tests that do not look at the events.
 fn ignore(_: Progress<'_>) {}
+
+/// Knows no file: a refusal gives the sums.
+fn unknown(_: &gpu_mnist::data::download::Received) -> Option<String> {
+    None
+}
 
 fn route(reply: Reply) -> HashMap<String, Reply> {
     HashMap::from([("/mirror/tiny-labels-idx1-ubyte.gz".to_string(), reply)])
@@ -116,12 +124,19 @@ fn good_download_is_verified_kept_and_not_fetched_again() {
     let dir = tempfile::tempdir().unwrap();
     let target = dir.path().join("cache");
     let files = [file];
-    let paths = download_files(&target, &files, std::slice::from_ref(&base), &mut ignore).unwrap();
+    let paths = download_files(
+        &target,
+        &files,
+        std::slice::from_ref(&base),
+        &unknown,
+        &mut ignore,
+    )
+    .unwrap();
     assert_eq!(paths, vec![target.join("tiny-labels-idx1-ubyte.gz")]);
     assert_eq!(std::fs::read(&paths[0]).unwrap(), gz);
     assert_eq!(entries(&target), vec!["tiny-labels-idx1-ubyte.gz"]);
     let mut events = 0;
-    download_files(&target, &files, &[base], &mut |_| events += 1).unwrap();
+    download_files(&target, &files, &[base], &unknown, &mut |_| events += 1).unwrap();
     assert_eq!(events, 0, "a verified file reports no progress");
     assert_eq!(
         hits.load(Ordering::SeqCst),
@@ -154,7 +169,7 @@ fn progress_reports_start_every_byte_and_finish() {
     let content = idx::encode(&[300_000], &vec![7; 300_000]);
     let file = RemoteFile {
         name: "big-labels-idx1-ubyte".to_string(),
-        sha256: sha256_hex(&content),
+        digests: vec![Digest::Content(sha256_hex(&content))],
     };
     let (base, _) = serve(HashMap::from([(
         format!("/mirror/{}", file.name),
@@ -163,7 +178,14 @@ fn progress_reports_start_every_byte_and_finish() {
     let dir = tempfile::tempdir().unwrap();
     let mut events = Vec::new();
     let files = [file];
-    download_files(dir.path(), &files, &[base], &mut record(&mut events)).unwrap();
+    download_files(
+        dir.path(),
+        &files,
+        &[base],
+        &unknown,
+        &mut record(&mut events),
+    )
+    .unwrap();
     let name = &files[0].name;
     let size = content.len() as u64;
     assert_eq!(events[0], Event::Started(name.clone(), Some(size)));
@@ -188,7 +210,14 @@ fn progress_restarts_on_the_next_mirror() {
     let dir = tempfile::tempdir().unwrap();
     let mut events = Vec::new();
     let files = [file];
-    download_files(dir.path(), &files, &[bad, good], &mut record(&mut events)).unwrap();
+    download_files(
+        dir.path(),
+        &files,
+        &[bad, good],
+        &unknown,
+        &mut record(&mut events),
+    )
+    .unwrap();
     let starts: Vec<usize> = (0..events.len())
         .filter(|&i| matches!(events[i], Event::Started(..)))
         .collect();
@@ -212,7 +241,7 @@ fn corrupted_mirror_falls_back_to_the_next() {
     let (bad, bad_hits) = serve(route(Reply::Body(corrupted)));
     let (good, good_hits) = serve(route(Reply::Body(gz.clone())));
     let dir = tempfile::tempdir().unwrap();
-    let paths = download_files(dir.path(), &[file], &[bad, good], &mut ignore).unwrap();
+    let paths = download_files(dir.path(), &[file], &[bad, good], &unknown, &mut ignore).unwrap();
     assert_eq!(std::fs::read(&paths[0]).unwrap(), gz);
     assert_eq!(
         (
@@ -228,8 +257,14 @@ fn hash_mismatch_everywhere_keeps_nothing() {
     let (file, _) = tiny_file();
     let (bad, _) = serve(route(Reply::Body(gzip(b"not the labels"))));
     let dir = tempfile::tempdir().unwrap();
-    let err =
-        download_files(dir.path(), std::slice::from_ref(&file), &[bad], &mut ignore).unwrap_err();
+    let err = download_files(
+        dir.path(),
+        std::slice::from_ref(&file),
+        &[bad],
+        &unknown,
+        &mut ignore,
+    )
+    .unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, DownloadError::AllMirrorsFailed { .. }));
     assert!(
@@ -237,7 +272,8 @@ fn hash_mismatch_everywhere_keeps_nothing() {
         "{msg}"
     );
     assert!(
-        msg.contains("SHA-256 of the decompressed content is") && msg.contains(&file.sha256),
+        msg.contains("SHA-256 of the decompressed content is")
+            && msg.contains(&format!("expected {}", file.digests[0])),
         "{msg}"
     );
     assert!(msg.contains("nothing was written"), "{msg}");
@@ -250,9 +286,15 @@ fn truncated_transfer_and_missing_file_keep_nothing() {
     let (truncated, _) = serve(route(Reply::Truncated(gz)));
     let (empty, _) = serve(HashMap::new());
     let dir = tempfile::tempdir().unwrap();
-    let msg = download_files(dir.path(), &[file], &[truncated, empty], &mut ignore)
-        .unwrap_err()
-        .to_string();
+    let msg = download_files(
+        dir.path(),
+        &[file],
+        &[truncated, empty],
+        &unknown,
+        &mut ignore,
+    )
+    .unwrap_err()
+    .to_string();
     assert!(
         msg.contains("transfer failed") || msg.contains("not a valid gzip stream"),
         "{msg}"
@@ -262,28 +304,77 @@ fn truncated_transfer_and_missing_file_keep_nothing() {
 }
 
 #[test]
+fn an_archive_digest_accepts_only_the_exact_bytes() {
+    let content = idx::encode(&[6], &[1, 2, 3, 4, 5, 6]);
+    let upstream = gzip(&content);
+    let mut recompressed = GzEncoder::new(Vec::new(), flate2::Compression::best());
+    recompressed.write_all(&content).unwrap();
+    let recompressed = recompressed.finish().unwrap();
+    assert_ne!(recompressed, upstream);
+    let file = RemoteFile {
+        name: "tiny-labels-idx1-ubyte.gz".to_string(),
+        digests: vec![Digest::Archive {
+            sha256: sha256_hex(&upstream),
+            size: upstream.len() as u64,
+        }],
+    };
+    let (other, _) = serve(route(Reply::Body(recompressed)));
+    let dir = tempfile::tempdir().unwrap();
+    let files = std::slice::from_ref(&file);
+    let msg = download_files(dir.path(), files, &[other], &unknown, &mut ignore)
+        .unwrap_err()
+        .to_string();
+    let expected = format!(
+        "expected the {}-byte archive {}",
+        upstream.len(),
+        sha256_hex(&upstream)
+    );
+    assert!(msg.contains(&expected), "{msg}");
+    assert_eq!(entries(dir.path()), Vec::<String>::new());
+    let (exact, _) = serve(route(Reply::Body(upstream.clone())));
+    let paths = download_files(dir.path(), files, &[exact], &unknown, &mut ignore).unwrap();
+    assert_eq!(std::fs::read(&paths[0]).unwrap(), upstream);
+}
+
+/// Routes serving `set`'s four `.gz` files from `dir`, the file of `replace`
+/// (a stem) replaced by `with`.
+fn set_routes(
+    set: &DataSet,
+    dir: &Path,
+    replace: Option<(&str, Vec<u8>)>,
+) -> HashMap<String, Reply> {
+    let mut replace = replace;
+    set.files()
+        .iter()
+        .map(|f| {
+            let name = format!("{}.gz", f.stem);
+            let body = match replace.take_if(|(stem, _)| *stem == f.stem) {
+                Some((_, with)) => with,
+                None => std::fs::read(dir.join(&name)).unwrap(),
+            };
+            (format!("/mirror/{name}"), Reply::Body(body))
+        })
+        .collect()
+}
+
+/// `gpu-mnist download --dataset NAME --dir DIR` against the mirror `base`.
+fn cli_download(name: &str, dir: &Path, base: &str) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_gpu-mnist"))
+        .args(["download", "--dataset", name, "--dir"])
+        .arg(dir)
+        .env("GPU_MNIST_MIRRORS", base)
+        .output()
+        .unwrap()
+}
+
+#[test]
 fn cli_download_fetches_and_verifies_real_mnist() {
     let Some(shared) = common::mnist_dir() else {
         return;
     };
-    let routes: HashMap<String, Reply> = gpu_mnist::data::mnist::FILES
-        .iter()
-        .map(|f| {
-            let name = format!("{}.gz", f.stem);
-            (
-                format!("/mirror/{name}"),
-                Reply::Body(std::fs::read(shared.join(&name)).unwrap()),
-            )
-        })
-        .collect();
-    let (base, _) = serve(routes);
+    let (base, _) = serve(set_routes(&MNIST, &shared, None));
     let dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gpu-mnist"))
-        .args(["download", "--dir"])
-        .arg(dir.path())
-        .env("GPU_MNIST_MIRRORS", &base)
-        .output()
-        .unwrap();
+    let out = cli_download("mnist", dir.path(), &base);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -291,6 +382,68 @@ fn cli_download_fetches_and_verifies_real_mnist() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(stdout.matches("verified ").count(), 4, "{stdout}");
-    let data = gpu_mnist::data::mnist::load(Some(dir.path()), None).unwrap();
+    let data = MNIST.load(Some(dir.path()), None).unwrap();
     assert_eq!((data.train.len, data.test.len), (60_000, 10_000));
+}
+
+#[test]
+fn cli_download_fetches_and_verifies_fashion_mnist() {
+    let Some(debian) = common::fashion_mnist_dir() else {
+        return;
+    };
+    // Debian's files are recompressed (no file name in the gzip header), so
+    // they pass by their content's sums, not the upstream archives'.
+    let (base, _) = serve(set_routes(&FASHION_MNIST, &debian, None));
+    let dir = tempfile::tempdir().unwrap();
+    let out = cli_download("fashion-mnist", dir.path(), &base);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout.matches("verified ").count(), 4, "{stdout}");
+    let data = FASHION_MNIST.load(Some(dir.path()), None).unwrap();
+    assert_eq!((data.train.len, data.test.len), (60_000, 10_000));
+    // The first test image is an ankle boot, the first training image too.
+    assert_eq!((data.test.labels[0], data.train.labels[0]), (9, 9));
+}
+
+#[test]
+fn fashion_download_refuses_a_corrupt_file_and_another_data_sets_file() {
+    let (Some(debian), Some(mnist)) = (common::fashion_mnist_dir(), common::mnist_dir()) else {
+        return;
+    };
+    let labels = "train-labels-idx1-ubyte";
+    let path = |dir: &Path| dir.join(format!("{labels}.gz"));
+    let mut content = idx::decompress_if_gzip(std::fs::read(path(&debian)).unwrap()).unwrap();
+    content[100] = (content[100] + 1) % 10;
+    let wrong: [(Vec<u8>, String); 2] = [
+        (
+            gzip(&content),
+            format!(
+                "SHA-256 of the decompressed content is {}",
+                sha256_hex(&content)
+            ),
+        ),
+        (
+            std::fs::read(path(&mnist)).unwrap(),
+            format!("this is MNIST's {labels}, not the file asked for"),
+        ),
+    ];
+    for (body, message) in wrong {
+        let (base, _) = serve(set_routes(&FASHION_MNIST, &debian, Some((labels, body))));
+        let dir = tempfile::tempdir().unwrap();
+        let out = cli_download("fashion-mnist", dir.path(), &base);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.starts_with(&format!("error: {labels}.gz: every mirror failed")),
+            "{err}"
+        );
+        assert!(err.contains(&message), "{err}");
+        assert!(err.contains("nothing was written"), "{err}");
+        assert!(!path(dir.path()).exists());
+    }
 }

@@ -3,8 +3,10 @@
 use std::io::Write;
 
 use flate2::write::GzEncoder;
+use gpu_mnist::data::catalog::CLASSES;
 use gpu_mnist::data::idx::{self, IdxProblem, IMAGES_MAGIC, LABELS_MAGIC};
-use gpu_mnist::data::mnist::{self, DataError, CLASSES, TRAIN_IMAGES};
+use gpu_mnist::data::source::DataError;
+use gpu_mnist::data::MNIST;
 use gpu_mnist::data::{pixel, Dataset, PIXEL_SCALE};
 
 fn gzip(bytes: &[u8]) -> Vec<u8> {
@@ -209,7 +211,7 @@ fn loads_both_spellings_gzip_or_raw() {
         ],
         5,
     );
-    let data = mnist::load(Some(dir.path()), None).unwrap();
+    let data = MNIST.load(Some(dir.path()), None).unwrap();
     assert_eq!(
         (data.train.len, data.test.len, data.train.features),
         (5, 2, 12)
@@ -223,7 +225,9 @@ fn explicit_dir_missing_files_names_them() {
     std::fs::write(dir.path().join("train-images-idx3-ubyte"), images(1)).unwrap();
     // Download allowed, yet an explicit directory is never filled from a mirror.
     let mut events = 0;
-    let err = mnist::load(Some(dir.path()), Some(&mut |_| events += 1)).unwrap_err();
+    let err = MNIST
+        .load(Some(dir.path()), Some(&mut |_| events += 1))
+        .unwrap_err();
     assert_eq!(events, 0);
     assert!(matches!(err, DataError::MissingInExplicitDir { .. }));
     let msg = err.to_string();
@@ -255,7 +259,7 @@ fn errors_name_the_file_and_the_problem() {
         idx::encode(&[3], &[0, 1, 2]),
     )
     .unwrap();
-    let msg = mnist::load(Some(dir.path()), None).unwrap_err().to_string();
+    let msg = MNIST.load(Some(dir.path()), None).unwrap_err().to_string();
     assert!(
         msg.contains("train-labels-idx1-ubyte") && msg.ends_with("4 images but 3 labels"),
         "{msg}"
@@ -266,7 +270,7 @@ fn errors_name_the_file_and_the_problem() {
         idx::encode(&[3], &[0, 1, 2]),
     )
     .unwrap();
-    let msg = mnist::load(Some(dir.path()), None).unwrap_err().to_string();
+    let msg = MNIST.load(Some(dir.path()), None).unwrap_err().to_string();
     assert!(
         msg.contains("train-images-idx3-ubyte: wrong magic number 0x00000801, expected 0x00000803"),
         "{msg}"
@@ -276,7 +280,7 @@ fn errors_name_the_file_and_the_problem() {
 #[test]
 fn accepted_names_cover_gzip_raw_and_dotted() {
     assert_eq!(
-        TRAIN_IMAGES.accepted_names(),
+        MNIST.files()[0].accepted_names(),
         [
             "train-images-idx3-ubyte.gz",
             "train-images-idx3-ubyte",

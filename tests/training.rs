@@ -6,7 +6,7 @@ mod common;
 
 use std::sync::Arc;
 
-use gpu_mnist::data::mnist::{CLASSES, FEATURES};
+use gpu_mnist::data::catalog::{CLASSES, FEATURES};
 use gpu_mnist::data::Splits;
 use gpu_mnist::{
     Device, Init, LossKind, ModelSpec, OptimizerKind, OptimizerSpec, Params, Split, TrainConfig,

@@ -4,7 +4,9 @@
 
 use std::path::PathBuf;
 
+use clap::builder::PossibleValue;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use gpu_mnist::data::{catalog, DataSet};
 use gpu_mnist::{Device, GpuApi, Init, LossKind, ModelSpec, OptimizerKind, OptimizerSpec};
 
 #[derive(Debug, Parser)]
@@ -28,7 +30,7 @@ pub enum Command {
     Predict(PredictArgs),
     /// List the GPU adapters wgpu can see.
     Devices(DevicesArgs),
-    /// Download and verify MNIST into a directory.
+    /// Download and verify a data set into a directory.
     Download(DownloadArgs),
     /// Measure training throughput on the real data (and, with --profile, time per kernel).
     Bench(BenchArgs),
@@ -48,10 +50,33 @@ pub enum BackendChoice {
     Dx12,
 }
 
+/// A data set of the catalogue (`--dataset`), by its catalogue name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DataSetArg(pub &'static DataSet);
+
+impl ValueEnum for DataSetArg {
+    fn value_variants<'a>() -> &'a [Self] {
+        const VARIANTS: [DataSetArg; 3] = [
+            DataSetArg(catalog::ALL[0]),
+            DataSetArg(catalog::ALL[1]),
+            DataSetArg(catalog::ALL[2]),
+        ];
+        &VARIANTS
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(PossibleValue::new(self.0.name).help(self.0.title))
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct DataArgs {
-    /// Directory holding the four MNIST files (.gz or raw). Default: $GPU_MNIST_DATA,
-    /// then ./data/mnist, then the user cache (downloaded there when missing).
+    /// The data set: its files, downloads, cache directory and class names.
+    #[arg(long, value_enum, default_value_t = DataSetArg(&gpu_mnist::data::MNIST))]
+    pub dataset: DataSetArg,
+    /// Directory holding the four IDX files (.gz or raw) of any data set. Default:
+    /// the data set's variable ($GPU_MNIST_DATA for mnist), then ./data/<dataset>,
+    /// then the user cache (downloaded there when missing).
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
     /// Never download; fail when the files are not found.
@@ -329,7 +354,10 @@ pub struct ExportArgs {
 
 #[derive(Debug, Args)]
 pub struct DownloadArgs {
-    /// Target directory (default: the user cache directory).
+    /// The data set to fetch from its public mirrors.
+    #[arg(long, value_enum, default_value_t = DataSetArg(&gpu_mnist::data::MNIST))]
+    pub dataset: DataSetArg,
+    /// Target directory (default: the data set's user cache directory).
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
 }
@@ -386,9 +414,9 @@ fn parse_open_unit_interval(s: &str) -> Result<f64, String> {
     }
 }
 
-/// The MLP with these hidden widths for MNIST's images and classes.
+/// The MLP with these hidden widths for the catalogue's images and classes.
 pub fn mnist_model(hidden: &HiddenLayers) -> ModelSpec {
-    use gpu_mnist::data::mnist::{CLASSES, FEATURES};
+    use gpu_mnist::data::catalog::{CLASSES, FEATURES};
     ModelSpec::mlp(FEATURES, &hidden.0, CLASSES)
 }
 

@@ -1,17 +1,19 @@
 //! What each subcommand does, between parsed flags and the library.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use gpu_mnist::atomic_file::write_atomically;
 use gpu_mnist::checkpoint;
 use gpu_mnist::data::download::Progress;
-use gpu_mnist::data::{mnist, Splits};
+use gpu_mnist::data::source::FetchError;
+use gpu_mnist::data::{DataSet, Splits};
 use gpu_mnist::report::ClassReport;
 use gpu_mnist::{Evaluator, GpuApi, Init, Params, Split, TrainConfig, Trainer};
 
 use super::args::{
-    mnist_model, BenchArgs, Command, DataArgs, DevicesArgs, EvaluateArgs, ExportArgs, PredictArgs,
+    mnist_model, BenchArgs, Command, DataArgs, DevicesArgs, DownloadArgs, EvaluateArgs, ExportArgs,
+    PredictArgs,
 };
 use super::progress::download_bar;
 
@@ -46,15 +48,15 @@ pub fn run(cli: super::args::Cli) -> Result<(), CliError> {
         Command::Evaluate(args) => evaluate(&args),
         Command::Predict(args) => predict(&args),
         Command::Devices(args) => devices(&args),
-        Command::Download(args) => download(args.dir),
+        Command::Download(args) => download(&args),
         Command::Bench(args) => bench(&args),
         Command::Export(args) => export(&args),
     }
 }
 
 fn export(args: &ExportArgs) -> Result<(), CliError> {
-    let (spec, params) = checkpoint::load(&args.checkpoint)?;
-    let module = checkpoint::export_pytorch(&args.output, &spec, &params)?;
+    let saved = checkpoint::read(&args.checkpoint)?;
+    let module = checkpoint::export_pytorch(&args.output, &saved.spec, &saved.params)?;
     println!(
         "wrote {}: load it into {module} with load_state_dict(safetensors.torch.load_file(...))",
         args.output.display()
@@ -69,7 +71,7 @@ pub(super) fn load_data(args: &DataArgs) -> Result<Splits, CliError> {
     } else {
         Some(&mut bar)
     };
-    Ok(mnist::load(args.data_dir.as_deref(), download)?)
+    Ok(args.dataset.0.load(args.data_dir.as_deref(), download)?)
 }
 
 pub(super) fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<(), CliError> {
@@ -77,18 +79,32 @@ pub(super) fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<(
         .map_err(|e| format!("cannot write {}: {e}", path.display()).into())
 }
 
-/// Loads a checkpoint and opens it on the chosen device over MNIST.
+/// Loads a checkpoint and opens it on the chosen device over `data`, a load of
+/// `set`; a checkpoint trained on another data set is refused.
 fn open_checkpoint(
     path: &Path,
     device: &super::args::DeviceArgs,
     data: Splits,
+    set: &DataSet,
 ) -> Result<Evaluator, CliError> {
-    let (spec, params) = checkpoint::load(path)?;
+    let saved = checkpoint::read(path)?;
+    if let Some(trained) = saved.metadata.get(checkpoint::DATASET_KEY) {
+        if trained != set.name {
+            return Err(format!(
+                "checkpoint {} was trained on {trained}, not {}: pass --dataset {trained}",
+                path.display(),
+                set.name
+            )
+            .into());
+        }
+    }
+    let (spec, params) = (saved.spec, saved.params);
     let (inputs, classes) = (spec.inputs, spec.classes());
     if inputs != data.test.features || classes != data.test.classes {
         return Err(format!(
-            "checkpoint {}: the network maps {inputs} inputs to {classes} classes, MNIST needs {} to {}",
+            "checkpoint {}: the network maps {inputs} inputs to {classes} classes, {} needs {} to {}",
             path.display(),
+            set.title,
             data.test.features,
             data.test.classes
         )
@@ -107,10 +123,12 @@ fn open_checkpoint(
 const WORST_SHOWN: usize = 10;
 
 fn evaluate(args: &EvaluateArgs) -> Result<(), CliError> {
+    let set = args.data.dataset.0;
     let data = load_data(&args.data)?;
     let test = data.test.clone();
-    let mut model = open_checkpoint(&args.checkpoint, &args.device, data)?;
+    let mut model = open_checkpoint(&args.checkpoint, &args.device, data, set)?;
     println!("backend: {}", model.describe());
+    println!("dataset: {}", set.title);
     let metrics = model.evaluate(Split::Test)?;
     let probabilities = model.predict(&test.images)?;
     let report = ClassReport::new(&test.labels, &probabilities, WORST_SHOWN);
@@ -119,7 +137,7 @@ fn evaluate(args: &EvaluateArgs) -> Result<(), CliError> {
         metrics.loss(),
         metrics.accuracy(),
     );
-    let names: Vec<String> = (0..test.classes).map(|c| c.to_string()).collect();
+    let names: Vec<String> = set.classes.iter().map(|c| c.to_string()).collect();
     print!("{}", super::report::text(&report, &names));
     if let Some(path) = &args.json {
         let json = serde_json::json!({
@@ -138,6 +156,7 @@ fn evaluate(args: &EvaluateArgs) -> Result<(), CliError> {
 }
 
 fn predict(args: &PredictArgs) -> Result<(), CliError> {
+    let set = args.data.dataset.0;
     let data = load_data(&args.data)?;
     let test = data.test.clone();
     if let Some(&bad) = args.indices.iter().find(|&&i| i as usize >= test.len) {
@@ -147,7 +166,7 @@ fn predict(args: &PredictArgs) -> Result<(), CliError> {
         )
         .into());
     }
-    let mut model = open_checkpoint(&args.checkpoint, &args.device, data)?;
+    let mut model = open_checkpoint(&args.checkpoint, &args.device, data, set)?;
     let images: Vec<u8> = args
         .indices
         .iter()
@@ -158,8 +177,9 @@ fn predict(args: &PredictArgs) -> Result<(), CliError> {
         let best = (0..row.len()).fold(0, |b, c| if row[c] > row[b] { c } else { b });
         let shown: Vec<String> = row.iter().map(|p| format!("{p:.3}")).collect();
         println!(
-            "image {i}: predicted {best} (label {}) probabilities [{}]",
-            test.labels[i as usize],
+            "image {i}: predicted {} (label {}) probabilities [{}]",
+            set.classes[best],
+            set.classes[usize::from(test.labels[i as usize])],
             shown.join(", ")
         );
     }
@@ -259,11 +279,14 @@ fn print_kernel_choices(index: usize) -> Result<(), CliError> {
     Ok(())
 }
 
-fn download(dir: Option<PathBuf>) -> Result<(), CliError> {
-    let dir = dir
-        .or_else(mnist::cache_dir)
-        .ok_or(mnist::FetchError::NoCacheDir)?;
-    let paths = mnist::download_all(&dir, &mut download_bar())?;
+fn download(args: &DownloadArgs) -> Result<(), CliError> {
+    let set = args.dataset.0;
+    let dir = args
+        .dir
+        .clone()
+        .or_else(|| set.cache_dir())
+        .ok_or(FetchError::NoCacheDir)?;
+    let paths = set.download_all(&dir, &mut download_bar())?;
     for path in paths {
         println!("verified {}", path.display());
     }

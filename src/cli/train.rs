@@ -40,7 +40,8 @@ pub fn train(args: &TrainArgs) -> Result<(), CliError> {
     let data = Arc::new(data);
     let (mut trainer, mut history) = match (&args.resume, &args.init_from) {
         (Some(path), _) => {
-            let (config, state) = resumable(path, &spec, config, examples)?;
+            let (config, state) =
+                resumable(path, &spec, config, examples, args.data.dataset.0.name)?;
             let trainer = Trainer::resume(&device, &spec, &state, data, config)?;
             (trainer, state.history)
         }
@@ -64,11 +65,12 @@ pub fn train(args: &TrainArgs) -> Result<(), CliError> {
     let total_epochs = epochs_before + args.epochs as usize;
     if !args.quiet {
         println!(
-            "backend: {} | {:?} lr {} | {} training images{}\n{spec}",
+            "backend: {} | {:?} lr {} | {} {} training images{}\n{spec}",
             trainer.describe(),
             config.optimizer.kind,
             config.optimizer.lr,
             examples.0,
+            args.data.dataset.0.title,
             match examples.1 {
                 0 => String::new(),
                 n => format!(", {n} validation images"),
@@ -81,6 +83,10 @@ pub fn train(args: &TrainArgs) -> Result<(), CliError> {
         .map(|patience| EarlyStopping::new(patience as usize));
     let metadata = HashMap::from([
         ("format".to_string(), "gpu-mnist".to_string()),
+        (
+            checkpoint::DATASET_KEY.to_string(),
+            args.data.dataset.0.name.to_string(),
+        ),
         ("seed".to_string(), args.seed.to_string()),
         (TRAIN_EXAMPLES_KEY.to_string(), examples.0.to_string()),
         (VALIDATION_EXAMPLES_KEY.to_string(), examples.1.to_string()),
@@ -241,13 +247,14 @@ fn check_outputs(args: &TrainArgs) -> Result<(), CliError> {
     if let Some(path) = &args.init_from {
         inputs.push(("--init-from".into(), path.clone()));
     }
+    let set = args.data.dataset.0;
     let data_dir = args
         .data
         .data_dir
         .clone()
-        .or_else(|| std::env::var_os(gpu_mnist::data::mnist::DATA_ENV).map(PathBuf::from));
+        .or_else(|| std::env::var_os(set.data_env).map(PathBuf::from));
     if let Some(dir) = data_dir {
-        for file in gpu_mnist::data::mnist::FILES {
+        for file in set.files() {
             if let Some(found) = file.find_in(&dir) {
                 inputs.push(("a data file".into(), found));
             }
@@ -361,6 +368,7 @@ fn resumable(
     spec: &ModelSpec,
     mut config: TrainConfig,
     examples: (usize, usize),
+    dataset: &str,
 ) -> Result<(TrainConfig, TrainState), CliError> {
     let Checkpoint {
         spec: saved_spec,
@@ -369,6 +377,15 @@ fn resumable(
         ..
     } = checkpoint::read(path)?;
     check_model(path, &saved_spec, spec)?;
+    if let Some(trained) = metadata.get(checkpoint::DATASET_KEY) {
+        if trained != dataset {
+            return Err(format!(
+                "checkpoint {}: its run trained on {trained}; this run asks for {dataset} (--dataset)",
+                path.display()
+            )
+            .into());
+        }
+    }
     let Some((saved, state)) = run else {
         return Err(format!(
             "checkpoint {}: holds weights but no training state to resume (use --init-from to start from its weights)",

@@ -1,25 +1,79 @@
-//! Fetches files from mirrors, verifies the SHA-256 of their decompressed content,
-//! and writes each one atomically, so the target directory never holds a partial
-//! or unverified file. It knows no data set and prints nothing: the caller names
+//! Fetches files from mirrors, verifies their SHA-256 (of the decompressed
+//! content, or of the upstream archive's bytes), and writes each one
+//! atomically, so the target directory never holds a partial or unverified file. It knows no data set and prints nothing: the caller names
 //! the files and mirrors, and draws progress from the events it is handed.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
+use sha2::{Digest as _, Sha256};
 
 use super::idx::decompress_if_gzip;
 use crate::atomic_file::write_atomically;
 
-/// A file to fetch, and the content it must decompress to.
+/// What a file's bytes must hash to (SHA-256, lowercase hex).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Digest {
+    /// Of the decompressed content (of the bytes themselves when they are not
+    /// gzip): a mirror may recompress, the content must not change.
+    Content(String),
+    /// Of the bytes exactly as served, with their size: for files whose content
+    /// sum nobody publishes, only the upstream archive itself passes.
+    Archive { sha256: String, size: u64 },
+}
+
+impl Digest {
+    pub fn matches(&self, received: &Received) -> bool {
+        match self {
+            Digest::Content(sha256) => received.content == *sha256,
+            Digest::Archive { sha256, size } => received.size == *size && received.bytes == *sha256,
+        }
+    }
+}
+
+impl std::fmt::Display for Digest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Digest::Content(sha256) => write!(f, "content {sha256}"),
+            Digest::Archive { sha256, size } => write!(f, "the {size}-byte archive {sha256}"),
+        }
+    }
+}
+
+/// The sums of what a mirror served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Received {
+    /// SHA-256 of the bytes as served.
+    pub bytes: String,
+    pub size: u64,
+    /// SHA-256 of their decompressed content.
+    pub content: String,
+}
+
+impl Received {
+    fn of(bytes: Vec<u8>) -> Result<Self, String> {
+        let (size, sha) = (bytes.len() as u64, sha256_hex(&bytes));
+        let content = decompress_if_gzip(bytes).map_err(|e| e.to_string())?;
+        Ok(Self {
+            bytes: sha,
+            size,
+            content: sha256_hex(&content),
+        })
+    }
+}
+
+/// Names what arrived when the caller knows it (e.g. another data set's file),
+/// for the message that refuses it.
+pub type Identify<'a> = &'a dyn Fn(&Received) -> Option<String>;
+
+/// A file to fetch, and what it must be.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteFile {
     /// Name on the mirrors and in the target directory, e.g. `train-images-idx3-ubyte.gz`.
     pub name: String,
-    /// SHA-256 of the decompressed content (of the bytes themselves when they are
-    /// not gzip), lowercase hex: a mirror may recompress, the content must not change.
-    pub sha256: String,
+    /// Any one of these accepts the bytes.
+    pub digests: Vec<Digest>,
 }
 
 /// A download event, for the caller to draw. `file` is a [`RemoteFile::name`].
@@ -57,25 +111,37 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
-/// Checks that `gz` decompresses to the file's expected content.
-fn verify(file: &RemoteFile, gz: Vec<u8>) -> Result<(), String> {
-    let content = decompress_if_gzip(gz).map_err(|e| e.to_string())?;
-    let found = sha256_hex(&content);
-    if found == file.sha256 {
-        Ok(())
-    } else {
-        Err(format!(
-            "SHA-256 of the decompressed content is {found}, expected {}; the download was discarded and nothing was written",
-            file.sha256
-        ))
+/// Checks that `bytes` are the file, naming what they are instead when
+/// `identify` knows.
+fn verify(file: &RemoteFile, bytes: Vec<u8>, identify: Identify<'_>) -> Result<(), String> {
+    let received = Received::of(bytes)?;
+    if file.digests.iter().any(|d| d.matches(&received)) {
+        return Ok(());
     }
+    let problem = match identify(&received) {
+        Some(other) => format!("this is {other}, not the file asked for"),
+        None => format!(
+            "SHA-256 of the decompressed content is {}, of the {} bytes {}; expected {}",
+            received.content,
+            received.size,
+            received.bytes,
+            file.digests
+                .iter()
+                .map(Digest::to_string)
+                .collect::<Vec<_>>()
+                .join(" or ")
+        ),
+    };
+    Err(format!(
+        "{problem}; the download was discarded and nothing was written"
+    ))
 }
 
 /// Whether `dir` already holds a verified copy of `file`.
 fn already_verified(file: &RemoteFile, dir: &Path) -> Option<PathBuf> {
     let path = dir.join(&file.name);
     let bytes = std::fs::read(&path).ok()?;
-    verify(file, bytes).ok().map(|()| path)
+    verify(file, bytes, &|_| None).ok().map(|()| path)
 }
 
 fn fetch(
@@ -107,11 +173,13 @@ fn fetch(
 }
 
 /// Downloads each of `files` that `dir` lacks a verified copy of, trying `mirrors`
-/// (base URLs) in order, and returns the paths of all of them in `dir`.
+/// (base URLs) in order, and returns the paths of all of them in `dir`. A
+/// refused download is named by `identify` when it knows what it is.
 pub fn download_files(
     dir: &Path,
     files: &[RemoteFile],
     mirrors: &[String],
+    identify: Identify<'_>,
     progress: &mut dyn FnMut(Progress<'_>),
 ) -> Result<Vec<PathBuf>, DownloadError> {
     if mirrors.is_empty() {
@@ -140,7 +208,7 @@ pub fn download_files(
                     continue;
                 }
             };
-            match verify(file, body.clone()) {
+            match verify(file, body.clone(), identify) {
                 Ok(()) => {
                     let path = dir.join(name);
                     write_atomically(&path, &body).map_err(|cause| DownloadError::Write {

@@ -4,38 +4,56 @@
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
-use gpu_mnist::data::{mnist, Splits};
+use gpu_mnist::data::{DataSet, Splits, FASHION_MNIST, MNIST};
 use gpu_mnist::{Device, GpuApi};
 
 /// Set (as CI does) to make a missing GPU adapter fail the GPU tests instead of
 /// skipping them.
 pub const REQUIRE_ADAPTER_ENV: &str = "GPU_MNIST_REQUIRE_ADAPTER";
-/// Set (as CI does) to make missing MNIST files fail the data tests.
+/// Set (as CI does) to make missing data files (MNIST, and Fashion-MNIST, which
+/// `.ci/setup` installs) fail the data tests.
 pub const REQUIRE_DATA_ENV: &str = "GPU_MNIST_REQUIRE_DATA";
 
 fn required(var: &str) -> bool {
     std::env::var(var).is_ok_and(|v| !v.is_empty() && v != "0")
 }
 
-/// The MNIST directory: `$GPU_MNIST_DATA`, else `../shared/data/mnist`.
-pub fn mnist_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os(mnist::DATA_ENV)
+/// `set`'s directory: its environment variable, else `fallback`; `None` with a
+/// notice when the files are not there, unless data is required.
+fn data_dir(set: &DataSet, fallback: PathBuf) -> Option<PathBuf> {
+    let dir = std::env::var_os(set.data_env)
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/mnist"));
-    if mnist::FILES.iter().all(|f| f.find_in(&dir).is_some()) {
+        .unwrap_or(fallback);
+    if set.files().iter().all(|f| f.find_in(&dir).is_some()) {
         Some(dir)
     } else if required(REQUIRE_DATA_ENV) {
         panic!(
-            "{REQUIRE_DATA_ENV} is set but the MNIST files are not in {}",
+            "{REQUIRE_DATA_ENV} is set but the {} files are not in {}",
+            set.title,
             dir.display()
         );
     } else {
         eprintln!(
-            "notice: MNIST not found in {}; skipping this test",
+            "notice: {} not found in {}; skipping this test",
+            set.title,
             dir.display()
         );
         None
     }
+}
+
+/// The MNIST directory: `$GPU_MNIST_DATA`, else `../shared/data/mnist`.
+pub fn mnist_dir() -> Option<PathBuf> {
+    data_dir(
+        &MNIST,
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/mnist"),
+    )
+}
+
+/// The Fashion-MNIST directory: `$GPU_MNIST_FASHION_MNIST_DATA`, else where
+/// Debian's `dataset-fashion-mnist` puts it.
+pub fn fashion_mnist_dir() -> Option<PathBuf> {
+    data_dir(&FASHION_MNIST, PathBuf::from(FASHION_MNIST.system_dirs[0]))
 }
 
 /// MNIST, loaded once per test binary.
@@ -43,9 +61,7 @@ pub fn mnist() -> Option<Arc<Splits>> {
     static DATA: OnceLock<Option<Arc<Splits>>> = OnceLock::new();
     DATA.get_or_init(|| {
         let dir = mnist_dir()?;
-        Some(Arc::new(
-            mnist::load(Some(&dir), None).expect("MNIST loads"),
-        ))
+        Some(Arc::new(MNIST.load(Some(&dir), None).expect("MNIST loads")))
     })
     .clone()
 }

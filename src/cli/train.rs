@@ -20,8 +20,14 @@ const TRAIN_EXAMPLES_KEY: &str = "train_examples";
 const VALIDATION_EXAMPLES_KEY: &str = "validation_examples";
 
 pub fn train(args: &TrainArgs) -> Result<(), CliError> {
-    for path in [&args.save, &args.history, &args.csv].into_iter().flatten() {
+    for path in [&args.save, &args.history, &args.csv, &args.plot]
+        .into_iter()
+        .flatten()
+    {
         check_output(path)?;
+    }
+    if let Some(path) = &args.plot {
+        super::plot::Format::of(path)?;
     }
     let mut data = load_data(&args.data)?;
     if let Some(n) = args.train_samples {
@@ -165,7 +171,7 @@ fn check_output(path: &Path) -> Result<(), CliError> {
     Ok(())
 }
 
-/// The history (JSON, without test metrics yet) and CSV after an epoch.
+/// The history (JSON, without test metrics yet), CSV and plot after an epoch.
 fn write_epoch_files(args: &TrainArgs, history: &[EpochRecord]) -> Result<(), CliError> {
     if let Some(path) = &args.history {
         write_json(path, &serde_json::json!({ "epochs": history }))?;
@@ -173,6 +179,9 @@ fn write_epoch_files(args: &TrainArgs, history: &[EpochRecord]) -> Result<(), Cl
     if let Some(path) = &args.csv {
         gpu_mnist::atomic_file::write_atomically(path, csv(history).as_bytes())
             .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    if let Some(path) = &args.plot {
+        super::plot::write(path, history)?;
     }
     Ok(())
 }

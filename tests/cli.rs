@@ -339,7 +339,10 @@ fn fashion_mnist_trains_and_predicts_by_class_name() {
     let report = stdout(&out);
     assert!(report.contains("dataset: Fashion-MNIST\n"), "{report}");
     // The per-class table names the classes.
-    assert!(report.contains("\n0 T-shirt/top ") && report.contains("\n9 Ankle boot "), "{report}");
+    assert!(
+        report.contains("\n0 T-shirt/top ") && report.contains("\n9 Ankle boot "),
+        "{report}"
+    );
 }
 
 #[test]

@@ -36,6 +36,8 @@ pub enum Command {
     Bench(BenchArgs),
     /// Write a checkpoint's weights for another framework.
     Export(ExportArgs),
+    /// Draw the loss and accuracy curves of a history file written by `train --history`.
+    Plot(PlotArgs),
 }
 
 /// Where computation runs.
@@ -130,7 +132,9 @@ pub fn check_combinations(command: &Command) -> Result<(), String> {
             }
             Ok(())
         }
-        Command::Devices(_) | Command::Download(_) | Command::Export(_) => Ok(()),
+        Command::Devices(_) | Command::Download(_) | Command::Export(_) | Command::Plot(_) => {
+            Ok(())
+        }
     }
 }
 
@@ -280,6 +284,10 @@ pub struct TrainArgs {
     /// file, after every epoch.
     #[arg(long, value_name = "FILE")]
     pub csv: Option<PathBuf>,
+    /// Draw the loss and accuracy curves (.svg or .png) to this file, after
+    /// every epoch.
+    #[arg(long, value_name = "FILE")]
+    pub plot: Option<PathBuf>,
     /// Print only the final metrics.
     #[arg(long, short)]
     pub quiet: bool,
@@ -348,6 +356,16 @@ pub struct ExportArgs {
     #[arg(long, required = true)]
     pub pytorch: bool,
     /// The file to write.
+    #[arg(long, short, value_name = "FILE")]
+    pub output: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct PlotArgs {
+    /// A history file written by `train --history`.
+    #[arg(value_name = "HISTORY")]
+    pub history: PathBuf,
+    /// The image to write: .svg or .png.
     #[arg(long, short, value_name = "FILE")]
     pub output: PathBuf,
 }

@@ -13,7 +13,7 @@ use gpu_mnist::{Evaluator, GpuApi, Init, Params, Split, TrainConfig, Trainer};
 
 use super::args::{
     mnist_model, BenchArgs, Command, DataArgs, DevicesArgs, DownloadArgs, EvaluateArgs, ExportArgs,
-    PredictArgs,
+    PlotArgs, PredictArgs,
 };
 use super::progress::download_bar;
 
@@ -51,6 +51,7 @@ pub fn run(cli: super::args::Cli) -> Result<(), CliError> {
         Command::Download(args) => download(&args),
         Command::Bench(args) => bench(&args),
         Command::Export(args) => export(&args),
+        Command::Plot(args) => plot(&args),
     }
 }
 
@@ -290,5 +291,30 @@ fn download(args: &DownloadArgs) -> Result<(), CliError> {
     for path in paths {
         println!("verified {}", path.display());
     }
+    Ok(())
+}
+
+/// The `"epochs"` of a file written by `train --history` (its other fields are
+/// not needed to draw the curves).
+#[derive(serde::Deserialize)]
+struct HistoryFile {
+    epochs: Vec<gpu_mnist::EpochRecord>,
+}
+
+fn plot(args: &PlotArgs) -> Result<(), CliError> {
+    // An unusable output name is refused before the history is read.
+    super::plot::Format::of(&args.output)?;
+    let path = &args.history;
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let history: HistoryFile = serde_json::from_slice(&bytes).map_err(|e| {
+        format!(
+            "{}: not a history file written by `train --history` ({e})",
+            path.display()
+        )
+    })?;
+    if history.epochs.is_empty() {
+        return Err(format!("{}: the history has no epochs to plot", path.display()).into());
+    }
+    super::plot::write(&args.output, &history.epochs)?;
     Ok(())
 }

@@ -23,6 +23,9 @@ const VALIDATION_EXAMPLES_KEY: &str = "validation_examples";
 
 pub fn train(args: &TrainArgs) -> Result<(), CliError> {
     check_outputs(args)?;
+    if let Some(path) = &args.plot {
+        super::plot::Format::of(path)?;
+    }
     let mut data = load_data(&args.data)?;
     if let Some(n) = args.train_samples {
         data.train = data.train.truncated(n as usize);
@@ -239,6 +242,7 @@ fn check_outputs(args: &TrainArgs) -> Result<(), CliError> {
         ("--save", &args.save),
         ("--history", &args.history),
         ("--csv", &args.csv),
+        ("--plot", &args.plot),
     ]
     .into_iter()
     .filter_map(|(flag, path)| Some((flag, path.as_ref()?)))
@@ -312,7 +316,7 @@ fn check_output(flag: &str, path: &Path) -> Result<(), CliError> {
     Ok(())
 }
 
-/// The history (JSON, without test metrics yet) and CSV after an epoch.
+/// The history (JSON, without test metrics yet), CSV and plot after an epoch.
 fn write_epoch_files(args: &TrainArgs, history: &[EpochRecord]) -> Result<(), CliError> {
     if let Some(path) = &args.history {
         write_json(path, &serde_json::json!({ "epochs": history }))?;
@@ -320,6 +324,9 @@ fn write_epoch_files(args: &TrainArgs, history: &[EpochRecord]) -> Result<(), Cl
     if let Some(path) = &args.csv {
         gpu_mnist::atomic_file::write_atomically(path, csv(history).as_bytes())
             .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    if let Some(path) = &args.plot {
+        super::plot::write(path, history)?;
     }
     Ok(())
 }

@@ -248,16 +248,13 @@ fn training_is_reproducible_and_checkpoints_round_trip() {
         "0",
         "1",
     ]);
+    // Per image: a header, 28 lines of drawing, the top three; a blank line between.
     let lines: Vec<String> = stdout(&predict).lines().map(String::from).collect();
-    assert_eq!(lines.len(), 2, "{lines:?}");
-    assert!(
-        lines[0].starts_with("image 0: predicted 7 (label 7)"),
-        "{lines:?}"
-    );
-    assert!(
-        lines[1].starts_with("image 1: predicted 2 (label 2)"),
-        "{lines:?}"
-    );
+    assert_eq!(lines.len(), 2 * 32 + 1, "{lines:?}");
+    assert_eq!(lines[0], "image 0 (label 7):");
+    assert!(lines[29].starts_with("  1. 7 "), "{lines:?}");
+    assert_eq!(lines[33], "image 1 (label 2):");
+    assert!(lines[62].starts_with("  1. 2 "), "{lines:?}");
 
     let out = gpu_mnist(&[
         "predict",

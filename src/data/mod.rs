@@ -1,7 +1,9 @@
-//! Labelled image sets in memory: the IDX format, verified downloads, and MNIST's
-//! files and mirrors.
+//! Labelled image sets in memory: the IDX format, verified downloads, MNIST's
+//! files and mirrors, and (feature `image`) a user's own digit pictures.
 
 pub mod dataset;
+#[cfg(feature = "image")]
+pub mod digit_image;
 pub mod download;
 pub mod idx;
 pub mod mnist;

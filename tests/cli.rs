@@ -252,16 +252,13 @@ fn training_is_reproducible_and_checkpoints_round_trip() {
         "0",
         "1",
     ]);
+    // Per image: a header, 28 lines of drawing, the top three; a blank line between.
     let lines: Vec<String> = stdout(&predict).lines().map(String::from).collect();
-    assert_eq!(lines.len(), 2, "{lines:?}");
-    assert!(
-        lines[0].starts_with("image 0: predicted 7 (label 7)"),
-        "{lines:?}"
-    );
-    assert!(
-        lines[1].starts_with("image 1: predicted 2 (label 2)"),
-        "{lines:?}"
-    );
+    assert_eq!(lines.len(), 2 * 32 + 1, "{lines:?}");
+    assert_eq!(lines[0], "image 0 (label 7):");
+    assert!(lines[29].starts_with("  1. 7 "), "{lines:?}");
+    assert_eq!(lines[33], "image 1 (label 2):");
+    assert!(lines[62].starts_with("  1. 2 "), "{lines:?}");
 
     let out = gpu_mnist(&[
         "predict",
@@ -324,13 +321,15 @@ fn fashion_mnist_trains_and_predicts_by_class_name() {
     args.extend(data);
     let out = gpu_mnist(&args);
     assert!(out.status.success(), "{}", stderr(&out));
-    let line = stdout(&out);
-    let predicted = line
-        .strip_prefix("image 0: predicted ")
-        .and_then(|rest| rest.split(" (label ").next())
-        .unwrap_or_else(|| panic!("{line}"));
-    assert!(FASHION_MNIST.classes.contains(&predicted), "{line}");
-    assert!(line.contains("(label Ankle boot)"), "{line}");
+    let text = stdout(&out);
+    assert!(text.starts_with("image 0 (label Ankle boot):\n"), "{text}");
+    // The top classes by name: "  1. Ankle boot    93.1%".
+    let first = text
+        .lines()
+        .find_map(|l| l.strip_prefix("  1. "))
+        .unwrap_or_else(|| panic!("{text}"));
+    let predicted = first.rsplit_once("  ").map(|(name, _)| name.trim()).unwrap();
+    assert!(FASHION_MNIST.classes.contains(&predicted), "{text}");
 
     let mut args = vec!["evaluate", "--checkpoint", c];
     args.extend(data);

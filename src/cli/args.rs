@@ -26,7 +26,7 @@ pub enum Command {
     Train(TrainArgs),
     /// Evaluate a saved checkpoint on the test set.
     Evaluate(EvaluateArgs),
-    /// Print the predicted digit and class probabilities for test images.
+    /// Draw test images or your own pictures and print the three likeliest classes.
     Predict(PredictArgs),
     /// List the GPU adapters wgpu can see.
     Devices(DevicesArgs),
@@ -315,6 +315,10 @@ pub struct PredictArgs {
     /// Test-set indices to predict.
     #[arg(long = "index", value_name = "I", num_args = 1.., allow_negative_numbers = true, default_values_t = [0u32])]
     pub indices: Vec<u32>,
+    /// Your own pictures of digits (PNG or JPEG) to predict instead, prepared as
+    /// MNIST's were; MNIST itself is not loaded then.
+    #[arg(long = "image", value_name = "FILE", num_args = 1.., conflicts_with = "indices")]
+    pub images: Vec<PathBuf>,
     #[command(flatten)]
     pub device: DeviceArgs,
     #[command(flatten)]

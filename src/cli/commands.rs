@@ -1,13 +1,14 @@
 //! What each subcommand does, between parsed flags and the library.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use gpu_mnist::atomic_file::write_atomically;
 use gpu_mnist::checkpoint;
+use gpu_mnist::data::catalog::{CLASSES, FEATURES};
 use gpu_mnist::data::download::Progress;
 use gpu_mnist::data::source::FetchError;
-use gpu_mnist::data::{DataSet, Splits};
+use gpu_mnist::data::{digit_image, DataSet, Dataset, Splits};
 use gpu_mnist::report::ClassReport;
 use gpu_mnist::{Evaluator, GpuApi, Init, Params, Split, TrainConfig, Trainer};
 
@@ -15,6 +16,7 @@ use super::args::{
     mnist_model, BenchArgs, Command, DataArgs, DevicesArgs, DownloadArgs, EvaluateArgs, ExportArgs,
     PlotArgs, PredictArgs,
 };
+use super::draw;
 use super::progress::download_bar;
 
 pub type CliError = Box<dyn std::error::Error + Send + Sync>;
@@ -156,35 +158,80 @@ fn evaluate(args: &EvaluateArgs) -> Result<(), CliError> {
     Ok(())
 }
 
+/// Images `predict` shows: a header and the 28x28 pixels of each.
+type Shown = Vec<(String, Vec<u8>)>;
+
 fn predict(args: &PredictArgs) -> Result<(), CliError> {
     let set = args.data.dataset.0;
-    let data = load_data(&args.data)?;
-    let test = data.test.clone();
-    if let Some(&bad) = args.indices.iter().find(|&&i| i as usize >= test.len) {
+    let names: Vec<String> = set.classes.iter().map(|c| c.to_string()).collect();
+    let (data, shown) = if args.images.is_empty() {
+        test_images(&args.data, &args.indices, &names)?
+    } else {
+        own_images(&args.images)?
+    };
+    let mut model = open_checkpoint(&args.checkpoint, &args.device, data, set)?;
+    let pixels: Vec<u8> = shown.iter().flat_map(|(_, p)| p.iter().copied()).collect();
+    let probs = model.predict(&pixels)?;
+    for (n, ((header, image), row)) in shown.iter().zip(&probs).enumerate() {
+        if n > 0 {
+            println!();
+        }
+        print!("{header}:\n{}", draw::shades(image, digit_image::SIDE));
+        print_top(row, &names, 3);
+    }
+    Ok(())
+}
+
+/// The data set with the test images at `indices`, each headed by its index
+/// and label.
+fn test_images(
+    args: &DataArgs,
+    indices: &[u32],
+    names: &[String],
+) -> Result<(Splits, Shown), CliError> {
+    let data = load_data(args)?;
+    let test = &data.test;
+    if let Some(&bad) = indices.iter().find(|&&i| i as usize >= test.len) {
         return Err(format!(
             "index {bad} is out of range: the test set has {} images",
             test.len
         )
         .into());
     }
-    let mut model = open_checkpoint(&args.checkpoint, &args.device, data, set)?;
-    let images: Vec<u8> = args
-        .indices
+    let shown = indices
         .iter()
-        .flat_map(|&i| test.image(i as usize).iter().copied())
+        .map(|&i| {
+            let label = usize::from(test.labels[i as usize]);
+            let name = names.get(label).map_or("?", String::as_str);
+            let header = format!("image {i} (label {name})");
+            (header, test.image(i as usize).to_vec())
+        })
         .collect();
-    let probs = model.predict(&images)?;
-    for (row, &i) in probs.iter().zip(&args.indices) {
-        let best = (0..row.len()).fold(0, |b, c| if row[c] > row[b] { c } else { b });
-        let shown: Vec<String> = row.iter().map(|p| format!("{p:.3}")).collect();
-        println!(
-            "image {i}: predicted {} (label {}) probabilities [{}]",
-            set.classes[best],
-            set.classes[usize::from(test.labels[i as usize])],
-            shown.join(", ")
-        );
+    Ok((data, shown))
+}
+
+/// The user's pictures prepared as MNIST's were, each headed by its path, and a
+/// data set of them alone: the evaluator wants one, and the data set's files
+/// are not needed to predict (these labels, 0, are never read).
+fn own_images(paths: &[PathBuf]) -> Result<(Splits, Shown), CliError> {
+    let mut shown = Vec::with_capacity(paths.len());
+    for path in paths {
+        let image = digit_image::load(path)?;
+        shown.push((path.display().to_string(), image.to_vec()));
     }
-    Ok(())
+    let pixels = shown.iter().flat_map(|(_, p)| p.iter().copied()).collect();
+    let set = Dataset::new(pixels, vec![0; paths.len()], FEATURES, CLASSES)?;
+    Ok((Splits::new(set.clone(), set), shown))
+}
+
+/// The `k` likeliest classes of one prediction, one line each.
+fn print_top(probs: &[f32], names: &[String], k: usize) {
+    let mut ranked: Vec<(&String, f32)> = names.iter().zip(probs.iter().copied()).collect();
+    ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let width = names.iter().map(|n| n.chars().count()).max().unwrap_or(0);
+    for (rank, (name, p)) in ranked.iter().take(k).enumerate() {
+        println!("  {}. {name:<width$}  {:5.1}%", rank + 1, 100.0 * p);
+    }
 }
 
 fn bench(args: &BenchArgs) -> Result<(), CliError> {

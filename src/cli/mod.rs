@@ -1,10 +1,11 @@
 //! The command line: flags and their validation (`args`), the subcommands
 //! (`commands`, `train`), terminal progress (`progress`), the `bench` report
-//! (`bench`) and training curves (`plot`).
+//! (`bench`), training curves (`plot`) and images drawn in text (`draw`).
 
 pub mod args;
 pub mod bench;
 pub mod commands;
+pub mod draw;
 pub mod interrupt;
 pub mod plot;
 pub mod progress;

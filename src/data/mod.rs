@@ -1,9 +1,11 @@
 //! Labelled image sets in memory: the IDX format, verified downloads, the
-//! catalogue of known data sets (MNIST, Fashion-MNIST, KMNIST) and where their
-//! files come from.
+//! catalogue of known data sets (MNIST, Fashion-MNIST, KMNIST), where their
+//! files come from, and (feature `image`) a user's own digit pictures.
 
 pub mod catalog;
 pub mod dataset;
+#[cfg(feature = "image")]
+pub mod digit_image;
 pub mod download;
 pub mod idx;
 pub mod source;

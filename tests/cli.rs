@@ -328,7 +328,10 @@ fn fashion_mnist_trains_and_predicts_by_class_name() {
         .lines()
         .find_map(|l| l.strip_prefix("  1. "))
         .unwrap_or_else(|| panic!("{text}"));
-    let predicted = first.rsplit_once("  ").map(|(name, _)| name.trim()).unwrap();
+    let predicted = first
+        .rsplit_once("  ")
+        .map(|(name, _)| name.trim())
+        .unwrap();
     assert!(FASHION_MNIST.classes.contains(&predicted), "{text}");
 
     let mut args = vec!["evaluate", "--checkpoint", c];

@@ -22,6 +22,12 @@ enum Reply {
     Body(Vec<u8>),
     /// Announces more bytes than it sends, then closes the connection.
     Truncated(Vec<u8>),
+    /// Sends the headers and half the body, then stalls for a minute.
+    Stall(Vec<u8>),
+    /// Announces a terabyte.
+    Huge,
+    /// Announces no length and sends zeros until the client hangs up.
+    Flood,
 }
 
 /// Serves `routes` (path -> reply) on 127.0.0.1 until the test process ends;
@@ -69,6 +75,34 @@ fn serve(routes: HashMap<String, Reply>) -> (String, Arc<AtomicUsize>) {
                         .write_all(head.as_bytes())
                         .and_then(|()| stream.write_all(&body[..body.len() / 2]))
                 }
+                Some(Reply::Stall(body)) => {
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        body.len()
+                    );
+                    let sent = stream
+                        .write_all(head.as_bytes())
+                        .and_then(|()| stream.write_all(&body[..body.len() / 2]))
+                        .and_then(|()| stream.flush());
+                    // Off its own thread, so the next request is still answered.
+                    let held = stream.try_clone();
+                    std::thread::spawn(move || {
+                        let _held = held;
+                        std::thread::sleep(std::time::Duration::from_secs(60));
+                    });
+                    sent
+                }
+                Some(Reply::Huge) => stream.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 1000000000000\r\nConnection: close\r\n\r\n",
+                ),
+                Some(Reply::Flood) => {
+                    let zeros = vec![0u8; 1 << 16];
+                    stream
+                        .write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n")
+                        .and_then(|()| loop {
+                            stream.write_all(&zeros)?;
+                        })
+                }
                 None => stream.write_all(
                     b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
                 ),
@@ -90,6 +124,7 @@ fn tiny_file() -> (RemoteFile, Vec<u8>) {
     let file = RemoteFile {
         name: "tiny-labels-idx1-ubyte.gz".to_string(),
         digests: vec![Digest::Content(sha256_hex(&content))],
+        max_bytes: content.len() as u64,
     };
     (file, gzip(&content))
 }
@@ -151,6 +186,7 @@ enum Event {
     Started(String, Option<u64>),
     Advanced(String, u64),
     Finished(String),
+    Failed(String, String),
 }
 
 fn record(events: &mut Vec<Event>) -> impl FnMut(Progress<'_>) + '_ {
@@ -159,6 +195,7 @@ fn record(events: &mut Vec<Event>) -> impl FnMut(Progress<'_>) + '_ {
             Progress::Started { file, total } => Event::Started(file.to_string(), total),
             Progress::Advanced { file, bytes } => Event::Advanced(file.to_string(), bytes),
             Progress::Finished { file } => Event::Finished(file.to_string()),
+            Progress::Failed { file, url, .. } => Event::Failed(file.to_string(), url.to_string()),
         })
     }
 }
@@ -170,6 +207,7 @@ fn progress_reports_start_every_byte_and_finish() {
     let file = RemoteFile {
         name: "big-labels-idx1-ubyte".to_string(),
         digests: vec![Digest::Content(sha256_hex(&content))],
+        max_bytes: content.len() as u64,
     };
     let (base, _) = serve(HashMap::from([(
         format!("/mirror/{}", file.name),
@@ -317,6 +355,7 @@ fn an_archive_digest_accepts_only_the_exact_bytes() {
             sha256: sha256_hex(&upstream),
             size: upstream.len() as u64,
         }],
+        max_bytes: content.len() as u64,
     };
     let (other, _) = serve(route(Reply::Body(recompressed)));
     let dir = tempfile::tempdir().unwrap();
@@ -416,7 +455,8 @@ fn fashion_download_refuses_a_corrupt_file_and_another_data_sets_file() {
     };
     let labels = "train-labels-idx1-ubyte";
     let path = |dir: &Path| dir.join(format!("{labels}.gz"));
-    let mut content = idx::decompress_if_gzip(std::fs::read(path(&debian)).unwrap()).unwrap();
+    let mut content =
+        idx::decompress_if_gzip(std::fs::read(path(&debian)).unwrap(), u64::MAX).unwrap();
     content[100] = (content[100] + 1) % 10;
     let wrong: [(Vec<u8>, String); 2] = [
         (
@@ -445,5 +485,75 @@ fn fashion_download_refuses_a_corrupt_file_and_another_data_sets_file() {
         assert!(err.contains(&message), "{err}");
         assert!(err.contains("nothing was written"), "{err}");
         assert!(!path(dir.path()).exists());
+    }
+}
+
+/// Limits short enough for a test: a stall of half a second gives up.
+fn impatient() -> gpu_mnist::data::download::NetworkLimits {
+    gpu_mnist::data::download::NetworkLimits {
+        connect: std::time::Duration::from_secs(2),
+        stall: std::time::Duration::from_millis(500),
+        rounds: 2,
+        backoff: std::time::Duration::from_millis(10),
+    }
+}
+
+#[test]
+fn a_stalled_mirror_gives_way_to_the_next_within_the_stall_limit() {
+    let (file, gz) = tiny_file();
+    let (stalled, _) = serve(route(Reply::Stall(gz.clone())));
+    let (good, _) = serve(route(Reply::Body(gz.clone())));
+    let dir = tempfile::tempdir().unwrap();
+    let mut events = Vec::new();
+    let start = std::time::Instant::now();
+    gpu_mnist::data::download::download_files_within(
+        &impatient(),
+        dir.path(),
+        std::slice::from_ref(&file),
+        &[stalled.clone(), good],
+        &unknown,
+        &mut record(&mut events),
+    )
+    .unwrap();
+    assert!(start.elapsed().as_secs() < 5, "{:?}", start.elapsed());
+    // The stalled mirror is named when it is given up.
+    let failed: Vec<&Event> = events
+        .iter()
+        .filter(|e| matches!(e, Event::Failed(..)))
+        .collect();
+    assert_eq!(
+        failed,
+        [&Event::Failed(
+            file.name.clone(),
+            format!("{stalled}{}", file.name)
+        )]
+    );
+    assert_eq!(std::fs::read(dir.path().join(&file.name)).unwrap(), gz);
+}
+
+#[test]
+fn a_mirror_sending_more_than_the_file_is_cut_off() {
+    let (file, _) = tiny_file();
+    for reply in [Reply::Huge, Reply::Flood] {
+        let (base, hits) = serve(route(reply));
+        let dir = tempfile::tempdir().unwrap();
+        let err = gpu_mnist::data::download::download_files_within(
+            &impatient(),
+            dir.path(),
+            std::slice::from_ref(&file),
+            &[base],
+            &unknown,
+            &mut ignore,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("announces 1000000000000 bytes, more than the file's 1038")
+                || err.contains("sent more than the file's 1038 bytes"),
+            "{err}"
+        );
+        // Two rounds, each asking once.
+        assert_eq!(hits.load(Ordering::SeqCst), 2);
+        assert!(entries(dir.path()).is_empty());
     }
 }

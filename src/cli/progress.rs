@@ -113,5 +113,11 @@ pub fn download_bar() -> impl FnMut(Progress<'_>) {
                 done.finish_and_clear();
             }
         }
+        Progress::Failed { file, url, error } => {
+            if let Some(failed) = bar.take() {
+                failed.finish_and_clear();
+            }
+            eprintln!("warning: {file} from {url}: {error}; trying the next mirror");
+        }
     }
 }

@@ -14,6 +14,9 @@ use super::idx::{IMAGES_MAGIC, LABELS_MAGIC};
 pub const CLASSES: usize = 10;
 /// Pixels per image of every catalogue entry: 28 x 28.
 pub const FEATURES: usize = 28 * 28;
+/// Examples in the training and test files of every catalogue entry.
+pub const TRAIN_EXAMPLES: usize = 60_000;
+pub const TEST_EXAMPLES: usize = 10_000;
 
 /// The four files' names without `.gz`, shared by all three data sets (the
 /// other two copy MNIST's layout to be drop-in replacements), in the order
@@ -96,11 +99,27 @@ impl IdxFile {
         content.into_iter().chain([archive]).collect()
     }
 
-    /// The file as the mirrors serve it: gzip under its canonical name.
+    /// The file as the mirrors serve it: gzip under its canonical name, at
+    /// most as long as its content (a mirror may serve it uncompressed).
     pub fn remote(&self) -> RemoteFile {
         RemoteFile {
             name: format!("{}.gz", self.stem),
             digests: self.digests(),
+            max_bytes: self.content_size(),
+        }
+    }
+
+    /// Bytes of the decompressed file: its header, then a byte per label or
+    /// pixel.
+    pub fn content_size(&self) -> u64 {
+        let count = if self.stem.starts_with("train") {
+            TRAIN_EXAMPLES
+        } else {
+            TEST_EXAMPLES
+        };
+        match self.magic {
+            IMAGES_MAGIC => 16 + (count * FEATURES) as u64,
+            _ => 8 + count as u64,
         }
     }
 }

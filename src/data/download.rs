@@ -52,9 +52,11 @@ pub struct Received {
 }
 
 impl Received {
-    fn of(bytes: Vec<u8>) -> Result<Self, String> {
+    /// The sums of `bytes`, whose content may be at most `max_content` bytes
+    /// (decompression stops past it).
+    fn of(bytes: Vec<u8>, max_content: u64) -> Result<Self, String> {
         let (size, sha) = (bytes.len() as u64, sha256_hex(&bytes));
-        let content = decompress_if_gzip(bytes).map_err(|e| e.to_string())?;
+        let content = decompress_if_gzip(bytes, max_content).map_err(|e| e.to_string())?;
         Ok(Self {
             bytes: sha,
             size,
@@ -74,6 +76,34 @@ pub struct RemoteFile {
     pub name: String,
     /// Any one of these accepts the bytes.
     pub digests: Vec<Digest>,
+    /// The most bytes the file, or its decompressed content, may have: a
+    /// mirror announcing or sending more is cut off there.
+    pub max_bytes: u64,
+}
+
+/// How long a mirror may keep the download waiting, and how often it is tried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NetworkLimits {
+    /// To open a connection.
+    pub connect: Duration,
+    /// For the response's headers, and then for each read of the body: a
+    /// mirror that stalls this long is given up for the next.
+    pub stall: Duration,
+    /// Rounds over the mirrors before giving up.
+    pub rounds: u32,
+    /// The wait before the second round, doubling for each round after it.
+    pub backoff: Duration,
+}
+
+impl Default for NetworkLimits {
+    fn default() -> Self {
+        Self {
+            connect: Duration::from_secs(10),
+            stall: Duration::from_secs(15),
+            rounds: 3,
+            backoff: Duration::from_secs(1),
+        }
+    }
 }
 
 /// A download event, for the caller to draw. `file` is a [`RemoteFile::name`].
@@ -88,6 +118,13 @@ pub enum Progress<'a> {
     Advanced { file: &'a str, bytes: u64 },
     /// The file is verified and written.
     Finished { file: &'a str },
+    /// `url` failed (`error`) and another attempt follows: the next mirror,
+    /// or another round.
+    Failed {
+        file: &'a str,
+        url: &'a str,
+        error: &'a str,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -114,7 +151,7 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 /// Checks that `bytes` are the file, naming what they are instead when
 /// `identify` knows.
 fn verify(file: &RemoteFile, bytes: Vec<u8>, identify: Identify<'_>) -> Result<(), String> {
-    let received = Received::of(bytes)?;
+    let received = Received::of(bytes, file.max_bytes)?;
     if file.digests.iter().any(|d| d.matches(&received)) {
         return Ok(());
     }
@@ -144,20 +181,36 @@ fn already_verified(file: &RemoteFile, dir: &Path) -> Option<PathBuf> {
     verify(file, bytes, &|_| None).ok().map(|()| path)
 }
 
+/// The most bytes a file of `content` bytes can take on the wire: gzip adds
+/// a header and trailer, and stored blocks where data does not compress.
+fn transfer_cap(content: u64) -> u64 {
+    content + content / 1000 + 1024
+}
+
 fn fetch(
     agent: &ureq::Agent,
     url: &str,
-    file: &str,
+    remote: &RemoteFile,
     progress: &mut dyn FnMut(Progress<'_>),
 ) -> Result<Vec<u8>, String> {
+    let (file, max) = (remote.name.as_str(), transfer_cap(remote.max_bytes));
     let mut response = agent.get(url).call().map_err(|e| e.to_string())?;
     let total = response.body().content_length();
+    if let Some(total) = total.filter(|&t| t > max) {
+        return Err(format!(
+            "announces {total} bytes, more than the file's {max}"
+        ));
+    }
     progress(Progress::Started { file, total });
     let mut body = Vec::with_capacity(total.unwrap_or(1 << 20) as usize);
-    let mut reader = response.body_mut().as_reader();
+    // One byte more than allowed tells a mirror that sends too much.
+    let mut reader = response.body_mut().as_reader().take(max + 1);
     let mut chunk = vec![0; 1 << 16];
     loop {
         match reader.read(&mut chunk) {
+            Ok(0) if body.len() as u64 > max => {
+                return Err(format!("sent more than the file's {max} bytes"))
+            }
             Ok(0) => return Ok(body),
             Ok(n) => {
                 body.extend_from_slice(&chunk[..n]);
@@ -173,9 +226,31 @@ fn fetch(
 }
 
 /// Downloads each of `files` that `dir` lacks a verified copy of, trying `mirrors`
-/// (base URLs) in order, and returns the paths of all of them in `dir`. A
-/// refused download is named by `identify` when it knows what it is.
+/// (base URLs) in order within [`NetworkLimits::default`], and returns the
+/// paths of all of them in `dir`. A refused download is named by `identify`
+/// when it knows what it is.
 pub fn download_files(
+    dir: &Path,
+    files: &[RemoteFile],
+    mirrors: &[String],
+    identify: Identify<'_>,
+    progress: &mut dyn FnMut(Progress<'_>),
+) -> Result<Vec<PathBuf>, DownloadError> {
+    download_files_within(
+        &NetworkLimits::default(),
+        dir,
+        files,
+        mirrors,
+        identify,
+        progress,
+    )
+}
+
+/// [`download_files`] within `limits`: a mirror that fails (cannot connect,
+/// stalls, sends too much, or sends something else) gives way to the next,
+/// and the mirrors are tried `limits.rounds` times with a growing pause.
+pub fn download_files_within(
+    limits: &NetworkLimits,
     dir: &Path,
     files: &[RemoteFile],
     mirrors: &[String],
@@ -186,8 +261,9 @@ pub fn download_files(
         return Err(DownloadError::NoMirrors);
     }
     let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_connect(Some(Duration::from_secs(15)))
-        .timeout_global(Some(Duration::from_secs(600)))
+        .timeout_connect(Some(limits.connect))
+        .timeout_recv_response(Some(limits.stall))
+        .timeout_per_read(Some(limits.stall))
         .build()
         .into();
     let mut paths = Vec::with_capacity(files.len());
@@ -199,27 +275,50 @@ pub fn download_files(
         let name = &file.name;
         let mut attempts = Vec::new();
         let mut saved = None;
-        for mirror in mirrors {
-            let url = format!("{}/{name}", mirror.trim_end_matches('/'));
-            let body = match fetch(&agent, &url, name, progress) {
-                Ok(body) => body,
-                Err(e) => {
-                    attempts.push(format!("{url}: {e}"));
+        // Mirrors that served something else are not asked again; those
+        // that failed to deliver (unreachable, stalled, cut off) are, after a pause.
+        let mut refused = vec![false; mirrors.len()];
+        let rounds = limits.rounds.max(1);
+        'rounds: for round in 0..rounds {
+            if round > 0 {
+                std::thread::sleep(limits.backoff * (1 << (round - 1).min(16)));
+            }
+            for (m, mirror) in mirrors.iter().enumerate() {
+                if refused[m] {
                     continue;
                 }
-            };
-            match verify(file, body.clone(), identify) {
-                Ok(()) => {
-                    let path = dir.join(name);
-                    write_atomically(&path, &body).map_err(|cause| DownloadError::Write {
-                        path: path.clone(),
-                        cause,
-                    })?;
-                    progress(Progress::Finished { file: name });
-                    saved = Some(path);
-                    break;
+                let url = format!("{}/{name}", mirror.trim_end_matches('/'));
+                let error = match fetch(&agent, &url, file, progress) {
+                    Err(error) => error,
+                    Ok(body) => match verify(file, body.clone(), identify) {
+                        Err(error) => {
+                            refused[m] = true;
+                            error
+                        }
+                        Ok(()) => {
+                            let path = dir.join(name);
+                            write_atomically(&path, &body).map_err(|cause| {
+                                DownloadError::Write {
+                                    path: path.clone(),
+                                    cause,
+                                }
+                            })?;
+                            progress(Progress::Finished { file: name });
+                            saved = Some(path);
+                            break 'rounds;
+                        }
+                    },
+                };
+                let another = refused[m + 1..].contains(&false)
+                    || round + 1 < rounds && refused.contains(&false);
+                if another {
+                    progress(Progress::Failed {
+                        file: name,
+                        url: &url,
+                        error: &error,
+                    });
                 }
-                Err(e) => attempts.push(format!("{url}: {e}")),
+                attempts.push(format!("{url}: {error}"));
             }
         }
         match saved {

@@ -61,17 +61,25 @@ pub enum IdxProblem {
     CountMismatch { images: usize, labels: usize },
 }
 
-/// Returns the decompressed content when `bytes` is gzip (by its magic), else `bytes`.
-pub fn decompress_if_gzip(bytes: Vec<u8>) -> Result<Vec<u8>, IdxProblem> {
-    if bytes.starts_with(&GZIP_MAGIC) {
+/// Returns the decompressed content when `bytes` is gzip (by its magic), else
+/// `bytes`; content longer than `limit` bytes is refused as soon as it is.
+pub fn decompress_if_gzip(bytes: Vec<u8>, limit: u64) -> Result<Vec<u8>, IdxProblem> {
+    let content = if bytes.starts_with(&GZIP_MAGIC) {
         let mut out = Vec::with_capacity(bytes.len() * 4);
         GzDecoder::new(bytes.as_slice())
+            .take(limit.saturating_add(1))
             .read_to_end(&mut out)
             .map_err(|e| IdxProblem::Gzip(e.to_string()))?;
-        Ok(out)
+        out
     } else {
-        Ok(bytes)
+        bytes
+    };
+    if content.len() as u64 > limit {
+        return Err(IdxProblem::Gzip(format!(
+            "the content is longer than the file's {limit} bytes"
+        )));
     }
+    Ok(content)
 }
 
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];

@@ -689,3 +689,48 @@ fn flags_that_would_do_nothing_and_negative_numbers_are_refused() {
         );
     }
 }
+
+#[test]
+fn evaluate_and_predict_never_read_the_training_set() {
+    let Some(data) = common::mnist_dir() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("mnist");
+    std::fs::create_dir(&copy).unwrap();
+    for entry in std::fs::read_dir(&data).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with("t10k") {
+            std::fs::copy(&path, copy.join(&name)).unwrap();
+        } else if name.starts_with("train") {
+            // Present (the set is complete) but unreadable as IDX.
+            std::fs::write(copy.join(&name), b"not read").unwrap();
+        }
+    }
+    let ckpt = dir.path().join("m.st");
+    let spec = gpu_mnist::ModelSpec::mlp(784, &[16], 10);
+    let params = gpu_mnist::Params::init(&spec, gpu_mnist::Init::Glorot, 1);
+    gpu_mnist::checkpoint::save(&ckpt, &spec, &params, Default::default()).unwrap();
+    for command in ["evaluate", "predict"] {
+        let out = gpu_mnist(&[
+            command,
+            "--backend",
+            "cpu",
+            "--checkpoint",
+            ckpt.to_str().unwrap(),
+            "--data-dir",
+            copy.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{command}: {}", stderr(&out));
+    }
+    // Training does read them, and says which is broken.
+    let out = gpu_mnist(&[
+        "train",
+        "--backend",
+        "cpu",
+        "--data-dir",
+        copy.to_str().unwrap(),
+    ]);
+    assert_fails(&out, 1, "train-images-idx3-ubyte");
+}

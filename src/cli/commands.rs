@@ -68,13 +68,31 @@ fn export(args: &ExportArgs) -> Result<(), CliError> {
 }
 
 pub(super) fn load_data(args: &DataArgs) -> Result<Splits, CliError> {
+    let set = args.dataset.0;
+    Ok(fetching(args, |download| {
+        set.load(args.data_dir.as_deref(), download)
+    })?)
+}
+
+/// The test split alone, for commands that only evaluate or predict. The
+/// evaluator holds a training split too; the test images stand in for it, so
+/// the 60,000 training images are never read.
+fn load_test(args: &DataArgs) -> Result<Splits, CliError> {
+    let set = args.dataset.0;
+    let test = fetching(args, |download| {
+        set.load_test(args.data_dir.as_deref(), download)
+    })?;
+    Ok(Splits::new(test.clone(), test))
+}
+
+/// `load` given the download progress bar, or no download with `--no-download`.
+fn fetching<T>(args: &DataArgs, load: impl FnOnce(Option<&mut dyn FnMut(Progress<'_>)>) -> T) -> T {
     let mut bar = download_bar();
-    let download: Option<&mut dyn FnMut(Progress<'_>)> = if args.no_download {
+    load(if args.no_download {
         None
     } else {
         Some(&mut bar)
-    };
-    Ok(args.dataset.0.load(args.data_dir.as_deref(), download)?)
+    })
 }
 
 pub(super) fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<(), CliError> {
@@ -127,7 +145,7 @@ const WORST_SHOWN: usize = 10;
 
 fn evaluate(args: &EvaluateArgs) -> Result<(), CliError> {
     let set = args.data.dataset.0;
-    let data = load_data(&args.data)?;
+    let data = load_test(&args.data)?;
     let test = data.test.clone();
     let mut model = open_checkpoint(&args.checkpoint, &args.device, data, set)?;
     println!("backend: {}", model.describe());
@@ -189,7 +207,7 @@ fn test_images(
     indices: &[u32],
     names: &[String],
 ) -> Result<(Splits, Shown), CliError> {
-    let data = load_data(args)?;
+    let data = load_test(args)?;
     let test = &data.test;
     if let Some(&bad) = indices.iter().find(|&&i| i as usize >= test.len) {
         return Err(format!(

@@ -155,17 +155,33 @@ impl DataSet {
     /// Loads both splits from the four files (any IDX data set whose labels
     /// are below the catalogue's class count).
     pub fn load_files(&self, paths: &[PathBuf; 4]) -> Result<Splits, DataError> {
+        Ok(Splits::new(
+            self.load_pair(paths, 0)?,
+            self.load_pair(paths, 2)?,
+        ))
+    }
+
+    /// The images (file `images`) and labels (the next file) of one split.
+    fn load_pair(&self, paths: &[PathBuf; 4], images: usize) -> Result<Dataset, DataError> {
         let files = self.files();
         let read = |i: usize| idx::read_file(&paths[i], files[i].magic);
-        let pair = |images: usize, labels: usize| -> Result<Dataset, DataError> {
-            Dataset::from_idx(read(images)?, read(labels)?, self.classes.len()).map_err(|problem| {
-                DataError::Idx(IdxError {
-                    file: format!("{} + {}", paths[images].display(), paths[labels].display()),
-                    problem,
-                })
+        let labels = images + 1;
+        Dataset::from_idx(read(images)?, read(labels)?, self.classes.len()).map_err(|problem| {
+            DataError::Idx(IdxError {
+                file: format!("{} + {}", paths[images].display(), paths[labels].display()),
+                problem,
             })
-        };
-        Ok(Splits::new(pair(0, 1)?, pair(2, 3)?))
+        })
+    }
+
+    /// Locates the data set as [`DataSet::load`] does, but reads only the
+    /// test split.
+    pub fn load_test(
+        &'static self,
+        explicit: Option<&Path>,
+        download: Option<&mut dyn FnMut(Progress<'_>)>,
+    ) -> Result<Dataset, DataError> {
+        self.load_pair(&self.locate(explicit, download)?, 2)
     }
 
     /// Locates the data set (see [`DataSet::locate`]), downloads it if needed

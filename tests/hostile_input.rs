@@ -1,6 +1,7 @@
-//! Property tests: valid IDX files and checkpoints, mutated, truncated and
-//! extended at random, always give a correct parse or a typed error, never a
-//! panic, and never allocate beyond what the input could hold.
+//! Property tests: valid IDX files, checkpoints and pictures for `predict
+//! --image`, mutated, truncated and extended at random, always give a correct
+//! parse or a typed one-line error, never a panic, and never allocate beyond
+//! what the input could hold.
 
 use std::collections::HashMap;
 
@@ -222,4 +223,46 @@ fn a_zero_width_layer_or_a_nan_weight_is_refused_with_its_reason() {
         err.ends_with("dense_0.kernel holds NaN: not a trained model"),
         "{err}"
     );
+}
+
+/// A small valid picture of a digit: a light bar on dark, as PNG or JPEG.
+fn picture(jpeg: bool) -> Vec<u8> {
+    let image = image::GrayImage::from_fn(23, 31, |x, y| {
+        image::Luma([if (9..14).contains(&x) && (4..27).contains(&y) {
+            230
+        } else {
+            10
+        }])
+    });
+    let mut out = std::io::Cursor::new(Vec::new());
+    let format = if jpeg {
+        image::ImageFormat::Jpeg
+    } else {
+        image::ImageFormat::Png
+    };
+    image.write_to(&mut out, format).unwrap();
+    out.into_inner()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn damaged_pictures_give_a_digit_or_one_line(
+        jpeg in any::<bool>(),
+        damages in proptest::collection::vec(damage(), 1..4),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("digit.png");
+        std::fs::write(&path, apply(picture(jpeg), &damages)).unwrap();
+        match gpu_mnist::data::digit_image::load(&path) {
+            // Whatever decodes is a whole 28x28 frame with some ink in it.
+            Ok(pixels) => prop_assert!(pixels.iter().any(|&p| p > 0)),
+            Err(e) => {
+                let message = e.to_string();
+                prop_assert!(message.contains(&path.display().to_string()), "{}", message);
+                prop_assert_eq!(message.lines().count(), 1, "{}", message);
+            }
+        }
+    }
 }

@@ -51,13 +51,13 @@ impl Observer for EpochLines {
 
     fn progress(&mut self, _epoch: usize, running: &Metrics) {
         if let Some(bar) = &self.bar {
-            bar.set_position(running.steps);
             let ms = bar.elapsed().as_secs_f64() * 1e3 / running.steps.max(1) as f64;
             bar.set_message(format!(
                 "{ms:.0}ms/step - loss: {:.4} - accuracy: {:.4}",
                 running.loss(),
                 running.accuracy()
             ));
+            bar.set_position(running.steps);
         }
     }
 

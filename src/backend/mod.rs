@@ -55,7 +55,7 @@ impl Metrics {
 pub enum Split {
     Train,
     Test,
-    /// Held out of the training set ([`crate::Splits::hold_out`]).
+    /// Held out of the training set ([`crate::data::Splits::hold_out`]).
     Validation,
 }
 

@@ -11,10 +11,13 @@ use std::path::{Path, PathBuf};
 ///
 /// A symbolic link is followed: the file it points to is replaced and the link
 /// stays. A path that is a directory, a device or any other non-regular file
-/// is refused. Missing parent directories are created.
+/// is refused, and so is a missing parent directory (a mistyped directory is
+/// not created). The new file keeps the old one's permissions, or gets those
+/// of any newly created file (0666 less the umask), not the temporary's 0600.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let path = resolve_links(path)?;
-    if let Ok(meta) = std::fs::metadata(&path) {
+    let existing = std::fs::metadata(&path).ok();
+    if let Some(meta) = &existing {
         if !meta.is_file() {
             return Err(std::io::Error::other(format!(
                 "{} is not a regular file",
@@ -26,16 +29,27 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    std::fs::create_dir_all(dir)?;
     let name = path.file_name().unwrap_or_default().to_string_lossy();
     // Removed on any error (the temporary file's drop), renamed on success.
-    let mut tmp = tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .suffix(".partial")
-        .tempfile_in(dir)?;
+    let prefix = format!(".{name}.");
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(&prefix).suffix(".partial");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // Passed to open(2), so the umask applies as to any new file.
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    let mut tmp = builder
+        .tempfile_in(dir)
+        .map_err(|e| plain(e, format!("cannot write in {}", dir.display())))?;
+    if let Some(meta) = &existing {
+        tmp.as_file().set_permissions(meta.permissions())?;
+    }
     tmp.write_all(bytes)?;
     tmp.as_file().sync_all()?;
-    tmp.persist(&path).map_err(|e| e.error)?;
+    tmp.persist(&path)
+        .map_err(|e| plain(e.error, format!("cannot replace {}", path.display())))?;
     // Makes the rename itself durable. Best effort: the file is complete either
     // way, and some file systems refuse to sync a directory.
     #[cfg(unix)]
@@ -43,9 +57,17 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
+/// `e` after `context`, without the temporary file's name that tempfile
+/// appends (" at path ..."): the user never asked for that file.
+fn plain(e: std::io::Error, context: String) -> std::io::Error {
+    let why = e.to_string();
+    let why = why.split(" at path ").next().unwrap_or_default();
+    std::io::Error::new(e.kind(), format!("{context}: {why}"))
+}
+
 /// The path a chain of symbolic links at `path` ends at (`path` itself when
-/// it is not a link, or does not exist).
-fn resolve_links(path: &Path) -> std::io::Result<PathBuf> {
+/// it is not a link, or does not exist); a loop is an error.
+pub fn resolve_links(path: &Path) -> std::io::Result<PathBuf> {
     let mut path = path.to_path_buf();
     // As the kernel does, give up on a chain too long to be anything but a loop.
     for _ in 0..40 {
@@ -82,13 +104,39 @@ mod tests {
     #[test]
     fn writes_then_replaces_the_whole_file_leaving_no_temporary() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("nested").join("out.bin");
+        let path = dir.path().join("out.bin");
         let long: Vec<u8> = (0..100_000u32).map(|i| i as u8).collect();
         write_atomically(&path, &long).unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), long);
         write_atomically(&path, b"short").unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"short");
-        assert_eq!(entries(path.parent().unwrap()), vec!["out.bin"]);
+        assert_eq!(entries(dir.path()), vec!["out.bin"]);
+    }
+
+    #[test]
+    fn a_missing_directory_is_not_created() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = write_atomically(&dir.path().join("typo").join("out.bin"), b"x").unwrap_err();
+        assert!(err.to_string().starts_with("cannot write in "), "{err}");
+        assert!(entries(dir.path()).is_empty());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn new_files_get_the_umask_and_replaced_files_keep_their_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let dir = tempfile::tempdir().unwrap();
+        let (fresh, plain) = (dir.path().join("fresh"), dir.path().join("plain"));
+        std::fs::write(&plain, b"plain").unwrap();
+        write_atomically(&fresh, b"x").unwrap();
+        // A file made by File::create gets 0666 less the umask: the same mode.
+        assert_eq!(mode(&fresh), mode(&plain));
+        let shared = dir.path().join("shared");
+        std::fs::write(&shared, b"old").unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o640)).unwrap();
+        write_atomically(&shared, b"new").unwrap();
+        assert_eq!(mode(&shared), 0o640);
     }
 
     #[test]

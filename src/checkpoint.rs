@@ -258,11 +258,15 @@ fn check_finite(params: &Params, prefix: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The largest checkpoint read: the largest model's parameters with two
+/// optimizer slots, and room for the header and metadata.
+const MAX_BYTES: u64 = 3 * 4 * crate::model::MAX_PARAMETERS as u64 + (64 << 20);
+
 /// Reads a checkpoint, checking that the layers chain and fit the
 /// architecture, and that a run's state is whole. A file without an
 /// architecture (an older checkpoint) is taken as relu layers with a softmax head.
 pub fn read(path: &Path) -> Result<Checkpoint, CheckpointError> {
-    let bytes = std::fs::read(path).map_err(|e| CheckpointError {
+    let bytes = crate::input_file::read_bounded(path, MAX_BYTES).map_err(|e| CheckpointError {
         path: path.display().to_string(),
         problem: e.to_string(),
     })?;

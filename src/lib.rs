@@ -41,6 +41,7 @@ pub mod checkpoint;
 pub mod data;
 mod device;
 mod evaluate;
+pub mod input_file;
 mod loss;
 mod model;
 mod optim;

@@ -49,7 +49,14 @@ pub enum ModelError {
     SoftmaxInside { index: usize },
     #[error("the last layer must use softmax: it is fused with the cross-entropy loss")]
     NoSoftmaxHead,
+    #[error("the model has {parameters} parameters, more than the {MAX_PARAMETERS} (1 GiB of f32) supported")]
+    TooLarge { parameters: u128 },
 }
+
+/// The most parameters a model may have: with their gradients and two
+/// optimizer slots, 4 GiB of host or device memory. A larger request would
+/// end in an allocation failure (an abort) rather than an error.
+pub const MAX_PARAMETERS: u128 = 1 << 28;
 
 /// A network's architecture: the input width and its layers, input side first.
 ///
@@ -108,6 +115,15 @@ impl ModelSpec {
             if index == last && activation != Activation::Softmax {
                 return Err(ModelError::NoSoftmaxHead);
             }
+        }
+        // Widths come from users and files: summed without overflow.
+        let parameters: u128 = self
+            .layer_dims()
+            .iter()
+            .map(|&(i, o)| (i as u128 + 1) * o as u128)
+            .sum();
+        if parameters > MAX_PARAMETERS {
+            return Err(ModelError::TooLarge { parameters });
         }
         Ok(())
     }
@@ -303,6 +319,22 @@ mod tests {
             s(4).dense(3, Activation::Relu).validate(),
             Err(ModelError::NoSoftmaxHead)
         );
+        // 784·65537 + 65536·65537 + 65536·10 + 10: refused before any allocation.
+        let huge = ModelSpec::mlp(784, &[65536, 65536], 10);
+        assert_eq!(
+            huge.validate(),
+            Err(ModelError::TooLarge {
+                parameters: 4_347_133_962
+            })
+        );
+        // Widths that would overflow a usize product are counted exactly.
+        let absurd = ModelSpec::mlp(784, &[usize::MAX], 10);
+        assert!(matches!(
+            absurd.validate(),
+            Err(ModelError::TooLarge { .. })
+        ));
+        let limit = ModelSpec::mlp(1, &[], (MAX_PARAMETERS / 2) as usize);
+        assert_eq!(limit.validate(), Ok(()));
     }
 
     #[test]

@@ -40,7 +40,7 @@ fn assert_fails(out: &Output, code: i32, needle: &str) {
 
 #[test]
 fn absurd_flags_are_rejected_with_a_clear_message() {
-    let cases: [(&[&str], &str); 10] = [
+    let cases: [(&[&str], &str); 12] = [
         (
             &["--batch-size", "0"],
             "invalid value '0' for '--batch-size <BATCH_SIZE>'",
@@ -55,6 +55,12 @@ fn absurd_flags_are_rejected_with_a_clear_message() {
         (&["--lr", "fast"], "'fast' is not a number"),
         (&["--hidden", "0"], "hidden layer widths must be at least 1"),
         (&["--hidden", "512,x"], "'x' is not a layer width"),
+        (&["--hidden", "-5"], "'-5' is not a layer width"),
+        // Refused before anything is allocated: an allocation this size aborts.
+        (
+            &["--hidden", "65536,65536"],
+            "the model has 4347133962 parameters, more than the 268435456 (1 GiB of f32) supported",
+        ),
         (
             &["--optimizer", "adagrad"],
             "invalid value 'adagrad' for '--optimizer <OPTIMIZER>'",
@@ -517,8 +523,17 @@ fn devices_shows_the_kernel_choices_measured_once_then_cached() {
     std::fs::write(&cache, "not json").unwrap();
     let rebuilt = devices(&[]);
     assert!(rebuilt.status.success(), "{}", stderr(&rebuilt));
+    // Once, though the cache is read for each of the model's products.
+    assert_eq!(
+        stderr(&rebuilt)
+            .matches("ignoring the kernel cache")
+            .count(),
+        1,
+        "{}",
+        stderr(&rebuilt)
+    );
     assert!(
-        stderr(&rebuilt).contains("ignoring the corrupt kernel cache"),
+        stderr(&rebuilt).contains("(corrupt: "),
         "{}",
         stderr(&rebuilt)
     );
@@ -614,6 +629,84 @@ fn export_writes_pytorch_linear_layers() {
     assert_eq!(file.tensor("0.weight").unwrap().shape(), [32, 784]);
     assert_eq!(file.tensor("2.weight").unwrap().shape(), [10, 32]);
     assert_fails(&run(&dir.path().join("missing.st")), 1, "missing.st");
+}
+
+#[test]
+fn no_command_writes_over_a_file_it_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    write_small_set(&data);
+    let ckpt = dir.path().join("m.st");
+    let spec = ModelSpec::mlp(FEATURES, &[8], CLASSES);
+    checkpoint::save(
+        &ckpt,
+        &spec,
+        &Params::init(&spec, Init::Glorot, 1),
+        Default::default(),
+    )
+    .unwrap();
+    let history = dir.path().join("h.svg");
+    std::fs::write(&history, r#"{"epochs": []}"#).unwrap();
+    let labels = data.join("t10k-labels-idx1-ubyte");
+    let (c, d, l) = (
+        ckpt.to_str().unwrap(),
+        data.to_str().unwrap(),
+        labels.to_str().unwrap(),
+    );
+    let cases: [(Vec<&str>, String); 5] = [
+        (
+            vec!["evaluate", "--checkpoint", c, "--data-dir", d, "--json", c],
+            format!("--json {c} is also the checkpoint"),
+        ),
+        (
+            vec!["evaluate", "--checkpoint", c, "--data-dir", d, "--json", l],
+            format!("--json {l} is also a data file"),
+        ),
+        (
+            vec!["bench", "--backend", "cpu", "--data-dir", d, "--json", l],
+            format!("--json {l} is also a data file"),
+        ),
+        (
+            vec!["export", "--pytorch", "--checkpoint", c, "-o", c],
+            format!("--output {c} is also the checkpoint"),
+        ),
+        (
+            vec![
+                "plot",
+                history.to_str().unwrap(),
+                "-o",
+                history.to_str().unwrap(),
+            ],
+            format!("--output {} is also the history", history.display()),
+        ),
+    ];
+    let before: Vec<Vec<u8>> = [&ckpt, &labels, &history]
+        .iter()
+        .map(|p| std::fs::read(p).unwrap())
+        .collect();
+    for (args, message) in cases {
+        assert_fails(&gpu_mnist(&args), 1, &message);
+    }
+    let after: Vec<Vec<u8>> = [&ckpt, &labels, &history]
+        .iter()
+        .map(|p| std::fs::read(p).unwrap())
+        .collect();
+    assert_eq!(before, after);
+    // A report to a directory that does not exist is refused before any work,
+    // and the directory is not made.
+    let typo = dir.path().join("typo").join("r.json");
+    let out = gpu_mnist(&[
+        "evaluate",
+        "--checkpoint",
+        c,
+        "--data-dir",
+        d,
+        "--json",
+        typo.to_str().unwrap(),
+    ]);
+    assert_fails(&out, 1, "is not a directory");
+    assert!(!dir.path().join("typo").exists());
 }
 
 #[test]

@@ -28,6 +28,8 @@ enum Reply {
     Huge,
     /// Announces no length and sends zeros until the client hangs up.
     Flood,
+    /// Announces the body, then sends it a byte every 50 ms.
+    Trickle(Vec<u8>),
 }
 
 /// Serves `routes` (path -> reply) on 127.0.0.1 until the test process ends;
@@ -102,6 +104,20 @@ fn serve(routes: HashMap<String, Reply>) -> (String, Arc<AtomicUsize>) {
                         .and_then(|()| loop {
                             stream.write_all(&zeros)?;
                         })
+                }
+                Some(Reply::Trickle(body)) => {
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        body.len()
+                    );
+                    stream.write_all(head.as_bytes()).and_then(|()| {
+                        for byte in body {
+                            stream.write_all(std::slice::from_ref(byte))?;
+                            stream.flush()?;
+                            std::thread::sleep(std::time::Duration::from_millis(50));
+                        }
+                        Ok(())
+                    })
                 }
                 None => stream.write_all(
                     b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
@@ -495,6 +511,7 @@ fn impatient() -> gpu_mnist::data::download::NetworkLimits {
         stall: std::time::Duration::from_millis(500),
         rounds: 2,
         backoff: std::time::Duration::from_millis(10),
+        min_rate: 100,
     }
 }
 
@@ -552,8 +569,56 @@ fn a_mirror_sending_more_than_the_file_is_cut_off() {
                 || err.contains("sent more than the file's 1038 bytes"),
             "{err}"
         );
-        // Two rounds, each asking once.
-        assert_eq!(hits.load(Ordering::SeqCst), 2);
+        // Not asked again: it would send too much again.
+        assert_eq!(hits.load(Ordering::SeqCst), 1);
         assert!(entries(dir.path()).is_empty());
     }
+}
+
+#[test]
+fn a_trickling_mirror_is_given_up_once_it_falls_under_the_minimum_rate() {
+    let (file, gz) = tiny_file();
+    let (base, _) = serve(route(Reply::Trickle(gz)));
+    let dir = tempfile::tempdir().unwrap();
+    let start = std::time::Instant::now();
+    let err = gpu_mnist::data::download::download_files_within(
+        &gpu_mnist::data::download::NetworkLimits {
+            rounds: 1,
+            ..impatient()
+        },
+        dir.path(),
+        std::slice::from_ref(&file),
+        &[base],
+        &unknown,
+        &mut ignore,
+    )
+    .unwrap_err()
+    .to_string();
+    // 20 bytes a second never stalls for 500 ms, but is under 100 bytes/s.
+    assert!(err.contains("too slow: "), "{err}");
+    assert!(err.contains("under 100 bytes/s"), "{err}");
+    assert!(start.elapsed().as_secs() < 5, "{:?}", start.elapsed());
+    assert!(entries(dir.path()).is_empty());
+}
+
+#[test]
+fn a_missing_file_or_a_malformed_mirror_is_not_asked_again() {
+    let (file, _) = tiny_file();
+    let (base, hits) = serve(HashMap::new());
+    let dir = tempfile::tempdir().unwrap();
+    let err = gpu_mnist::data::download::download_files_within(
+        &impatient(),
+        dir.path(),
+        std::slice::from_ref(&file),
+        &[base, "not a url".to_string()],
+        &unknown,
+        &mut ignore,
+    )
+    .unwrap_err()
+    .to_string();
+    // Two rounds, but a 404 and a URL that cannot be parsed are final.
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+    assert_eq!(err.matches("404").count(), 1, "{err}");
+    assert_eq!(err.matches("not a url/").count(), 1, "{err}");
+    assert!(entries(dir.path()).is_empty());
 }

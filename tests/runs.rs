@@ -355,22 +355,25 @@ fn bad_validation_and_checkpoint_flags_get_one_line() {
 }
 
 /// Starts `train` on the CPU with `extra` flags, waits for its first epoch's
-/// history, then sends it `signals` (names for `kill`) one after the other.
-fn signalled_run(data: &Path, extra: &[&str], history: &Path, signals: &[&str]) -> Output {
+/// history, then sends it `signals` (names for `kill`), each after its pause
+/// in milliseconds.
+fn signalled_run(data: &Path, extra: &[&str], history: &Path, signals: &[(&str, u64)]) -> Output {
     let mut args = vec![
         "train",
         "--backend",
         "cpu",
         "--data-dir",
         data.to_str().unwrap(),
-        "--report-every",
-        "5",
         "--quiet",
         "--history",
         history.to_str().unwrap(),
     ];
+    // Stops come at read-backs: frequent ones unless the test wants otherwise.
+    if !extra.contains(&"--report-every") {
+        args.extend(["--report-every", "5"]);
+    }
     args.extend_from_slice(extra);
-    let child = Command::new(env!("CARGO_BIN_EXE_gpu-mnist"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gpu-mnist"))
         .args(&args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -379,9 +382,12 @@ fn signalled_run(data: &Path, extra: &[&str], history: &Path, signals: &[&str]) 
     let start = std::time::Instant::now();
     while !history.exists() {
         assert!(start.elapsed().as_secs() < 120, "no epoch finished");
+        let ended = child.try_wait().unwrap();
+        assert!(ended.is_none(), "the run ended first: {ended:?}");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    for signal in signals {
+    for &(signal, pause_ms) in signals {
+        std::thread::sleep(std::time::Duration::from_millis(pause_ms));
         let sent = Command::new("kill")
             .args([&format!("-{signal}"), &child.id().to_string()])
             .status()
@@ -403,7 +409,7 @@ fn ctrl_c_saves_the_run_and_resuming_it_finishes_the_same_run() {
         &data,
         &["--epochs", "3", "--save", run.to_str().unwrap()],
         &p("h.json"),
-        &["INT"],
+        &[("INT", 0)],
     );
     assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
     let err = stderr(&out);
@@ -471,7 +477,7 @@ fn sigterm_saves_beside_the_history_and_a_second_signal_exits_at_once() {
     };
     let dir = tempfile::tempdir().unwrap();
     let history = dir.path().join("h.json");
-    let out = signalled_run(&data, &["--epochs", "50"], &history, &["TERM"]);
+    let out = signalled_run(&data, &["--epochs", "50"], &history, &[("TERM", 0)]);
     assert_eq!(out.status.code(), Some(143), "{}", stderr(&out));
     let beside = dir.path().join("h.resume.safetensors");
     assert!(
@@ -481,10 +487,41 @@ fn sigterm_saves_beside_the_history_and_a_second_signal_exits_at_once() {
     );
     assert!(gpu_mnist::checkpoint::read(&beside).unwrap().run.is_some());
 
+    // One request delivered twice (as `timeout -s INT` does, to the process
+    // and its group) is one request: the run still saves.
+    let history = dir.path().join("twice.json");
+    let out = signalled_run(
+        &data,
+        &["--epochs", "50"],
+        &history,
+        &[("INT", 0), ("INT", 0)],
+    );
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("saved the run to"),
+        "{}",
+        stderr(&out)
+    );
+
+    // Asked again a second later, while an epoch of ~3 s is still running, it
+    // ends at once, saying so.
     let history = dir.path().join("again.json");
-    let out = signalled_run(&data, &["--epochs", "50"], &history, &["INT", "INT"]);
-    assert_eq!(out.status.code(), Some(130));
-    assert!(!stderr(&out).contains("saved"), "{}", stderr(&out));
+    let slow = [
+        "--epochs",
+        "50",
+        "--hidden",
+        "8192",
+        "--train-samples",
+        "20000",
+        "--report-every",
+        "157",
+    ];
+    let out = signalled_run(&data, &slow, &history, &[("INT", 0), ("INT", 1200)]);
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out).trim(),
+        "SIGINT: stopping at once, without saving"
+    );
 }
 
 #[test]
@@ -564,7 +601,7 @@ fn outputs_are_checked_before_training() {
         ),
         (
             vec!["--history".into(), dir.path().to_str().unwrap().into()],
-            "exists and is not a regular file".into(),
+            format!("--history {}: is a directory", dir.path().display()),
         ),
         (
             vec!["--csv".into(), "/dev/null".into()],

@@ -225,7 +225,7 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 128, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=65_536))]
     pub batch_size: u32,
     /// Hidden layer widths, comma-separated (e.g. 512 or 512,256).
-    #[arg(long, default_value = "512", value_parser = parse_hidden)]
+    #[arg(long, default_value = "512", allow_negative_numbers = true, value_parser = parse_hidden)]
     pub hidden: HiddenLayers,
     #[arg(long, value_enum, default_value_t = InitArg::Glorot)]
     pub init: InitArg,
@@ -336,7 +336,7 @@ pub struct BenchArgs {
     pub steps: Option<u32>,
     #[arg(long, default_value_t = 128, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=65_536))]
     pub batch_size: u32,
-    #[arg(long, default_value = "512", value_parser = parse_hidden)]
+    #[arg(long, default_value = "512", allow_negative_numbers = true, value_parser = parse_hidden)]
     pub hidden: HiddenLayers,
     #[arg(long, value_enum, default_value_t = OptimizerArg::Rmsprop)]
     pub optimizer: OptimizerArg,
@@ -387,8 +387,11 @@ pub struct DownloadArgs {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HiddenLayers(pub Vec<usize>);
 
+/// Hidden widths, refused here (a usage error) when the model they make is
+/// too large to allocate.
 fn parse_hidden(s: &str) -> Result<HiddenLayers, String> {
-    s.split(',')
+    let hidden = s
+        .split(',')
         .map(|w| match w.trim().parse::<usize>() {
             Ok(0) => Err("hidden layer widths must be at least 1".to_string()),
             Ok(n) if n > 65_536 => Err(format!("hidden width {n} is above the limit of 65536")),
@@ -398,7 +401,9 @@ fn parse_hidden(s: &str) -> Result<HiddenLayers, String> {
             )),
         })
         .collect::<Result<_, _>>()
-        .map(HiddenLayers)
+        .map(HiddenLayers)?;
+    mnist_model(&hidden).validate().map_err(|e| e.to_string())?;
+    Ok(hidden)
 }
 
 fn parse_finite(s: &str) -> Result<f32, String> {

@@ -17,6 +17,7 @@ use super::args::{
     PlotArgs, PredictArgs,
 };
 use super::draw;
+use super::outputs::Outputs;
 use super::progress::download_bar;
 
 pub type CliError = Box<dyn std::error::Error + Send + Sync>;
@@ -58,9 +59,12 @@ pub fn run(cli: super::args::Cli) -> Result<(), CliError> {
 }
 
 fn export(args: &ExportArgs) -> Result<(), CliError> {
+    Outputs::default()
+        .reads("the checkpoint", &args.checkpoint)
+        .check("--output", &args.output)?;
     let saved = checkpoint::read(&args.checkpoint)?;
     let module = checkpoint::export_pytorch(&args.output, &saved.spec, &saved.params)?;
-    println!(
+    outln!(
         "wrote {}: load it into {module} with load_state_dict(safetensors.torch.load_file(...))",
         args.output.display()
     );
@@ -144,22 +148,26 @@ fn open_checkpoint(
 const WORST_SHOWN: usize = 10;
 
 fn evaluate(args: &EvaluateArgs) -> Result<(), CliError> {
+    Outputs::default()
+        .reads("the checkpoint", &args.checkpoint)
+        .reads_data(&args.data)
+        .check_all([("--json", args.json.as_ref())])?;
     let set = args.data.dataset.0;
     let data = load_test(&args.data)?;
     let test = data.test.clone();
     let mut model = open_checkpoint(&args.checkpoint, &args.device, data, set)?;
-    println!("backend: {}", model.describe());
-    println!("dataset: {}", set.title);
+    outln!("backend: {}", model.describe());
+    outln!("dataset: {}", set.title);
     let metrics = model.evaluate(Split::Test)?;
     let probabilities = model.predict(&test.images)?;
     let report = ClassReport::new(&test.labels, &probabilities, WORST_SHOWN);
-    println!(
+    outln!(
         "test_loss: {:.4}  test_acc: {:.4}\n",
         metrics.loss(),
         metrics.accuracy(),
     );
     let names: Vec<String> = set.classes.iter().map(|c| c.to_string()).collect();
-    print!("{}", super::report::text(&report, &names));
+    out!("{}", super::report::text(&report, &names));
     if let Some(path) = &args.json {
         let json = serde_json::json!({
             "backend": model.describe(),
@@ -192,9 +200,9 @@ fn predict(args: &PredictArgs) -> Result<(), CliError> {
     let probs = model.predict(&pixels)?;
     for (n, ((header, image), row)) in shown.iter().zip(&probs).enumerate() {
         if n > 0 {
-            println!();
+            outln!();
         }
-        print!("{header}:\n{}", draw::shades(image, digit_image::SIDE));
+        out!("{header}:\n{}", draw::shades(image, digit_image::SIDE));
         print_top(row, &names, 3);
     }
     Ok(())
@@ -248,11 +256,14 @@ fn print_top(probs: &[f32], names: &[String], k: usize) {
     ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
     let width = names.iter().map(|n| n.chars().count()).max().unwrap_or(0);
     for (rank, (name, p)) in ranked.iter().take(k).enumerate() {
-        println!("  {}. {name:<width$}  {:5.1}%", rank + 1, 100.0 * p);
+        outln!("  {}. {name:<width$}  {:5.1}%", rank + 1, 100.0 * p);
     }
 }
 
 fn bench(args: &BenchArgs) -> Result<(), CliError> {
+    Outputs::default()
+        .reads_data(&args.data)
+        .check_all([("--json", args.json.as_ref())])?;
     let data = load_data(&args.data)?;
     let train_len = data.train.len;
     let spec = mnist_model(&args.hidden);
@@ -287,7 +298,7 @@ fn bench(args: &BenchArgs) -> Result<(), CliError> {
         args.seed,
         args.profile,
     )?;
-    print!("{report}");
+    out!("{report}");
     if let Some(path) = &args.json {
         write_json(path, &report)?;
     }
@@ -306,7 +317,7 @@ fn devices(args: &DevicesArgs) -> Result<(), CliError> {
         gpu_mnist::forget_kernel_choices()?;
     }
     for adapter in adapters {
-        println!("{adapter}");
+        outln!("{adapter}");
         if args.kernels {
             print_kernel_choices(adapter.index)?;
         }
@@ -340,7 +351,7 @@ fn print_kernel_choices(index: usize) -> Result<(), CliError> {
         } else {
             trials.join(", ")
         };
-        println!("    {}: {} ({why})", choice.product, choice.kernel);
+        outln!("    {}: {} ({why})", choice.product, choice.kernel);
     }
     Ok(())
 }
@@ -354,7 +365,7 @@ fn download(args: &DownloadArgs) -> Result<(), CliError> {
         .ok_or(FetchError::NoCacheDir)?;
     let paths = set.download_all(&dir, &mut download_bar())?;
     for path in paths {
-        println!("verified {}", path.display());
+        outln!("verified {}", path.display());
     }
     Ok(())
 }
@@ -370,7 +381,12 @@ fn plot(args: &PlotArgs) -> Result<(), CliError> {
     // An unusable output name is refused before the history is read.
     super::plot::Format::of(&args.output)?;
     let path = &args.history;
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    Outputs::default()
+        .reads("the history", path)
+        .check("--output", &args.output)?;
+    // A history of 100,000 epochs is a few tens of MB.
+    let bytes = gpu_mnist::input_file::read_bounded(path, 256 << 20)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let history: HistoryFile = serde_json::from_slice(&bytes).map_err(|e| {
         format!(
             "{}: not a history file written by `train --history` ({e})",

@@ -1,9 +1,11 @@
 //! Ctrl-C and SIGTERM during training: the first asks the run to stop at its
-//! next progress report (so it can save and say how to resume); a second one
-//! of the same kind ends the process at once.
+//! next progress report (so it can save and say how to resume); another one
+//! a second or more later ends the process at once.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use signal_hook::iterator::Signals;
 
 use gpu_mnist::{EpochRecord, Metrics, Observer};
 
@@ -32,35 +34,48 @@ const SIGNALS: [(i32, Signal); 2] = [
     ),
 ];
 
-/// The flags the handlers set, one per signal.
+/// A repeat within this long is the same request delivered twice, as
+/// `timeout` and `kill` on a process group do, not the user insisting.
+const REPEAT_GRACE: Duration = Duration::from_secs(1);
+
+/// The first signal received, set by a thread that waits for them.
 pub struct Interrupts {
-    received: Vec<(Arc<AtomicBool>, Signal)>,
+    first: Arc<OnceLock<Signal>>,
 }
 
 impl Interrupts {
+    /// Replaces the signals' default (ending the process at once) with a
+    /// request to stop; a further one a second or more later ends it at once.
     pub fn install() -> std::io::Result<Self> {
-        let mut received = Vec::new();
-        for (number, signal) in SIGNALS {
-            let flag = Arc::new(AtomicBool::new(false));
-            // Registered first, so it sees the flag before the second handler
-            // sets it: the second signal exits, the first only sets the flag.
-            signal_hook::flag::register_conditional_shutdown(
-                number,
-                i32::from(signal.exit_code),
-                Arc::clone(&flag),
-            )?;
-            signal_hook::flag::register(number, Arc::clone(&flag))?;
-            received.push((flag, signal));
-        }
-        Ok(Self { received })
+        let mut signals = Signals::new(SIGNALS.map(|(number, _)| number))?;
+        let first = Arc::new(OnceLock::new());
+        let seen = Arc::clone(&first);
+        // A thread of its own, not a handler: it may take the time and print.
+        std::thread::spawn(move || {
+            let mut since: Option<Instant> = None;
+            for number in signals.forever() {
+                let Some(&(_, signal)) = SIGNALS.iter().find(|(n, _)| *n == number) else {
+                    continue;
+                };
+                match since {
+                    None => {
+                        let _ = seen.set(signal);
+                        since = Some(Instant::now());
+                    }
+                    Some(at) if at.elapsed() >= REPEAT_GRACE => {
+                        eprintln!("\n{}: stopping at once, without saving", signal.name);
+                        std::process::exit(i32::from(signal.exit_code));
+                    }
+                    Some(_) => {}
+                }
+            }
+        });
+        Ok(Self { first })
     }
 
     /// The first signal received, if any.
     pub fn received(&self) -> Option<Signal> {
-        self.received
-            .iter()
-            .find(|(flag, _)| flag.load(Ordering::SeqCst))
-            .map(|&(_, signal)| signal)
+        self.first.get().copied()
     }
 }
 

@@ -34,7 +34,7 @@ impl Observer for EpochLines {
         if !self.terminal {
             return;
         }
-        println!("Epoch {epoch}/{}", self.epochs);
+        outln!("Epoch {epoch}/{}", self.epochs);
         let bar = indicatif::ProgressBar::with_draw_target(
             Some(steps),
             indicatif::ProgressDrawTarget::stdout(),
@@ -77,9 +77,9 @@ impl Observer for EpochLines {
             line += &format!(" - val_loss: {loss:.4} - val_accuracy: {accuracy:.4}");
         }
         if self.terminal {
-            println!("{line}");
+            outln!("{line}");
         } else {
-            println!("Epoch {}/{} - {line}", record.epoch, self.epochs);
+            outln!("Epoch {}/{} - {line}", record.epoch, self.epochs);
         }
     }
 }

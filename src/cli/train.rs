@@ -15,6 +15,7 @@ use gpu_mnist::{
 use super::args::{mnist_model, TrainArgs};
 use super::commands::{load_data, write_json, CliError, Exit};
 use super::interrupt::{Interruptible, Interrupts, Signal};
+use super::outputs::Outputs;
 use super::progress::EpochLines;
 
 /// Metadata keys of the data a run trained on, checked when it resumes.
@@ -67,7 +68,7 @@ pub fn train(args: &TrainArgs) -> Result<(), CliError> {
     let epochs_before = history.len();
     let total_epochs = epochs_before + args.epochs as usize;
     if !args.quiet {
-        println!(
+        outln!(
             "backend: {} | {:?} lr {} | {} {} training images{}\n{spec}",
             trainer.describe(),
             config.optimizer.kind,
@@ -131,7 +132,7 @@ pub fn train(args: &TrainArgs) -> Result<(), CliError> {
         if let Some(stopping) = &mut stopping {
             if stopping.update(&record, &mut trainer)? {
                 if !args.quiet {
-                    println!(
+                    outln!(
                         "early stopping: no lower val_loss for {} epochs",
                         args.early_stopping.unwrap_or_default()
                     );
@@ -146,10 +147,10 @@ pub fn train(args: &TrainArgs) -> Result<(), CliError> {
         None => None,
     };
     if let (Some(epoch), false) = (best_epoch, args.quiet) {
-        println!("restored the weights of epoch {epoch} (lowest val_loss)");
+        outln!("restored the weights of epoch {epoch} (lowest val_loss)");
     }
     let test = trainer.evaluate(Split::Test)?;
-    println!(
+    outln!(
         "test_loss: {:.4}  test_acc: {:.4}",
         test.loss(),
         test.accuracy()
@@ -232,88 +233,20 @@ fn resume_command(path: &Path, epochs: usize) -> String {
     kept.join(" ")
 }
 
-/// Refuses, before any training, outputs that could not be written or would
-/// overwrite something else the run uses: each must be a regular file (or
-/// absent) in an existing, writable directory, and no two the same file, nor
-/// a data file or the `--init-from` checkpoint. (`--save` may be the
-/// `--resume` checkpoint: it is replaced whole, only once the new one is written.)
+/// Every file the run will write, checked before the data is read. (`--save`
+/// may be the `--resume` checkpoint: it is replaced whole, only once the new
+/// one is written.)
 fn check_outputs(args: &TrainArgs) -> Result<(), CliError> {
-    let outputs: Vec<(&str, &PathBuf)> = [
-        ("--save", &args.save),
-        ("--history", &args.history),
-        ("--csv", &args.csv),
-        ("--plot", &args.plot),
-    ]
-    .into_iter()
-    .filter_map(|(flag, path)| Some((flag, path.as_ref()?)))
-    .collect();
-    let mut inputs: Vec<(String, PathBuf)> = Vec::new();
+    let mut outputs = Outputs::default().reads_data(&args.data);
     if let Some(path) = &args.init_from {
-        inputs.push(("--init-from".into(), path.clone()));
+        outputs = outputs.reads("--init-from", path);
     }
-    let set = args.data.dataset.0;
-    let data_dir = args
-        .data
-        .data_dir
-        .clone()
-        .or_else(|| std::env::var_os(set.data_env).map(PathBuf::from));
-    if let Some(dir) = data_dir {
-        for file in set.files() {
-            if let Some(found) = file.find_in(&dir) {
-                inputs.push(("a data file".into(), found));
-            }
-        }
-    }
-    let mut seen: Vec<(String, PathBuf)> = inputs
-        .into_iter()
-        .map(|(what, path)| (what, identity(&path)))
-        .collect();
-    for (flag, path) in outputs {
-        check_output(flag, path)?;
-        let id = identity(path);
-        if let Some((other, _)) = seen.iter().find(|(_, p)| *p == id) {
-            return Err(format!(
-                "{flag} {} is also {other}: each output needs a file of its own",
-                path.display()
-            )
-            .into());
-        }
-        seen.push((flag.to_string(), id));
-    }
-    Ok(())
-}
-
-/// The file a path names, links and `..` resolved as far as it exists.
-fn identity(path: &Path) -> PathBuf {
-    if let Ok(real) = std::fs::canonicalize(path) {
-        return real;
-    }
-    let parent = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let parent = std::fs::canonicalize(parent).unwrap_or_else(|_| parent.to_path_buf());
-    parent.join(path.file_name().unwrap_or_default())
-}
-
-fn check_output(flag: &str, path: &Path) -> Result<(), CliError> {
-    let refuse = |why: String| -> CliError { format!("{flag} {}: {why}", path.display()).into() };
-    let parent = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    if !parent.is_dir() {
-        return Err(refuse(format!("{} is not a directory", parent.display())));
-    }
-    if let Ok(meta) = std::fs::metadata(path) {
-        if !meta.is_file() {
-            return Err(refuse("exists and is not a regular file".into()));
-        }
-    }
-    // Writable: a temporary file there (removed at once) says so for sure.
-    tempfile::tempfile_in(&parent)
-        .map_err(|e| refuse(format!("cannot write in {}: {e}", parent.display())))?;
-    Ok(())
+    outputs.check_all([
+        ("--save", args.save.as_ref()),
+        ("--history", args.history.as_ref()),
+        ("--csv", args.csv.as_ref()),
+        ("--plot", args.plot.as_ref()),
+    ])
 }
 
 /// The history (JSON, without test metrics yet), CSV and plot after an epoch.

@@ -72,7 +72,7 @@ fn decode(path: &Path) -> Result<DynamicImage, DigitImageError> {
     };
     // The format comes from the content alone, not the name: a text file
     // named .png is not an image, a JPEG named .png is one.
-    let file = std::fs::File::open(path).map_err(unreadable)?;
+    let file = crate::input_file::open_regular(path).map_err(unreadable)?;
     let mut reader = ImageReader::new(std::io::BufReader::new(file))
         .with_guessed_format()
         .map_err(unreadable)?;

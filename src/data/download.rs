@@ -93,6 +93,10 @@ pub struct NetworkLimits {
     pub rounds: u32,
     /// The wait before the second round, doubling for each round after it.
     pub backoff: Duration,
+    /// The slowest average transfer (bytes per second, judged once `stall`
+    /// has passed) kept: a mirror trickling a byte at a time never stalls,
+    /// but would hold the download for days.
+    pub min_rate: u64,
 }
 
 impl Default for NetworkLimits {
@@ -102,6 +106,8 @@ impl Default for NetworkLimits {
             stall: Duration::from_secs(15),
             rounds: 3,
             backoff: Duration::from_secs(1),
+            // MNIST's largest file in under 20 minutes.
+            min_rate: 8 << 10,
         }
     }
 }
@@ -177,7 +183,7 @@ fn verify(file: &RemoteFile, bytes: Vec<u8>, identify: Identify<'_>) -> Result<(
 /// Whether `dir` already holds a verified copy of `file`.
 fn already_verified(file: &RemoteFile, dir: &Path) -> Option<PathBuf> {
     let path = dir.join(&file.name);
-    let bytes = std::fs::read(&path).ok()?;
+    let bytes = crate::input_file::read_bounded(&path, transfer_cap(file.max_bytes)).ok()?;
     verify(file, bytes, &|_| None).ok().map(|()| path)
 }
 
@@ -187,29 +193,73 @@ fn transfer_cap(content: u64) -> u64 {
     content + content / 1000 + 1024
 }
 
+/// Why a transfer failed, and whether asking the same URL again could help.
+struct FetchFailure {
+    why: String,
+    lasting: bool,
+}
+
+impl From<String> for FetchFailure {
+    fn from(why: String) -> Self {
+        Self {
+            why,
+            lasting: false,
+        }
+    }
+}
+
 fn fetch(
     agent: &ureq::Agent,
     url: &str,
     remote: &RemoteFile,
+    limits: &NetworkLimits,
     progress: &mut dyn FnMut(Progress<'_>),
-) -> Result<Vec<u8>, String> {
+) -> Result<Vec<u8>, FetchFailure> {
     let (file, max) = (remote.name.as_str(), transfer_cap(remote.max_bytes));
-    let mut response = agent.get(url).call().map_err(|e| e.to_string())?;
+    let mut response = agent.get(url).call().map_err(|e| FetchFailure {
+        why: e.to_string(),
+        // A malformed URL or a refusal (404, 403) will be the same next time;
+        // a timeout (408) or rate limit (429) may not.
+        lasting: match e {
+            ureq::Error::BadUri(_) | ureq::Error::Http(_) => true,
+            ureq::Error::StatusCode(code) => {
+                (400..500).contains(&code) && code != 408 && code != 429
+            }
+            _ => false,
+        },
+    })?;
     let total = response.body().content_length();
     if let Some(total) = total.filter(|&t| t > max) {
-        return Err(format!(
-            "announces {total} bytes, more than the file's {max}"
-        ));
+        return Err(FetchFailure {
+            why: format!("announces {total} bytes, more than the file's {max}"),
+            lasting: true,
+        });
     }
     progress(Progress::Started { file, total });
     let mut body = Vec::with_capacity(total.unwrap_or(1 << 20) as usize);
     // One byte more than allowed tells a mirror that sends too much.
     let mut reader = response.body_mut().as_reader().take(max + 1);
     let mut chunk = vec![0; 1 << 16];
+    let start = std::time::Instant::now();
     loop {
+        let elapsed = start.elapsed();
+        if elapsed > limits.stall
+            && (body.len() as f64) < limits.min_rate as f64 * elapsed.as_secs_f64()
+        {
+            return Err(format!(
+                "too slow: {} bytes in {:.0} s, under {} bytes/s",
+                body.len(),
+                elapsed.as_secs_f64(),
+                limits.min_rate
+            )
+            .into());
+        }
         match reader.read(&mut chunk) {
             Ok(0) if body.len() as u64 > max => {
-                return Err(format!("sent more than the file's {max} bytes"))
+                return Err(FetchFailure {
+                    why: format!("sent more than the file's {max} bytes"),
+                    lasting: true,
+                })
             }
             Ok(0) => return Ok(body),
             Ok(n) => {
@@ -220,7 +270,7 @@ fn fetch(
                 });
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(format!("transfer failed: {e}")),
+            Err(e) => return Err(format!("transfer failed: {e}").into()),
         }
     }
 }
@@ -260,6 +310,11 @@ pub fn download_files_within(
     if mirrors.is_empty() {
         return Err(DownloadError::NoMirrors);
     }
+    // The one directory made on the user's behalf: a data set's own (its cache).
+    std::fs::create_dir_all(dir).map_err(|cause| DownloadError::Write {
+        path: dir.to_path_buf(),
+        cause,
+    })?;
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_connect(Some(limits.connect))
         .timeout_recv_response(Some(limits.stall))
@@ -275,8 +330,9 @@ pub fn download_files_within(
         let name = &file.name;
         let mut attempts = Vec::new();
         let mut saved = None;
-        // Mirrors that served something else are not asked again; those
-        // that failed to deliver (unreachable, stalled, cut off) are, after a pause.
+        // Mirrors that served something else, or refused in a way that will
+        // not change (a malformed URL, 404), are not asked again; those that
+        // failed to deliver (unreachable, stalled, cut off) are, after a pause.
         let mut refused = vec![false; mirrors.len()];
         let rounds = limits.rounds.max(1);
         'rounds: for round in 0..rounds {
@@ -288,8 +344,11 @@ pub fn download_files_within(
                     continue;
                 }
                 let url = format!("{}/{name}", mirror.trim_end_matches('/'));
-                let error = match fetch(&agent, &url, file, progress) {
-                    Err(error) => error,
+                let error = match fetch(&agent, &url, file, limits, progress) {
+                    Err(failure) => {
+                        refused[m] |= failure.lasting;
+                        failure.why
+                    }
                     Ok(body) => match verify(file, body.clone(), identify) {
                         Err(error) => {
                             refused[m] = true;

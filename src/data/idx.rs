@@ -176,7 +176,8 @@ pub fn read_file(path: &Path, expected_magic: u32) -> Result<IdxArray, IdxError>
         file: path.display().to_string(),
         problem,
     };
-    let file = std::fs::File::open(path).map_err(|e| with_file(IdxProblem::Io(e.to_string())))?;
+    let file = crate::input_file::open_regular(path)
+        .map_err(|e| with_file(IdxProblem::Io(e.to_string())))?;
     let len = file
         .metadata()
         .map_err(|e| with_file(IdxProblem::Io(e.to_string())))?

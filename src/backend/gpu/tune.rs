@@ -77,15 +77,30 @@ pub fn cache_path() -> Option<PathBuf> {
     }
 }
 
+/// Far more than any number of adapters and shapes needs.
+const MAX_CACHE_BYTES: u64 = 16 << 20;
+
 fn read_cache(path: &std::path::Path) -> BTreeMap<String, Choice> {
-    let Ok(bytes) = std::fs::read(path) else {
-        return BTreeMap::new();
+    // Read once per matmul shape: a problem is worth one warning, not seven.
+    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    let warn = |why: String| {
+        if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            log::warn!(
+                "ignoring the kernel cache {} ({why}); choices are measured again",
+                path.display()
+            );
+        }
+    };
+    let bytes = match crate::input_file::read_bounded(path, MAX_CACHE_BYTES) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return BTreeMap::new(),
+        Err(e) => {
+            warn(e.to_string());
+            return BTreeMap::new();
+        }
     };
     serde_json::from_slice(&bytes).unwrap_or_else(|e| {
-        log::warn!(
-            "ignoring the corrupt kernel cache {} ({e}); it will be rebuilt",
-            path.display()
-        );
+        warn(format!("corrupt: {e}"));
         BTreeMap::new()
     })
 }
@@ -163,7 +178,13 @@ fn cached_or_measured(
     if let Some(path) = path {
         let written = serde_json::to_vec_pretty(&cache)
             .map_err(std::io::Error::other)
-            .and_then(|bytes| crate::atomic_file::write_atomically(&path, &bytes));
+            .and_then(|bytes| {
+                // The cache's own directory is made on first use.
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir)?;
+                }
+                crate::atomic_file::write_atomically(&path, &bytes)
+            });
         if let Err(e) = written {
             log::warn!("cannot write the kernel cache {}: {e}", path.display());
         }

@@ -1,0 +1,204 @@
+//! The files a command will write, checked before it does any work: each in
+//! an existing, writable directory, none a directory or device, none a dangling
+//! link into nowhere, and none the same file as another output or as a file
+//! the command reads (a checkpoint, a history, the data set's own files), so a
+//! typo can neither waste a run nor replace what the user had.
+
+use std::path::{Path, PathBuf};
+
+use gpu_mnist::atomic_file::resolve_links;
+
+use super::args::DataArgs;
+use super::commands::CliError;
+
+/// Files already spoken for, each with what it is (for the message).
+#[derive(Default)]
+pub struct Outputs {
+    taken: Vec<(String, PathBuf)>,
+}
+
+impl Outputs {
+    /// A file the command reads, which no output may replace.
+    pub fn reads(mut self, what: &str, path: &Path) -> Self {
+        self.taken.push((what.to_string(), identity(path)));
+        self
+    }
+
+    /// The data set's files wherever the command may look for them, which no
+    /// output may replace.
+    pub fn reads_data(mut self, data: &DataArgs) -> Self {
+        let set = data.dataset.0;
+        let dirs = match &data.data_dir {
+            Some(dir) => vec![dir.clone()],
+            None => set.default_search_dirs(),
+        };
+        for dir in dirs {
+            for found in set.files().iter().filter_map(|f| f.find_in(&dir)) {
+                self.taken.push(("a data file".into(), identity(&found)));
+            }
+        }
+        self
+    }
+
+    /// Checks that `path`, named by `flag`, can be written as a new file.
+    pub fn check(&mut self, flag: &str, path: &Path) -> Result<(), CliError> {
+        check_writable(flag, path)?;
+        let id = identity(path);
+        if let Some((other, _)) = self.taken.iter().find(|(_, p)| *p == id) {
+            return Err(format!(
+                "{flag} {} is also {other}: each output needs a file of its own",
+                path.display()
+            )
+            .into());
+        }
+        self.taken.push((flag.to_string(), id));
+        Ok(())
+    }
+
+    /// [`Self::check`] of each `(flag, path)` given.
+    pub fn check_all<'a>(
+        mut self,
+        outputs: impl IntoIterator<Item = (&'a str, Option<&'a PathBuf>)>,
+    ) -> Result<(), CliError> {
+        for (flag, path) in outputs {
+            if let Some(path) = path {
+                self.check(flag, path)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The file a path names, links and `..` resolved as far as it exists.
+fn identity(path: &Path) -> PathBuf {
+    if let Ok(real) = std::fs::canonicalize(path) {
+        return real;
+    }
+    let path = resolve_links(path).unwrap_or_else(|_| path.to_path_buf());
+    let parent = parent_of(&path);
+    let parent = std::fs::canonicalize(&parent).unwrap_or(parent);
+    parent.join(path.file_name().unwrap_or_default())
+}
+
+fn parent_of(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+fn check_writable(flag: &str, path: &Path) -> Result<(), CliError> {
+    let refuse = |why: String| -> CliError { format!("{flag} {}: {why}", path.display()).into() };
+    // A link is written through: what matters is where it ends.
+    let target =
+        resolve_links(path).map_err(|_| refuse("too many levels of symbolic links".into()))?;
+    let parent = parent_of(&target);
+    if !parent.is_dir() {
+        let why = if target == path {
+            format!("{} is not a directory", parent.display())
+        } else {
+            format!(
+                "it links to {}, in {}, which is not a directory",
+                target.display(),
+                parent.display()
+            )
+        };
+        return Err(refuse(why));
+    }
+    if let Ok(meta) = std::fs::metadata(&target) {
+        if meta.is_dir() {
+            return Err(refuse("is a directory".into()));
+        }
+        if !meta.is_file() {
+            return Err(refuse("exists and is not a regular file".into()));
+        }
+    }
+    // Writable: a temporary file there (removed at once) says so for sure.
+    tempfile::tempfile_in(&parent).map_err(|e| {
+        refuse(format!(
+            "cannot write in {}: {}",
+            parent.display(),
+            std::io::Error::from(e.kind())
+        ))
+    })?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(result: Result<(), CliError>) -> String {
+        result.unwrap_err().to_string()
+    }
+
+    #[test]
+    fn an_output_may_not_replace_an_input_or_another_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let model = dir.path().join("model.safetensors");
+        std::fs::write(&model, b"weights").unwrap();
+        let mut outputs = Outputs::default().reads("the checkpoint", &model);
+        let again = dir.path().join(".").join("model.safetensors");
+        assert_eq!(
+            message(outputs.check("--json", &again)),
+            format!(
+                "--json {} is also the checkpoint: each output needs a file of its own",
+                again.display()
+            )
+        );
+        let report = dir.path().join("report.json");
+        outputs.check("--json", &report).unwrap();
+        assert!(message(outputs.check("--csv", &report)).contains("is also --json"));
+        assert_eq!(std::fs::read(&model).unwrap(), b"weights");
+    }
+
+    #[test]
+    fn a_missing_directory_or_a_directory_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let typo = dir.path().join("typo").join("out.json");
+        assert_eq!(
+            message(Outputs::default().check("-o", &typo)),
+            format!(
+                "-o {}: {} is not a directory",
+                typo.display(),
+                typo.parent().unwrap().display()
+            )
+        );
+        assert!(message(Outputs::default().check("-o", dir.path())).ends_with("is a directory"));
+        assert!(!dir.path().join("typo").exists());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn links_are_judged_by_where_they_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let dangling = dir.path().join("dangling");
+        std::os::unix::fs::symlink(dir.path().join("gone").join("x"), &dangling).unwrap();
+        let why = message(Outputs::default().check("--save", &dangling));
+        assert!(why.contains("which is not a directory"), "{why}");
+        assert!(!dir.path().join("gone").exists());
+        // A link to a new file in an existing directory is fine.
+        let ahead = dir.path().join("ahead");
+        std::os::unix::fs::symlink(dir.path().join("new.json"), &ahead).unwrap();
+        Outputs::default().check("--save", &ahead).unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        std::os::unix::fs::symlink(&b, &a).unwrap();
+        std::os::unix::fs::symlink(&a, &b).unwrap();
+        let why = message(Outputs::default().check("--save", &a));
+        assert!(why.ends_with("too many levels of symbolic links"), "{why}");
+        // Through a link, an input is still recognised.
+        let model = dir.path().join("model");
+        std::fs::write(&model, b"w").unwrap();
+        let alias = dir.path().join("alias");
+        std::os::unix::fs::symlink(&model, &alias).unwrap();
+        let mut outputs = Outputs::default().reads("the checkpoint", &model);
+        assert!(message(outputs.check("-o", &alias)).contains("is also the checkpoint"));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn devices_are_refused() {
+        let why = message(Outputs::default().check("--json", Path::new("/dev/null")));
+        assert_eq!(why, "--json /dev/null: exists and is not a regular file");
+    }
+}

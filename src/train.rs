@@ -146,6 +146,48 @@ pub struct TrainState {
     pub partial: Option<PartialEpoch>,
 }
 
+impl TrainState {
+    /// Whether the counts agree with each other and with a training set of
+    /// `len` examples taken `per_epoch` steps an epoch: a damaged or edited
+    /// file is refused rather than resumed into something no run was.
+    fn check(&self, per_epoch: u64, len: usize, shuffle: bool) -> Result<(), String> {
+        let partial_steps = self.partial.map_or(0, |p| p.metrics.steps);
+        if let Some(partial) = &self.partial {
+            if partial.epoch != self.epochs_done + 1 || partial_steps >= per_epoch {
+                return Err(format!(
+                    "an interrupted epoch {} at step {partial_steps} of {per_epoch} after {} whole epochs",
+                    partial.epoch, self.epochs_done
+                ));
+            }
+            if partial.order_position > self.order_position {
+                return Err(
+                    "the interrupted epoch's shuffle position is ahead of the run's".into(),
+                );
+            }
+        }
+        let expected = (self.epochs_done as u64)
+            .checked_mul(per_epoch)
+            .and_then(|s| s.checked_add(partial_steps));
+        if expected != Some(self.steps) {
+            return Err(format!(
+                "{} steps taken, but {} epochs of {per_epoch} steps (and {partial_steps} more) done",
+                self.steps, self.epochs_done
+            ));
+        }
+        // A shuffle draws one 32-bit word per example, and now and then one
+        // more: never twice as many. Unshuffled runs draw none.
+        let epochs = self.epochs_done as u128 + 1;
+        let most = if shuffle { epochs * 2 * len as u128 } else { 0 };
+        if self.order_position > most {
+            return Err(format!(
+                "the shuffle position {} is beyond what {epochs} epochs can reach",
+                self.order_position
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Where an interrupted epoch stopped, to finish it as if it never had.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PartialEpoch {
@@ -258,6 +300,10 @@ impl Trainer {
         data: Arc<Splits>,
         config: TrainConfig,
     ) -> Result<Self, Error> {
+        let per_epoch = data.train.len.div_ceil(config.batch_size.max(1)) as u64;
+        state
+            .check(per_epoch, data.train.len, config.shuffle)
+            .map_err(|why| Error::Invalid(format!("the saved run state is inconsistent: {why}")))?;
         let mut trainer = Self::new(device, spec, &state.params, data, config)?;
         let slots = trainer.engine.state_slots();
         if state.slots.len() != slots {

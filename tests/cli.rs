@@ -629,6 +629,20 @@ fn export_writes_pytorch_linear_layers() {
     assert_eq!(file.tensor("0.weight").unwrap().shape(), [32, 784]);
     assert_eq!(file.tensor("2.weight").unwrap().shape(), [10, 32]);
     assert_fails(&run(&dir.path().join("missing.st")), 1, "missing.st");
+    // Output nobody can read is a failure with one line, not a panic.
+    let full = Command::new(env!("CARGO_BIN_EXE_gpu-mnist"))
+        .args(["export", "--pytorch", "--checkpoint"])
+        .arg(&ckpt)
+        .arg("-o")
+        .arg(&out)
+        .stdout(std::fs::File::create("/dev/full").unwrap())
+        .output()
+        .unwrap();
+    assert_fails(
+        &full,
+        1,
+        "error: cannot write to standard output: No space left on device",
+    );
 }
 
 #[test]

@@ -163,6 +163,55 @@ fn resuming_refuses_a_different_run_saying_what_differs() {
         assert!(err.contains(message), "{flags:?}: {err}");
         assert_eq!(err.lines().count(), 1, "{err}");
     }
+    // As many examples, but not the same ones: one training label differs.
+    let other = dir.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    for name in [
+        "train-images-idx3-ubyte.gz",
+        "t10k-images-idx3-ubyte.gz",
+        "t10k-labels-idx1-ubyte.gz",
+    ] {
+        std::os::unix::fs::symlink(data.join(name), other.join(name)).unwrap();
+    }
+    let mut labels = gpu_mnist::data::idx::read_file(
+        &data.join("train-labels-idx1-ubyte.gz"),
+        gpu_mnist::data::idx::LABELS_MAGIC,
+    )
+    .unwrap();
+    labels.data[7] = (labels.data[7] + 1) % 10;
+    let encoded = gpu_mnist::data::idx::encode(&labels.dims, &labels.data);
+    std::fs::write(other.join("train-labels-idx1-ubyte"), encoded).unwrap();
+    let out = train(&other, "cpu", &["--epochs", "1", "--resume", saved]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("its run trained on other examples than this run's, though as many"),
+        "{}",
+        stderr(&out)
+    );
+    // A run state whose counts disagree (edited, or damaged) is refused.
+    let mut edited = gpu_mnist::checkpoint::read(Path::new(saved)).unwrap();
+    let (config, mut state) = edited.run.take().unwrap();
+    state.steps += 1;
+    let broken = dir.path().join("broken.st");
+    gpu_mnist::checkpoint::save_run(
+        &broken,
+        &edited.spec,
+        &config,
+        &state,
+        edited.metadata.clone(),
+    )
+    .unwrap();
+    let out = train(
+        &data,
+        "cpu",
+        &["--epochs", "1", "--resume", broken.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("the saved run state is inconsistent: 25 steps taken, but 1 epochs of 24 steps (and 0 more) done"),
+        "{}",
+        stderr(&out)
+    );
     // Weights without a run's state start a new run only through --init-from.
     let weights = dir.path().join("weights.st");
     let spec = gpu_mnist::ModelSpec::mlp(784, &[512], 10);

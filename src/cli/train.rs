@@ -21,6 +21,8 @@ use super::progress::EpochLines;
 /// Metadata keys of the data a run trained on, checked when it resumes.
 const TRAIN_EXAMPLES_KEY: &str = "train_examples";
 const VALIDATION_EXAMPLES_KEY: &str = "validation_examples";
+/// [`gpu_mnist::data::Dataset::fingerprint`] of the training and validation examples.
+const EXAMPLES_KEY: &str = "examples_sha256";
 
 pub fn train(args: &TrainArgs) -> Result<(), CliError> {
     check_outputs(args)?;
@@ -38,14 +40,25 @@ pub fn train(args: &TrainArgs) -> Result<(), CliError> {
         data.train.len,
         data.validation.as_ref().map_or(0, |v| v.len),
     );
+    let fingerprint = format!(
+        "train {} validation {}",
+        data.train.fingerprint(),
+        data.validation
+            .as_ref()
+            .map_or("none".into(), |v| v.fingerprint())
+    );
     let spec = mnist_model(&args.hidden);
     let config = args.config();
     let device = args.device.open()?;
     let data = Arc::new(data);
     let (mut trainer, mut history) = match (&args.resume, &args.init_from) {
         (Some(path), _) => {
-            let (config, state) =
-                resumable(path, &spec, config, examples, args.data.dataset.0.name)?;
+            let trained_on = TrainedOn {
+                dataset: args.data.dataset.0.name,
+                examples,
+                fingerprint: &fingerprint,
+            };
+            let (config, state) = resumable(path, &spec, config, &trained_on)?;
             let trainer = Trainer::resume(&device, &spec, &state, data, config)?;
             (trainer, state.history)
         }
@@ -94,6 +107,7 @@ pub fn train(args: &TrainArgs) -> Result<(), CliError> {
         ("seed".to_string(), args.seed.to_string()),
         (TRAIN_EXAMPLES_KEY.to_string(), examples.0.to_string()),
         (VALIDATION_EXAMPLES_KEY.to_string(), examples.1.to_string()),
+        (EXAMPLES_KEY.to_string(), fingerprint.clone()),
     ]);
     let start = std::time::Instant::now();
     // From here on, Ctrl-C and SIGTERM stop the run at its next read-back.
@@ -303,13 +317,21 @@ fn save(
 }
 
 /// The saved run in `path`, checked against what this run asks for.
+/// The data a run trains on, as its checkpoints record it.
+struct TrainedOn<'a> {
+    dataset: &'a str,
+    /// Training and validation examples.
+    examples: (usize, usize),
+    fingerprint: &'a str,
+}
+
 fn resumable(
     path: &Path,
     spec: &ModelSpec,
     mut config: TrainConfig,
-    examples: (usize, usize),
-    dataset: &str,
+    now: &TrainedOn<'_>,
 ) -> Result<(TrainConfig, TrainState), CliError> {
+    let (dataset, examples) = (now.dataset, now.examples);
     let Checkpoint {
         spec: saved_spec,
         run,
@@ -354,6 +376,25 @@ fn resumable(
             shown(saved_examples.1),
             examples.0,
             examples.1
+        )
+        .into());
+    }
+    // Older checkpoints did not record it.
+    if let Some(saved) = metadata.get(EXAMPLES_KEY) {
+        if saved != now.fingerprint {
+            return Err(format!(
+                "checkpoint {}: its run trained on other examples than this run's, though as many (its data files differ): resume with the same data files",
+                path.display()
+            )
+            .into());
+        }
+    }
+    if state.history.len() != state.epochs_done {
+        return Err(format!(
+            "checkpoint {}: its run state is inconsistent ({} epochs done, {} in its history)",
+            path.display(),
+            state.epochs_done,
+            state.history.len()
         )
         .into());
     }

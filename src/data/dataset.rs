@@ -90,6 +90,22 @@ impl Dataset {
         &self.images[i * self.features..(i + 1) * self.features]
     }
 
+    /// The first 16 hex digits of the SHA-256 of the examples' shape, labels
+    /// and pixels: equal for the same examples in the same order, so a run
+    /// can tell whether it is resumed on the data it trained on.
+    pub fn fingerprint(&self) -> String {
+        use sha2::{Digest as _, Sha256};
+        let mut hash = Sha256::new();
+        hash.update((self.len as u64).to_le_bytes());
+        hash.update((self.features as u64).to_le_bytes());
+        hash.update(&self.labels);
+        hash.update(&self.images);
+        hash.finalize()[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
     /// The first `n` examples (all of them when `n >= len`).
     pub fn truncated(&self, n: usize) -> Self {
         self.rows(0..n.min(self.len))

@@ -142,6 +142,17 @@ fn bad_data_gets_one_line_naming_the_file() {
         1,
         "4 images but 5 labels",
     );
+
+    // Something other than a file under a data file's name is named, not
+    // called missing, and never opened (a FIFO would block the open).
+    std::fs::remove_file(&images).unwrap();
+    let made = Command::new("mkfifo").arg(&images).status().unwrap();
+    assert!(made.success());
+    assert_fails(
+        &gpu_mnist(&["train", "--backend", "cpu", "--data-dir", d]),
+        1,
+        "t10k-images-idx3-ubyte: cannot read the file: is not a regular file",
+    );
 }
 
 #[test]

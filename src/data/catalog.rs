@@ -82,11 +82,14 @@ impl IdxFile {
         ]
     }
 
+    /// The first accepted name present in `dir`. Whatever is there counts
+    /// (a directory, a FIFO): reading it then says what is wrong with it,
+    /// rather than calling it missing.
     pub fn find_in(&self, dir: &std::path::Path) -> Option<PathBuf> {
         self.accepted_names()
             .iter()
             .map(|name| dir.join(name))
-            .find(|p| p.is_file())
+            .find(|p| p.exists())
     }
 
     /// The digests that accept a copy of this file.

@@ -6,7 +6,7 @@
 use std::io::Read;
 use std::path::Path;
 
-use flate2::read::GzDecoder;
+use flate2::read::MultiGzDecoder;
 
 /// Magic number of an IDX file of unsigned bytes with rank 3 (images).
 pub const IMAGES_MAGIC: u32 = 0x0000_0803;
@@ -63,10 +63,12 @@ pub enum IdxProblem {
 
 /// Returns the decompressed content when `bytes` is gzip (by its magic), else
 /// `bytes`; content longer than `limit` bytes is refused as soon as it is.
+/// As `gunzip` does, the members of a multi-member file are joined; unlike
+/// it, bytes after the last member that are not another one are an error.
 pub fn decompress_if_gzip(bytes: Vec<u8>, limit: u64) -> Result<Vec<u8>, IdxProblem> {
     let content = if bytes.starts_with(&GZIP_MAGIC) {
         let mut out = Vec::with_capacity(bytes.len() * 4);
-        GzDecoder::new(bytes.as_slice())
+        MultiGzDecoder::new(bytes.as_slice())
             .take(limit.saturating_add(1))
             .read_to_end(&mut out)
             .map_err(|e| IdxProblem::Gzip(e.to_string()))?;
@@ -118,7 +120,7 @@ pub fn read_from(source: impl Read, len: u64, expected_magic: u32) -> Result<Idx
         .map_err(|e| IdxProblem::Io(e.to_string()))?
         .starts_with(&GZIP_MAGIC);
     let (mut reader, expansion): (Box<dyn Read>, u64) = if gzip {
-        (Box::new(GzDecoder::new(source)), MAX_GZIP_EXPANSION)
+        (Box::new(MultiGzDecoder::new(source)), MAX_GZIP_EXPANSION)
     } else {
         (Box::new(source), 1)
     };

@@ -736,7 +736,11 @@ fn no_command_writes_over_a_file_it_reads() {
 
 #[test]
 fn flags_that_would_do_nothing_and_negative_numbers_are_refused() {
-    let cases: [(&[&str], &str); 9] = [
+    let cases: [(&[&str], &str); 10] = [
+        (
+            &["train", "--init", "uniform", "--resume", "run.st"],
+            "the argument '--init <INIT>' cannot be used with '--resume <FILE>'",
+        ),
         (
             &["train", "--optimizer", "adam", "--momentum", "0.5"],
             "--momentum applies to sgd and rmsprop",
@@ -805,6 +809,19 @@ fn flags_that_would_do_nothing_and_negative_numbers_are_refused() {
             2,
             "--steps 470 is more than one epoch (469 steps of 128)",
         );
+        assert_fails(
+            &gpu_mnist(&[
+                "train",
+                "--backend",
+                "cpu",
+                "--train-samples",
+                "60001",
+                "--data-dir",
+                data.to_str().unwrap(),
+            ]),
+            2,
+            "error: --train-samples 60001 is more than the 60000 training images",
+        );
     }
 }
 
@@ -842,6 +859,20 @@ fn evaluate_and_predict_never_read_the_training_set() {
         ]);
         assert!(out.status.success(), "{command}: {}", stderr(&out));
     }
+    // Nor need them.
+    let labels = copy.join("train-labels-idx1-ubyte.gz");
+    std::fs::rename(&labels, dir.path().join("elsewhere")).unwrap();
+    let out = gpu_mnist(&[
+        "evaluate",
+        "--backend",
+        "cpu",
+        "--checkpoint",
+        ckpt.to_str().unwrap(),
+        "--data-dir",
+        copy.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    std::fs::rename(dir.path().join("elsewhere"), &labels).unwrap();
     // Training does read them, and says which is broken.
     let out = gpu_mnist(&[
         "train",

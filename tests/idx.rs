@@ -37,12 +37,18 @@ fn joins_gzip_members_and_refuses_junk_after_them() {
     let (head, tail) = raw.split_at(20);
     // `gzip -c a b` writes two members; gunzip joins them.
     let two = [gzip(head), gzip(tail)].concat();
-    assert_eq!(idx::parse(&two, IMAGES_MAGIC).unwrap(), idx::parse(&raw, IMAGES_MAGIC).unwrap());
+    assert_eq!(
+        idx::parse(&two, IMAGES_MAGIC).unwrap(),
+        idx::parse(&raw, IMAGES_MAGIC).unwrap()
+    );
     let unzipped = idx::decompress_if_gzip(two, raw.len() as u64).unwrap();
     assert_eq!(unzipped, raw);
     // The first member alone would be a whole file: what follows must not be ignored.
     let junk = [gzip(&raw), b"not gzip".to_vec()].concat();
-    assert!(matches!(idx::parse(&junk, IMAGES_MAGIC), Err(IdxProblem::Gzip(_))));
+    assert!(matches!(
+        idx::parse(&junk, IMAGES_MAGIC),
+        Err(IdxProblem::Gzip(_))
+    ));
     assert!(matches!(
         idx::decompress_if_gzip(junk, raw.len() as u64),
         Err(IdxProblem::Gzip(_))
@@ -50,7 +56,9 @@ fn joins_gzip_members_and_refuses_junk_after_them() {
     let extra = [gzip(&raw), gzip(b"more")].concat();
     assert_eq!(
         idx::parse(&extra, IMAGES_MAGIC).unwrap_err(),
-        IdxProblem::TrailingData { expected: 5 * 4 * 3 }
+        IdxProblem::TrailingData {
+            expected: 5 * 4 * 3
+        }
     );
 }
 

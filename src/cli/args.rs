@@ -227,7 +227,8 @@ pub struct TrainArgs {
     /// Hidden layer widths, comma-separated (e.g. 512 or 512,256).
     #[arg(long, default_value = "512", allow_negative_numbers = true, value_parser = parse_hidden)]
     pub hidden: HiddenLayers,
-    #[arg(long, value_enum, default_value_t = InitArg::Glorot)]
+    /// How the weights start (not with --resume or --init-from, which bring theirs).
+    #[arg(long, value_enum, default_value_t = InitArg::Glorot, conflicts_with_all = ["resume", "init_from"])]
     pub init: InitArg,
     #[arg(long, value_enum, default_value_t = OptimizerArg::Rmsprop)]
     pub optimizer: OptimizerArg,

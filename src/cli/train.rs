@@ -31,6 +31,16 @@ pub fn train(args: &TrainArgs) -> Result<(), CliError> {
     }
     let mut data = load_data(&args.data)?;
     if let Some(n) = args.train_samples {
+        if n as usize > data.train.len {
+            return Err(Exit {
+                code: 2,
+                message: format!(
+                    "error: --train-samples {n} is more than the {} training images",
+                    data.train.len
+                ),
+            }
+            .into());
+        }
         data.train = data.train.truncated(n as usize);
     }
     if let Some(fraction) = args.validation_split {

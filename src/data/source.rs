@@ -3,6 +3,7 @@
 //! directory, a system package's directory, or the per-user cache (filled by a
 //! verified download when nothing else has them).
 
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use super::catalog::{self, DataSet};
@@ -81,10 +82,11 @@ impl DataSet {
         dirs
     }
 
-    /// Paths of all four files in `dir`, or the stems that are missing.
-    fn complete_set(&self, dir: &Path) -> Result<[PathBuf; 4], Vec<String>> {
-        let files = self.files();
-        let found = files.map(|f| f.find_in(dir));
+    /// Paths of the `wanted` files (indices into [`DataSet::files`]) in
+    /// `dir`, or the stems that are missing.
+    fn complete_set(&self, dir: &Path, wanted: Range<usize>) -> Result<Vec<PathBuf>, Vec<String>> {
+        let files = &self.files()[wanted];
+        let found: Vec<Option<PathBuf>> = files.iter().map(|f| f.find_in(dir)).collect();
         let missing: Vec<String> = files
             .iter()
             .zip(&found)
@@ -92,7 +94,7 @@ impl DataSet {
             .map(|(f, _)| f.stem.to_string())
             .collect();
         if missing.is_empty() {
-            Ok(found.map(Option::unwrap))
+            Ok(found.into_iter().flatten().collect())
         } else {
             Err(missing)
         }
@@ -124,24 +126,38 @@ impl DataSet {
         explicit: Option<&Path>,
         download: Option<&mut dyn FnMut(Progress<'_>)>,
     ) -> Result<[PathBuf; 4], DataError> {
+        let paths = self.locate_files(explicit, download, 0..4)?;
+        Ok(paths.try_into().expect("four paths"))
+    }
+
+    /// [`Self::locate`] of the `wanted` files only (a download fetches all).
+    fn locate_files(
+        &'static self,
+        explicit: Option<&Path>,
+        download: Option<&mut dyn FnMut(Progress<'_>)>,
+        wanted: Range<usize>,
+    ) -> Result<Vec<PathBuf>, DataError> {
         if let Some(dir) = explicit {
-            return self
-                .complete_set(dir)
-                .map_err(|missing| DataError::MissingInExplicitDir {
+            return self.complete_set(dir, wanted).map_err(|missing| {
+                DataError::MissingInExplicitDir {
                     set: self,
                     dir: dir.to_path_buf(),
                     missing,
-                });
+                }
+            });
         }
         let searched = self.default_search_dirs();
-        if let Some(paths) = searched.iter().find_map(|d| self.complete_set(d).ok()) {
+        if let Some(paths) = searched
+            .iter()
+            .find_map(|d| self.complete_set(d, wanted.clone()).ok())
+        {
             return Ok(paths);
         }
         let cause = match (download, self.cache_dir()) {
             (None, _) => FetchError::Disabled,
             (Some(_), None) => FetchError::NoCacheDir,
             (Some(progress), Some(dir)) => match self.download_all(&dir, progress) {
-                Ok(paths) => return Ok(paths),
+                Ok(paths) => return Ok(paths[wanted].to_vec()),
                 Err(e) => e.into(),
             },
         };
@@ -156,32 +172,32 @@ impl DataSet {
     /// are below the catalogue's class count).
     pub fn load_files(&self, paths: &[PathBuf; 4]) -> Result<Splits, DataError> {
         Ok(Splits::new(
-            self.load_pair(paths, 0)?,
-            self.load_pair(paths, 2)?,
+            self.load_pair(&paths[0..2], 0)?,
+            self.load_pair(&paths[2..4], 2)?,
         ))
     }
 
-    /// The images (file `images`) and labels (the next file) of one split.
-    fn load_pair(&self, paths: &[PathBuf; 4], images: usize) -> Result<Dataset, DataError> {
+    /// One split from its images and labels (`pair`), which are the files
+    /// `first` and `first + 1` of [`DataSet::files`].
+    fn load_pair(&self, pair: &[PathBuf], first: usize) -> Result<Dataset, DataError> {
         let files = self.files();
-        let read = |i: usize| idx::read_file(&paths[i], files[i].magic);
-        let labels = images + 1;
-        Dataset::from_idx(read(images)?, read(labels)?, self.classes.len()).map_err(|problem| {
+        let read = |i: usize| idx::read_file(&pair[i], files[first + i].magic);
+        Dataset::from_idx(read(0)?, read(1)?, self.classes.len()).map_err(|problem| {
             DataError::Idx(IdxError {
-                file: format!("{} + {}", paths[images].display(), paths[labels].display()),
+                file: format!("{} + {}", pair[0].display(), pair[1].display()),
                 problem,
             })
         })
     }
 
-    /// Locates the data set as [`DataSet::load`] does, but reads only the
-    /// test split.
+    /// Locates the data set as [`DataSet::load`] does, but needs and reads
+    /// only the test split's files.
     pub fn load_test(
         &'static self,
         explicit: Option<&Path>,
         download: Option<&mut dyn FnMut(Progress<'_>)>,
     ) -> Result<Dataset, DataError> {
-        self.load_pair(&self.locate(explicit, download)?, 2)
+        self.load_pair(&self.locate_files(explicit, download, 2..4)?, 2)
     }
 
     /// Locates the data set (see [`DataSet::locate`]), downloads it if needed

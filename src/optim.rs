@@ -15,7 +15,7 @@ pub enum OptimizerKind {
 pub struct OptimizerSpec {
     pub kind: OptimizerKind,
     pub lr: f32,
-    /// SGD momentum; 0 is plain SGD.
+    /// Momentum of SGD and RMSprop (Keras' rules); 0 is none.
     pub momentum: f32,
     pub nesterov: bool,
     /// RMSprop decay of the squared-gradient average.

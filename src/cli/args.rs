@@ -287,7 +287,7 @@ pub struct TrainArgs {
     pub csv: Option<PathBuf>,
     /// Draw the loss and accuracy curves (.svg or .png) to this file, after
     /// every epoch.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", value_parser = parse_image_path)]
     pub plot: Option<PathBuf>,
     /// Print only the final metrics.
     #[arg(long, short)]
@@ -371,7 +371,7 @@ pub struct PlotArgs {
     #[arg(value_name = "HISTORY")]
     pub history: PathBuf,
     /// The image to write: .svg or .png.
-    #[arg(long, short, value_name = "FILE")]
+    #[arg(long, short, value_name = "FILE", value_parser = parse_image_path)]
     pub output: PathBuf,
 }
 
@@ -405,6 +405,13 @@ fn parse_hidden(s: &str) -> Result<HiddenLayers, String> {
         .map(HiddenLayers)?;
     mnist_model(&hidden).validate().map_err(|e| e.to_string())?;
     Ok(hidden)
+}
+
+/// A path for curves, whose extension must name a format they are drawn in.
+fn parse_image_path(s: &str) -> Result<PathBuf, String> {
+    let path = PathBuf::from(s);
+    super::plot::Format::of(&path).map_err(|e| e.to_string())?;
+    Ok(path)
 }
 
 fn parse_finite(s: &str) -> Result<f32, String> {
@@ -442,6 +449,25 @@ fn parse_open_unit_interval(s: &str) -> Result<f64, String> {
     }
 }
 
+impl From<LossArg> for LossKind {
+    fn from(arg: LossArg) -> Self {
+        match arg {
+            LossArg::SparseCategorical => LossKind::SparseCategorical,
+            LossArg::Categorical => LossKind::Categorical,
+        }
+    }
+}
+
+/// The `--loss` value that asks for `kind`.
+pub fn loss_flag_value(kind: LossKind) -> String {
+    use clap::ValueEnum;
+    LossArg::value_variants()
+        .iter()
+        .find(|&&arg| LossKind::from(arg) == kind)
+        .and_then(|arg| arg.to_possible_value())
+        .map_or_else(|| format!("{kind:?}"), |v| v.get_name().to_string())
+}
+
 /// The MLP with these hidden widths for the catalogue's images and classes.
 pub fn mnist_model(hidden: &HiddenLayers) -> ModelSpec {
     use gpu_mnist::data::catalog::{CLASSES, FEATURES};
@@ -456,19 +482,12 @@ impl TrainArgs {
         }
     }
 
-    pub fn loss(&self) -> LossKind {
-        match self.loss {
-            LossArg::SparseCategorical => LossKind::SparseCategorical,
-            LossArg::Categorical => LossKind::Categorical,
-        }
-    }
-
     /// The training configuration the flags ask for.
     pub fn config(&self) -> gpu_mnist::TrainConfig {
         gpu_mnist::TrainConfig {
             batch_size: self.batch_size as usize,
             optimizer: self.optimizer_spec(),
-            loss: self.loss(),
+            loss: self.loss.into(),
             shuffle: !self.no_shuffle,
             seed: self.seed,
             report_every: self.report_every as usize,

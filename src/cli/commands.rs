@@ -363,6 +363,9 @@ fn download(args: &DownloadArgs) -> Result<(), CliError> {
         .clone()
         .or_else(|| set.cache_dir())
         .ok_or(FetchError::NoCacheDir)?;
+    if dir.exists() && !dir.is_dir() {
+        return Err(format!("--dir {}: is not a directory", dir.display()).into());
+    }
     let paths = set.download_all(&dir, &mut download_bar())?;
     for path in paths {
         outln!("verified {}", path.display());
@@ -378,8 +381,6 @@ struct HistoryFile {
 }
 
 fn plot(args: &PlotArgs) -> Result<(), CliError> {
-    // An unusable output name is refused before the history is read.
-    super::plot::Format::of(&args.output)?;
     let path = &args.history;
     Outputs::default()
         .reads("the history", path)

@@ -26,9 +26,6 @@ const EXAMPLES_KEY: &str = "examples_sha256";
 
 pub fn train(args: &TrainArgs) -> Result<(), CliError> {
     check_outputs(args)?;
-    if let Some(path) = &args.plot {
-        super::plot::Format::of(path)?;
-    }
     let mut data = load_data(&args.data)?;
     if let Some(n) = args.train_samples {
         if n as usize > data.train.len {
@@ -368,11 +365,10 @@ fn resumable(
     // How often progress is read back does not change the run.
     config.report_every = saved.report_every;
     if saved != config {
+        let (was, asked) = differences(&saved, &config);
         return Err(format!(
-            "checkpoint {}: saved by a run with {}; this run asks for {} (resume with the same training flags)",
+            "checkpoint {}: saved by a run with {was}; this run asks for {asked} (resume with the same training flags)",
             path.display(),
-            describe(&saved),
-            describe(&config)
         )
         .into());
     }
@@ -416,20 +412,34 @@ fn shown(count: Option<usize>) -> String {
 }
 
 /// A training configuration as the flags that set it.
-fn describe(c: &TrainConfig) -> String {
+/// The training flags that make `c`, as a user types them (a flag that is
+/// off is shown as `no`), each as (flag, value).
+fn flags_of(c: &TrainConfig) -> Vec<(&'static str, String)> {
     let o = &c.optimizer;
-    format!(
-        "--optimizer {:?} --lr {} --momentum {}{} --loss {:?} --batch-size {} --seed {}{}",
-        o.kind,
-        o.lr,
-        o.momentum,
-        if o.nesterov { " --nesterov" } else { "" },
-        c.loss,
-        c.batch_size,
-        c.seed,
-        if c.shuffle { "" } else { " --no-shuffle" },
+    let on = |b: bool| if b { "yes" } else { "no" }.to_string();
+    vec![
+        ("--optimizer", format!("{:?}", o.kind).to_lowercase()),
+        ("--lr", o.lr.to_string()),
+        ("--momentum", o.momentum.to_string()),
+        ("--nesterov", on(o.nesterov)),
+        ("--loss", super::args::loss_flag_value(c.loss)),
+        ("--batch-size", c.batch_size.to_string()),
+        ("--seed", c.seed.to_string()),
+        ("--no-shuffle", on(!c.shuffle)),
+    ]
+}
+
+/// The flags where `a` and `b` differ, each run's values in turn.
+fn differences(a: &TrainConfig, b: &TrainConfig) -> (String, String) {
+    let (a, b) = (flags_of(a), flags_of(b));
+    let differing: Vec<_> = a.iter().zip(&b).filter(|(x, y)| x.1 != y.1).collect();
+    let show = |pick: fn(&(&(&str, String), &(&str, String))) -> String| {
+        differing.iter().map(pick).collect::<Vec<_>>().join(" ")
+    };
+    (
+        show(|(x, _)| format!("{} {}", x.0, x.1)),
+        show(|(_, y)| format!("{} {}", y.0, y.1)),
     )
-    .to_lowercase()
 }
 
 fn check_model(path: &Path, saved: &ModelSpec, wanted: &ModelSpec) -> Result<(), CliError> {

@@ -165,6 +165,23 @@ impl Faults {
     }
 }
 
+/// What to do when no adapter of `requested` (as [`backend_names`] writes
+/// it) is found: the platform's own APIs exist only on that platform.
+pub(crate) fn missing_adapter_hint(requested: &str) -> &'static str {
+    match requested {
+        "metal" if !cfg!(target_vendor = "apple") => {
+            "Metal exists only on Apple systems: use --backend vulkan, gl or cpu"
+        }
+        "dx12" if !cfg!(windows) => {
+            "Direct3D 12 exists only on Windows: use --backend vulkan, gl or cpu"
+        }
+        _ => {
+            "install a driver (on Debian/Ubuntu, `apt-get install mesa-vulkan-drivers` \
+             gives a software Vulkan device) or use the CPU"
+        }
+    }
+}
+
 /// wgpu's multi-line error reports (the call, the resource's label, the
 /// cause) as one line.
 fn one_line(text: &str) -> String {
@@ -265,6 +282,24 @@ pub fn backend_names(backends: Backends) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_missing_platform_api_is_named_as_such() {
+        let err = GpuError::NoAdapter {
+            requested: backend_names(Backends::METAL),
+        };
+        assert_eq!(
+            err.to_string(),
+            "no metal GPU adapter found; Metal exists only on Apple systems: use --backend vulkan, gl or cpu"
+        );
+        let err = GpuError::NoAdapter {
+            requested: backend_names(Backends::VULKAN),
+        };
+        assert!(err
+            .to_string()
+            .ends_with("gives a software Vulkan device) or use the CPU"));
+    }
 
     #[test]
     fn a_validation_error_becomes_one_line_instead_of_a_panic() {

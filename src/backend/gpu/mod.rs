@@ -33,10 +33,7 @@ use tune::Product;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GpuError {
-    #[error(
-        "no {requested} GPU adapter found; install a driver (on Debian/Ubuntu, \
-         `apt-get install mesa-vulkan-drivers` gives a software Vulkan device) or use the CPU"
-    )]
+    #[error("no {requested} GPU adapter found; {}", context::missing_adapter_hint(.requested))]
     NoAdapter { requested: String },
     #[error("there is no adapter {index}; available: {}", .available.join(" | "))]
     AdapterIndex {

@@ -431,15 +431,14 @@ fn flags_of(c: &TrainConfig) -> Vec<(&'static str, String)> {
 
 /// The flags where `a` and `b` differ, each run's values in turn.
 fn differences(a: &TrainConfig, b: &TrainConfig) -> (String, String) {
-    let (a, b) = (flags_of(a), flags_of(b));
-    let differing: Vec<_> = a.iter().zip(&b).filter(|(x, y)| x.1 != y.1).collect();
-    let show = |pick: fn(&(&(&str, String), &(&str, String))) -> String| {
-        differing.iter().map(pick).collect::<Vec<_>>().join(" ")
-    };
-    (
-        show(|(x, _)| format!("{} {}", x.0, x.1)),
-        show(|(_, y)| format!("{} {}", y.0, y.1)),
-    )
+    let (mut was, mut asked) = (Vec::new(), Vec::new());
+    for ((flag, x), (_, y)) in flags_of(a).into_iter().zip(flags_of(b)) {
+        if x != y {
+            was.push(format!("{flag} {x}"));
+            asked.push(format!("{flag} {y}"));
+        }
+    }
+    (was.join(" "), asked.join(" "))
 }
 
 fn check_model(path: &Path, saved: &ModelSpec, wanted: &ModelSpec) -> Result<(), CliError> {

@@ -1,6 +1,7 @@
 // One optimizer update over every parameter at once (parameters, gradients and
 // state each live in one buffer, padded to a multiple of 4 floats), with Keras'
-// formulas, as in src/optim.rs. Four parameters per vec4 load: on lavapipe the
+// formulas, as in src/optim.rs. It also marks the step's loss when an updated
+// parameter is not finite. Four parameters per vec4 load: on lavapipe the
 // loads are the cost. Bindings and `Hyper`: src/backend/gpu/kernels/optimizer.rs.
 
 // 0 sgd, 1 sgd + momentum, 2 sgd + nesterov momentum, 3 rmsprop, 4 adam,
@@ -43,6 +44,14 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
                 state2[i] = v;
                 params[i] -= adam_lr * m / (sqrt(v) + vec4<f32>(hyper.epsilon));
             }
+        }
+        // A parameter that is no longer a number need not show in the loss (a
+        // relu can map NaN to 0), so it makes the step's loss NaN itself: the
+        // read-back then stops the run. Tested on the bits (all-ones exponent),
+        // since compilers may assume that comparisons never see a NaN.
+        let bits = bitcast<vec4<u32>>(params[i]) & vec4<u32>(0x7f800000u);
+        if any(bits == vec4<u32>(0x7f800000u)) {
+            loss_sums[step.slot] = bitcast<f32>(0x7fc00000u);
         }
     }
 }

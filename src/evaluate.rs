@@ -24,7 +24,7 @@ pub enum Error {
     #[error("{0}")]
     Invalid(String),
     #[error(
-        "training diverged: the loss is {loss} at epoch {epoch}, step {step}; try a smaller learning rate"
+        "training diverged at epoch {epoch}, step {step}: the loss or a parameter is no longer a finite number (loss {loss}); try a smaller learning rate"
     )]
     Diverged { epoch: usize, step: u64, loss: f64 },
     /// An observer asked to stop (see [`crate::Observer::stop`]) before the

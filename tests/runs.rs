@@ -603,7 +603,7 @@ fn divergence_stops_at_the_read_back_and_keeps_the_last_checkpoint() {
     let err = stderr(&out);
     // Stopped within the first epoch, at its first read-backs.
     assert!(
-        err.contains("training diverged: the loss is NaN at epoch 1, step 5;"),
+        err.contains("training diverged at epoch 1, step 5: the loss or a parameter is no longer a finite number (loss NaN)"),
         "{err}"
     );
     assert!(err.contains("try a smaller learning rate"), "{err}");

@@ -141,3 +141,42 @@ fn same_seed_gives_identical_gpu_runs() {
     assert_eq!(first.1, second.1);
     assert_eq!(first.2, second.2, "parameters are bit-identical");
 }
+
+/// A parameter that stops being a number stops the run at the next read-back,
+/// though the loss stays finite: here the weight of a pixel that is always 0
+/// (a corner), whose NaN the CPU's sparse first layer never multiplies and a
+/// relu may turn into 0.
+#[test]
+fn a_parameter_that_is_not_a_number_stops_the_run() {
+    let Some(full) = common::mnist() else {
+        return;
+    };
+    let data = Arc::new(Splits::new(full.train.truncated(640), full.test.clone()));
+    let spec = ModelSpec::mlp(FEATURES, &[16], CLASSES);
+    let mut params = Params::init(&spec, Init::Glorot, 1);
+    params.layers[0].weights[[0, 0]] = f32::NAN;
+    let config = TrainConfig {
+        report_every: 2,
+        ..TrainConfig::default()
+    };
+    let mut devices = vec![Device::Cpu];
+    devices.extend(common::gpu());
+    for device in devices {
+        let mut trainer = Trainer::new(&device, &spec, &params, data.clone(), config).unwrap();
+        let err = trainer.train_epoch(&mut ()).unwrap_err();
+        // At the first read-back: the GPU's arrives one window late, as it
+        // reads a window back while the next one runs.
+        assert!(
+            matches!(
+                err,
+                gpu_mnist::Error::Diverged {
+                    epoch: 1,
+                    step: 2 | 4,
+                    ..
+                }
+            ),
+            "{}: {err}",
+            trainer.describe()
+        );
+    }
+}

@@ -225,6 +225,10 @@ impl CpuExecutor {
         result
     }
 
+    fn parameters_finite(&self) -> bool {
+        (0..self.plan.tensors.len()).all(|t| self.get(Buf::Param(t)).iter().all(|v| v.is_finite()))
+    }
+
     fn update(&mut self) {
         let optimizer = self
             .settings
@@ -315,16 +319,22 @@ impl Executor for CpuExecutor {
             }
         };
         let ops = self.plan.ops(program).to_vec();
+        let updates = ops.contains(&Op::Update);
         let window = self.settings.report_every.max(1);
         let mut metrics = Metrics::default();
         let steps = order.len().div_ceil(self.plan.batch);
         for batch in order.chunks(self.plan.batch) {
             let (loss_sum, correct) = self.step(&ops, source, batch);
             metrics.add_step(batch.len(), loss_sum, correct);
-            if ((metrics.steps as usize).is_multiple_of(window) || metrics.steps as usize == steps)
-                && report(&metrics).is_break()
-            {
-                break;
+            if (metrics.steps as usize).is_multiple_of(window) || metrics.steps as usize == steps {
+                // As the GPU's optimizer kernel does: a parameter that is no
+                // longer finite makes the loss NaN, though a relu may hide it.
+                if updates && !self.parameters_finite() {
+                    metrics.loss_sum = f64::NAN;
+                }
+                if report(&metrics).is_break() {
+                    break;
+                }
             }
         }
         Ok(metrics)

@@ -520,6 +520,7 @@ impl GpuExecutor {
                         grads: whole(&self.grads),
                         state1: whole(&self.state[0]),
                         state2: whole(&self.state[1]),
+                        loss_sums: whole(&self.loss_sums),
                         hyper: whole(&self.hyper),
                     },
                     self.layout.total,

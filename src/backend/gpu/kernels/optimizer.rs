@@ -59,6 +59,8 @@ bindings! {
         grads: Read "array<vec4<f32>>",
         state1: ReadWrite "array<vec4<f32>>",
         state2: ReadWrite "array<vec4<f32>>",
+        /// Per-step losses, made NaN when a parameter stops being finite.
+        loss_sums: ReadWrite "array<f32>",
         hyper: Uniform "Hyper",
     }
 }

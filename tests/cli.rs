@@ -530,25 +530,41 @@ fn devices_shows_the_kernel_choices_measured_once_then_cached() {
     assert!(written.contains("128x784x512"), "{written}");
     // The second run reads the same choices back.
     assert_eq!(stdout(&devices(&[])), text);
-    // A corrupt cache is ignored (with a warning) and rebuilt.
-    std::fs::write(&cache, "not json").unwrap();
+    // A damaged cache (cut short) is ignored, with one warning, and rebuilt.
+    std::fs::write(&cache, &written.as_bytes()[..written.len() / 2]).unwrap();
     let rebuilt = devices(&[]);
     assert!(rebuilt.status.success(), "{}", stderr(&rebuilt));
     // Once, though the cache is read for each of the model's products.
     assert_eq!(
         stderr(&rebuilt)
-            .matches("ignoring the kernel cache")
+            .matches("damaged; choices are measured again")
             .count(),
         1,
         "{}",
         stderr(&rebuilt)
     );
+    let whole = std::fs::read_to_string(&cache).unwrap();
     assert!(
-        stderr(&rebuilt).contains("(corrupt: "),
-        "{}",
-        stderr(&rebuilt)
+        whole.contains("\"format\": \"gpu-mnist kernel choices\""),
+        "{whole}"
     );
-    assert!(std::fs::read_to_string(&cache).unwrap().starts_with('{'));
+    assert!(whole.contains("128x784x512"), "{whole}");
+    // Any other file named as the cache is neither replaced nor removed.
+    std::fs::write(&cache, "not a cache").unwrap();
+    let other = devices(&[]);
+    assert!(other.status.success(), "{}", stderr(&other));
+    assert!(
+        stderr(&other).contains("is some other file, left as it is"),
+        "{}",
+        stderr(&other)
+    );
+    assert_fails(
+        &devices(&["--retune"]),
+        1,
+        "is not a kernel cache; not removing it",
+    );
+    assert_eq!(std::fs::read_to_string(&cache).unwrap(), "not a cache");
+    std::fs::remove_file(&cache).unwrap();
     // --retune measures again.
     assert!(devices(&["--retune"]).status.success());
 }

@@ -3,8 +3,10 @@
 //! a second or more later ends the process at once.
 
 use std::sync::{Arc, OnceLock};
+#[cfg(unix)]
 use std::time::{Duration, Instant};
 
+#[cfg(unix)]
 use signal_hook::iterator::Signals;
 
 use gpu_mnist::{EpochRecord, Metrics, Observer};
@@ -36,6 +38,7 @@ const SIGNALS: [(i32, Signal); 2] = [
 
 /// A repeat within this long is the same request delivered twice, as
 /// `timeout` and `kill` on a process group do, not the user insisting.
+#[cfg(unix)]
 const REPEAT_GRACE: Duration = Duration::from_secs(1);
 
 /// The first signal received, set by a thread that waits for them.
@@ -46,11 +49,14 @@ pub struct Interrupts {
 impl Interrupts {
     /// Replaces the signals' default (ending the process at once) with a
     /// request to stop; a further one a second or more later ends it at once.
+    #[cfg(unix)]
     pub fn install() -> std::io::Result<Self> {
         let mut signals = Signals::new(SIGNALS.map(|(number, _)| number))?;
         let first = Arc::new(OnceLock::new());
         let seen = Arc::clone(&first);
         // A thread of its own, not a handler: it may take the time and print.
+        // (Two different signals pending at once come in number order, so the
+        // first recorded may not be the first sent; either stops the run.)
         std::thread::spawn(move || {
             let mut since: Option<Instant> = None;
             for number in signals.forever() {
@@ -64,12 +70,33 @@ impl Interrupts {
                     }
                     Some(at) if at.elapsed() >= REPEAT_GRACE => {
                         eprintln!("\n{}: stopping at once, without saving", signal.name);
-                        std::process::exit(i32::from(signal.exit_code));
+                        // _exit, not exit: no atexit handlers (a GPU driver's
+                        // teardown) run under the main thread's feet.
+                        // SAFETY: ends the process; nothing is touched after.
+                        unsafe { libc::_exit(i32::from(signal.exit_code)) }
                     }
                     Some(_) => {}
                 }
             }
         });
+        Ok(Self { first })
+    }
+
+    /// Without POSIX signals, only the first request is seen; the runtime's
+    /// console handling does the rest.
+    #[cfg(not(unix))]
+    pub fn install() -> std::io::Result<Self> {
+        let first = Arc::new(OnceLock::new());
+        for (number, signal) in SIGNALS {
+            let seen = Arc::clone(&first);
+            // SAFETY: on Windows the handler runs on a thread of its own (the
+            // console's control events), where taking a lock is allowed.
+            unsafe {
+                signal_hook::low_level::register(number, move || {
+                    let _ = seen.set(signal);
+                })?;
+            }
+        }
         Ok(Self { first })
     }
 

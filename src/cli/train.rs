@@ -170,6 +170,25 @@ pub fn train(args: &TrainArgs) -> Result<(), CliError> {
     if let (Some(epoch), false) = (best_epoch, args.quiet) {
         outln!("restored the weights of epoch {epoch} (lowest val_loss)");
     }
+    // Asked to stop after the last step: the training is done, so save it as
+    // it stands and leave the test evaluation out.
+    if let Some(signal) = interrupts.received() {
+        let saved = match interrupted_checkpoint(args) {
+            Some(path) => {
+                save(&mut trainer, &path, &spec, &config, &history, &metadata)?;
+                format!("saved the run to {}", path.display())
+            }
+            None => "nothing saved (no --save, --history or --csv was given)".into(),
+        };
+        return Err(Exit {
+            code: signal.exit_code,
+            message: format!(
+                "interrupted by {} after the last epoch, before the test evaluation: {saved}",
+                signal.name
+            ),
+        }
+        .into());
+    }
     let test = trainer.evaluate(Split::Test)?;
     outln!(
         "test_loss: {:.4}  test_acc: {:.4}",
@@ -192,6 +211,18 @@ pub fn train(args: &TrainArgs) -> Result<(), CliError> {
             "counters": trainer.counters(),
         });
         write_json(path, &json)?;
+    }
+    // A request that came while finishing: everything is written, but the
+    // exit status still says the run was interrupted.
+    if let Some(signal) = interrupts.received() {
+        return Err(Exit {
+            code: signal.exit_code,
+            message: format!(
+                "interrupted by {} while finishing: the run is complete and every output written",
+                signal.name
+            ),
+        }
+        .into());
     }
     Ok(())
 }
@@ -231,13 +262,18 @@ fn interrupted_message(
     }
 }
 
-/// This process's own arguments, resuming from `path` for `epochs` more epochs.
+/// This process's own arguments, resuming from `path` for `epochs` more
+/// epochs, quoted for a POSIX shell.
 fn resume_command(path: &Path, epochs: usize) -> String {
     let mut kept = Vec::new();
-    let mut args = std::env::args().skip(1);
+    // args_os: a path need not be UTF-8 (std::env::args would panic).
+    let mut args = std::env::args_os()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned());
     while let Some(arg) = args.next() {
         let flag = arg.split('=').next().unwrap_or_default();
-        if ["--epochs", "--resume", "--init-from"].contains(&flag) {
+        // What starts a run (--init, --init-from) cannot go with --resume.
+        if ["--epochs", "--resume", "--init-from", "--init"].contains(&flag) {
             if !arg.contains('=') {
                 args.next();
             }
@@ -247,23 +283,45 @@ fn resume_command(path: &Path, epochs: usize) -> String {
     }
     kept.extend([
         "--resume".into(),
-        path.display().to_string(),
+        path.to_string_lossy().into_owned(),
         "--epochs".into(),
         epochs.to_string(),
     ]);
-    kept.join(" ")
+    kept.iter()
+        .map(|a| shell_quoted(a))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
-/// Every file the run will write, checked before the data is read. (`--save`
+/// `word` as a POSIX shell reads it back: as it is when it is plain, else in
+/// single quotes.
+fn shell_quoted(word: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c);
+    if !word.is_empty() && word.chars().all(plain) {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+/// Every file the run will write, checked before the data is read. The run's
+/// checkpoint (`--save`, or the one an interruption writes beside the history)
 /// may be the `--resume` checkpoint: it is replaced whole, only once the new
-/// one is written.)
+/// one is written. No other output may be.
 fn check_outputs(args: &TrainArgs) -> Result<(), CliError> {
     let mut outputs = Outputs::default().reads_data(&args.data);
     if let Some(path) = &args.init_from {
         outputs = outputs.reads("--init-from", path);
     }
+    match (&args.save, interrupted_checkpoint(args)) {
+        (Some(path), _) => outputs.check("--save", path)?,
+        (None, Some(beside)) => outputs.check("the checkpoint an interruption saves", &beside)?,
+        (None, None) => {}
+    }
+    if let Some(path) = &args.resume {
+        outputs = outputs.reads("--resume", path);
+    }
     outputs.check_all([
-        ("--save", args.save.as_ref()),
         ("--history", args.history.as_ref()),
         ("--csv", args.csv.as_ref()),
         ("--plot", args.plot.as_ref()),

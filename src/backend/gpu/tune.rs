@@ -80,38 +80,92 @@ pub fn cache_path() -> Option<PathBuf> {
 /// Far more than any number of adapters and shapes needs.
 const MAX_CACHE_BYTES: u64 = 16 << 20;
 
-fn read_cache(path: &std::path::Path) -> BTreeMap<String, Choice> {
-    // Read once per matmul shape: a problem is worth one warning, not seven.
+/// The cache file: choices by adapter and product, under a format line by
+/// which the cache tells its own file (whole or damaged) from any other file
+/// the variable might name, which it never replaces or removes.
+#[derive(Default, serde::Serialize, serde::Deserialize)]
+struct CacheFile {
+    format: String,
+    choices: BTreeMap<String, Choice>,
+}
+
+const CACHE_FORMAT: &str = "gpu-mnist kernel choices";
+
+/// What the cache path holds.
+struct Cached {
+    choices: BTreeMap<String, Choice>,
+    /// Nothing, or the cache's own file (even damaged): it may be written.
+    ours: bool,
+}
+
+/// One warning per process: the cache is read once per matmul shape.
+fn warn_once(path: &std::path::Path, why: &str) {
     static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-    let warn = |why: String| {
-        if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
-            log::warn!(
-                "ignoring the kernel cache {} ({why}); choices are measured again",
-                path.display()
-            );
-        }
+    if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        log::warn!("kernel cache {}: {why}", path.display());
+    }
+}
+
+fn read_cache(path: &std::path::Path) -> Cached {
+    let fresh = |ours| Cached {
+        choices: BTreeMap::new(),
+        ours,
     };
     let bytes = match crate::input_file::read_bounded(path, MAX_CACHE_BYTES) {
         Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return BTreeMap::new(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return fresh(true),
         Err(e) => {
-            warn(e.to_string());
-            return BTreeMap::new();
+            warn_once(path, &format!("{e}; choices are measured and not saved"));
+            return fresh(false);
         }
     };
-    serde_json::from_slice(&bytes).unwrap_or_else(|e| {
-        warn(format!("corrupt: {e}"));
-        BTreeMap::new()
-    })
+    match serde_json::from_slice::<CacheFile>(&bytes) {
+        Ok(file) if file.format == CACHE_FORMAT => Cached {
+            choices: file.choices,
+            ours: true,
+        },
+        _ if is_ours(&bytes) => {
+            warn_once(
+                path,
+                "damaged; choices are measured again and the file rebuilt",
+            );
+            fresh(true)
+        }
+        _ => {
+            warn_once(
+                path,
+                "is some other file, left as it is; choices are measured and not saved",
+            );
+            fresh(false)
+        }
+    }
+}
+
+/// Whether `bytes` are (what is left of) a cache file: empty, or with the
+/// format line near the start.
+fn is_ours(bytes: &[u8]) -> bool {
+    let head = &bytes[..bytes.len().min(256)];
+    head.iter().all(u8::is_ascii_whitespace)
+        || head
+            .windows(CACHE_FORMAT.len())
+            .any(|w| w == CACHE_FORMAT.as_bytes())
 }
 
 /// Forgets every choice, in this process and in the cache file, so the next
-/// device opened measures again (`--retune`).
+/// device opened measures again (`--retune`). A file at the cache path that
+/// is not a cache is refused, not removed.
 pub fn forget_choices() -> std::io::Result<()> {
     MEMO.lock().unwrap_or_else(|e| e.into_inner()).clear();
-    match cache_path() {
-        Some(path) if path.exists() => std::fs::remove_file(path),
-        _ => Ok(()),
+    let Some(path) = cache_path() else {
+        return Ok(());
+    };
+    match crate::input_file::read_bounded(&path, MAX_CACHE_BYTES) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Ok(bytes) if is_ours(&bytes) => std::fs::remove_file(path),
+        _ => Err(std::io::Error::other(format!(
+            "{} is not a kernel cache; not removing it (check {CACHE_ENV})",
+            path.display()
+        ))),
     }
 }
 
@@ -165,18 +219,26 @@ fn cached_or_measured(
     path: Option<PathBuf>,
 ) -> Result<Choice, GpuError> {
     let key = format!("{} | {}", adapter_key(ctx), product.key());
-    let mut cache = path.as_deref().map(read_cache).unwrap_or_default();
+    let cache = path.as_deref().map(read_cache);
     // A choice made among other candidates (by another version) is stale.
     let names: Vec<String> = candidates.iter().map(|k| k.name()).collect();
     let known = |c: &&Choice| c.trials.iter().map(|t| &t.kernel).eq(names.iter());
-    if let Some(choice) = cache.get(&key).filter(known) {
+    if let Some(choice) = cache
+        .as_ref()
+        .and_then(|c| c.choices.get(&key))
+        .filter(known)
+    {
         return Ok(choice.clone());
     }
     let forms: Vec<_> = candidates.iter().map(|&k| (k, product.form)).collect();
     let choice = measure(ctx, waits, kernels, product, &forms)?;
-    cache.insert(key, choice.clone());
-    if let Some(path) = path {
-        let written = serde_json::to_vec_pretty(&cache)
+    if let (Some(path), Some(mut cache)) = (path, cache.filter(|c| c.ours)) {
+        cache.choices.insert(key, choice.clone());
+        let file = CacheFile {
+            format: CACHE_FORMAT.into(),
+            choices: cache.choices,
+        };
+        let written = serde_json::to_vec_pretty(&file)
             .map_err(std::io::Error::other)
             .and_then(|bytes| {
                 // The cache's own directory is made on first use.
@@ -186,7 +248,7 @@ fn cached_or_measured(
                 crate::atomic_file::write_atomically(&path, &bytes)
             });
         if let Err(e) = written {
-            log::warn!("cannot write the kernel cache {}: {e}", path.display());
+            warn_once(&path, &format!("cannot write it: {e}"));
         }
     }
     Ok(choice)
@@ -438,28 +500,37 @@ mod tests {
             cached_or_measured(&ctx, &waits, &kernels, p, &candidates, Some(path.clone())).unwrap();
         assert_eq!(first.trials.len(), candidates.len());
         let key = format!("{} | {}", adapter_key(&ctx), p.key());
-        let mut file: BTreeMap<String, Choice> =
-            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-        assert_eq!(file[&key], first);
+        let mut file: CacheFile = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(file.choices[&key], first);
         // A second run takes the file's word for it, measuring nothing.
-        file.get_mut(&key).unwrap().kernel = "scalar".into();
+        file.choices.get_mut(&key).unwrap().kernel = "scalar".into();
         std::fs::write(&path, serde_json::to_vec(&file).unwrap()).unwrap();
         let second =
             cached_or_measured(&ctx, &waits, &kernels, p, &candidates, Some(path.clone())).unwrap();
         assert_eq!(second.kernel, "scalar");
         // A choice made among other candidates (an older version's) is measured again.
-        file.get_mut(&key).unwrap().trials.pop();
+        file.choices.get_mut(&key).unwrap().trials.pop();
         std::fs::write(&path, serde_json::to_vec(&file).unwrap()).unwrap();
         let again =
             cached_or_measured(&ctx, &waits, &kernels, p, &candidates, Some(path.clone())).unwrap();
         assert_eq!(again.trials.len(), candidates.len());
-        // A corrupt file is ignored, measured again and written whole.
-        std::fs::write(&path, b"{ not json").unwrap();
+        // A damaged cache (cut short) is ignored, measured again and written whole.
+        let whole = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &whole[..whole.len() / 2]).unwrap();
         let third =
             cached_or_measured(&ctx, &waits, &kernels, p, &candidates, Some(path.clone())).unwrap();
         assert_eq!(third.trials.len(), candidates.len());
-        let rebuilt: BTreeMap<String, Choice> =
-            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-        assert_eq!(rebuilt[&key], third);
+        let rebuilt: CacheFile = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(rebuilt.choices[&key], third);
+        // Any other file at the path (a checkpoint named by mistake) is left
+        // as it is, and measuring goes on.
+        let other = dir.path().join("model.safetensors");
+        std::fs::write(&other, b"\x10\0\0\0\0\0\0\0{\"weights\": 1}").unwrap();
+        let before = std::fs::read(&other).unwrap();
+        let fourth =
+            cached_or_measured(&ctx, &waits, &kernels, p, &candidates, Some(other.clone()))
+                .unwrap();
+        assert_eq!(fourth.trials.len(), candidates.len());
+        assert_eq!(std::fs::read(&other).unwrap(), before);
     }
 }

@@ -15,46 +15,91 @@ use std::path::{Path, PathBuf};
 /// not created). The new file keeps the old one's permissions, or gets those
 /// of any newly created file (0666 less the umask), not the temporary's 0600.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let path = resolve_links(path)?;
-    let existing = std::fs::metadata(&path).ok();
-    if let Some(meta) = &existing {
-        if !meta.is_file() {
-            return Err(std::io::Error::other(format!(
-                "{} is not a regular file",
-                path.display()
-            )));
-        }
-    }
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let target = Target::of(path)?;
     // Removed on any error (the temporary file's drop), renamed on success.
-    let prefix = format!(".{name}.");
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(&prefix).suffix(".partial");
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        // Passed to open(2), so the umask applies as to any new file.
-        builder.permissions(std::fs::Permissions::from_mode(0o666));
-    }
-    let mut tmp = builder
-        .tempfile_in(dir)
-        .map_err(|e| plain(e, format!("cannot write in {}", dir.display())))?;
-    if let Some(meta) = &existing {
+    let mut tmp = target.temporary()?;
+    if let Some(meta) = &target.existing {
         tmp.as_file().set_permissions(meta.permissions())?;
     }
     tmp.write_all(bytes)?;
     tmp.as_file().sync_all()?;
-    tmp.persist(&path)
-        .map_err(|e| plain(e.error, format!("cannot replace {}", path.display())))?;
+    tmp.persist(&target.path)
+        .map_err(|e| plain(e.error, format!("cannot replace {}", target.path.display())))?;
     // Makes the rename itself durable. Best effort: the file is complete either
     // way, and some file systems refuse to sync a directory.
     #[cfg(unix)]
-    let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+    let _ = std::fs::File::open(&target.dir).and_then(|d| d.sync_all());
     Ok(())
+}
+
+/// Checks, changing nothing, that [`write_atomically`] could write `path`
+/// now: the same refusals, and the same temporary file made (and removed) in
+/// the same directory, so a name too long for it or a directory that cannot
+/// be written shows before any work whose result would be lost.
+pub fn check_writable(path: &Path) -> std::io::Result<()> {
+    Target::of(path)?.temporary().map(drop)
+}
+
+/// Where a write goes: links followed, a regular file or nothing there yet.
+struct Target {
+    path: PathBuf,
+    dir: PathBuf,
+    existing: Option<std::fs::Metadata>,
+}
+
+impl Target {
+    fn of(path: &Path) -> std::io::Result<Self> {
+        // A trailing slash names a directory, whatever is there.
+        if path
+            .as_os_str()
+            .to_string_lossy()
+            .ends_with(std::path::is_separator)
+        {
+            return Err(std::io::Error::other("names a directory"));
+        }
+        let path = resolve_links(path)?;
+        let existing = std::fs::metadata(&path).ok();
+        match &existing {
+            Some(meta) if meta.is_dir() => return Err(std::io::Error::other("is a directory")),
+            Some(meta) if !meta.is_file() => {
+                return Err(std::io::Error::other("is not a regular file"))
+            }
+            _ => {}
+        }
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        if !dir.is_dir() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("{} is not a directory", dir.display()),
+            ));
+        }
+        Ok(Self {
+            path,
+            dir,
+            existing,
+        })
+    }
+
+    /// A new, uniquely named file beside the target, with the permissions of
+    /// any new file (0666 less the umask).
+    fn temporary(&self) -> std::io::Result<tempfile::NamedTempFile> {
+        let name = self.path.file_name().unwrap_or_default().to_string_lossy();
+        let prefix = format!(".{name}.");
+        let mut builder = tempfile::Builder::new();
+        builder.prefix(&prefix).suffix(".partial");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            // Passed to open(2), so the umask applies as to any new file.
+            builder.permissions(std::fs::Permissions::from_mode(0o666));
+        }
+        builder
+            .tempfile_in(&self.dir)
+            .map_err(|e| plain(e, format!("cannot write in {}", self.dir.display())))
+    }
 }
 
 /// `e` after `context`, without the temporary file's name that tempfile
@@ -82,10 +127,7 @@ pub fn resolve_links(path: &Path) -> std::io::Result<PathBuf> {
             _ => return Ok(path),
         }
     }
-    Err(std::io::Error::other(format!(
-        "{}: too many levels of symbolic links",
-        path.display()
-    )))
+    Err(std::io::Error::other("too many levels of symbolic links"))
 }
 
 #[cfg(test)]
@@ -116,8 +158,27 @@ mod tests {
     #[test]
     fn a_missing_directory_is_not_created() {
         let dir = tempfile::tempdir().unwrap();
-        let err = write_atomically(&dir.path().join("typo").join("out.bin"), b"x").unwrap_err();
-        assert!(err.to_string().starts_with("cannot write in "), "{err}");
+        let typo = dir.path().join("typo");
+        let err = write_atomically(&typo.join("out.bin"), b"x").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("{} is not a directory", typo.display())
+        );
+        assert!(entries(dir.path()).is_empty());
+    }
+
+    #[test]
+    fn the_check_finds_what_the_write_would_and_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        check_writable(&dir.path().join("fine.json")).unwrap();
+        // The temporary's name is 16 bytes longer than the file's.
+        let long = dir.path().join("e".repeat(245));
+        let err = check_writable(&long).unwrap_err().to_string();
+        assert!(err.starts_with("cannot write in "), "{err}");
+        assert!(err.contains("too long"), "{err}");
+        assert!(!err.contains(".partial"), "{err}");
+        let err = check_writable(&dir.path().join("new").join("")).unwrap_err();
+        assert_eq!(err.to_string(), "names a directory");
         assert!(entries(dir.path()).is_empty());
     }
 
@@ -175,7 +236,7 @@ mod tests {
     #[test]
     fn a_device_is_refused() {
         let err = write_atomically(Path::new("/dev/null"), b"x").unwrap_err();
-        assert_eq!(err.to_string(), "/dev/null is not a regular file");
+        assert_eq!(err.to_string(), "is not a regular file");
     }
 
     #[test]

@@ -654,7 +654,34 @@ fn outputs_are_checked_before_training() {
         ),
         (
             vec!["--csv".into(), "/dev/null".into()],
-            "--csv /dev/null: exists and is not a regular file".into(),
+            "--csv /dev/null: is not a regular file".into(),
+        ),
+        (
+            vec!["--save".into(), p(&"e".repeat(245))],
+            "cannot write in".into(),
+        ),
+        (
+            // The checkpoint resumed from may be replaced by --save only.
+            vec![
+                "--resume".into(),
+                p("run.st"),
+                "--history".into(),
+                p("run.st"),
+            ],
+            format!("--history {} is also --resume", p("run.st")),
+        ),
+        (
+            // Without --save, an interruption saves beside the history.
+            vec![
+                "--history".into(),
+                p("h.json"),
+                "--csv".into(),
+                p("h.resume.safetensors"),
+            ],
+            format!(
+                "--csv {} is also the checkpoint an interruption saves",
+                p("h.resume.safetensors")
+            ),
         ),
     ];
     for (flags, message) in cases {

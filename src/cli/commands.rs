@@ -171,7 +171,8 @@ fn evaluate(args: &EvaluateArgs) -> Result<(), CliError> {
     if let Some(path) = &args.json {
         let json = serde_json::json!({
             "backend": model.describe(),
-            "checkpoint": args.checkpoint,
+            // As text: a path need not be UTF-8, which JSON cannot hold.
+            "checkpoint": args.checkpoint.display().to_string(),
             "test_loss": metrics.loss(),
             "test_acc": metrics.accuracy(),
             "classes": names,

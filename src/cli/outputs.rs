@@ -1,12 +1,12 @@
-//! The files a command will write, checked before it does any work: each in
-//! an existing, writable directory, none a directory or device, none a dangling
-//! link into nowhere, and none the same file as another output or as a file
-//! the command reads (a checkpoint, a history, the data set's own files), so a
+//! The files a command will write, checked before it does any work: each one
+//! [`check_writable`] (the atomic write's own checks, its temporary file made
+//! and removed), and none the same file as another output or as a file the
+//! command reads (a checkpoint, a history, the data set's own files), so a
 //! typo can neither waste a run nor replace what the user had.
 
 use std::path::{Path, PathBuf};
 
-use gpu_mnist::atomic_file::resolve_links;
+use gpu_mnist::atomic_file::{check_writable, resolve_links};
 
 use super::args::DataArgs;
 use super::commands::CliError;
@@ -14,7 +14,7 @@ use super::commands::CliError;
 /// Files already spoken for, each with what it is (for the message).
 #[derive(Default)]
 pub struct Outputs {
-    taken: Vec<(String, PathBuf)>,
+    taken: Vec<(String, FileId)>,
 }
 
 impl Outputs {
@@ -42,7 +42,7 @@ impl Outputs {
 
     /// Checks that `path`, named by `flag`, can be written as a new file.
     pub fn check(&mut self, flag: &str, path: &Path) -> Result<(), CliError> {
-        check_writable(flag, path)?;
+        check_writable(path).map_err(|e| format!("{flag} {}: {e}", path.display()))?;
         let id = identity(path);
         if let Some((other, _)) = self.taken.iter().find(|(_, p)| *p == id) {
             return Err(format!(
@@ -69,59 +69,32 @@ impl Outputs {
     }
 }
 
-/// The file a path names, links and `..` resolved as far as it exists.
-fn identity(path: &Path) -> PathBuf {
+/// The file a path names: on unix, an existing file's device and inode (so a
+/// hard link is the same file); else the path, links and `..` resolved as far
+/// as it exists.
+fn identity(path: &Path) -> FileId {
+    #[cfg(unix)]
+    if let Ok(meta) = std::fs::metadata(path) {
+        use std::os::unix::fs::MetadataExt;
+        return FileId::Inode(meta.dev(), meta.ino());
+    }
     if let Ok(real) = std::fs::canonicalize(path) {
-        return real;
+        return FileId::Path(real);
     }
     let path = resolve_links(path).unwrap_or_else(|_| path.to_path_buf());
-    let parent = parent_of(&path);
-    let parent = std::fs::canonicalize(&parent).unwrap_or(parent);
-    parent.join(path.file_name().unwrap_or_default())
-}
-
-fn parent_of(path: &Path) -> PathBuf {
-    match path.parent() {
+    let parent = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
-    }
+    };
+    let parent = std::fs::canonicalize(&parent).unwrap_or(parent);
+    FileId::Path(parent.join(path.file_name().unwrap_or_default()))
 }
 
-fn check_writable(flag: &str, path: &Path) -> Result<(), CliError> {
-    let refuse = |why: String| -> CliError { format!("{flag} {}: {why}", path.display()).into() };
-    // A link is written through: what matters is where it ends.
-    let target =
-        resolve_links(path).map_err(|_| refuse("too many levels of symbolic links".into()))?;
-    let parent = parent_of(&target);
-    if !parent.is_dir() {
-        let why = if target == path {
-            format!("{} is not a directory", parent.display())
-        } else {
-            format!(
-                "it links to {}, in {}, which is not a directory",
-                target.display(),
-                parent.display()
-            )
-        };
-        return Err(refuse(why));
-    }
-    if let Ok(meta) = std::fs::metadata(&target) {
-        if meta.is_dir() {
-            return Err(refuse("is a directory".into()));
-        }
-        if !meta.is_file() {
-            return Err(refuse("exists and is not a regular file".into()));
-        }
-    }
-    // Writable: a temporary file there (removed at once) says so for sure.
-    tempfile::tempfile_in(&parent).map_err(|e| {
-        refuse(format!(
-            "cannot write in {}: {}",
-            parent.display(),
-            std::io::Error::from(e.kind())
-        ))
-    })?;
-    Ok(())
+#[derive(Debug, PartialEq, Eq)]
+enum FileId {
+    #[cfg(unix)]
+    Inode(u64, u64),
+    Path(PathBuf),
 }
 
 #[cfg(test)]
@@ -175,7 +148,11 @@ mod tests {
         let dangling = dir.path().join("dangling");
         std::os::unix::fs::symlink(dir.path().join("gone").join("x"), &dangling).unwrap();
         let why = message(Outputs::default().check("--save", &dangling));
-        assert!(why.contains("which is not a directory"), "{why}");
+        let gone = dir.path().join("gone");
+        assert!(
+            why.ends_with(&format!("{} is not a directory", gone.display())),
+            "{why}"
+        );
         assert!(!dir.path().join("gone").exists());
         // A link to a new file in an existing directory is fine.
         let ahead = dir.path().join("ahead");
@@ -193,12 +170,16 @@ mod tests {
         std::os::unix::fs::symlink(&model, &alias).unwrap();
         let mut outputs = Outputs::default().reads("the checkpoint", &model);
         assert!(message(outputs.check("-o", &alias)).contains("is also the checkpoint"));
+        // And through a hard link.
+        let hard = dir.path().join("hard");
+        std::fs::hard_link(&model, &hard).unwrap();
+        assert!(message(outputs.check("-o", &hard)).contains("is also the checkpoint"));
     }
 
     #[cfg(unix)]
     #[test]
     fn devices_are_refused() {
         let why = message(Outputs::default().check("--json", Path::new("/dev/null")));
-        assert_eq!(why, "--json /dev/null: exists and is not a regular file");
+        assert_eq!(why, "--json /dev/null: is not a regular file");
     }
 }

@@ -79,14 +79,15 @@ impl Evaluator {
         if batch_size == 0 {
             return Err(Error::Invalid("the batch size must be at least 1".into()));
         }
-        // One activation buffer of a batch through the widest layer: past 1 GiB
-        // the host allocation (or a GPU buffer) fails by aborting, not with an error.
+        // One activation buffer of a batch through the widest layer, bounded
+        // as the parameters are: past that the host allocation (or a GPU
+        // buffer) fails by aborting, not with an error.
         let widest = spec
             .layers
             .iter()
             .map(|l| l.units())
             .fold(spec.inputs, usize::max);
-        if batch_size as u128 * widest as u128 > 1 << 28 {
+        if batch_size as u128 * widest as u128 > crate::model::MAX_PARAMETERS {
             return Err(Error::Invalid(format!(
                 "a batch of {batch_size} through a layer of {widest} units is over 1 GiB per activation: use a smaller batch size"
             )));

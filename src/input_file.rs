@@ -16,7 +16,8 @@ pub fn open_regular(path: &Path) -> std::io::Result<File> {
         return Err(not_regular(&meta));
     }
     let file = File::open(path)?;
-    // The name may have been swapped for something else in between.
+    // The name may have been swapped in between: a swap to a FIFO has
+    // blocked by now, but a swap to a device or directory is still caught.
     if !file.metadata()?.is_file() {
         return Err(std::io::Error::other("is not a regular file"));
     }

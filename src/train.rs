@@ -169,8 +169,11 @@ impl TrainState {
             .checked_mul(per_epoch)
             .and_then(|s| s.checked_add(partial_steps));
         if expected != Some(self.steps) {
+            let made = (self.epochs_done as u64)
+                .saturating_mul(per_epoch)
+                .saturating_add(partial_steps);
             return Err(format!(
-                "{} steps taken, but {} epochs of {per_epoch} steps (and {partial_steps} more) done",
+                "{} steps taken, where {} whole epoch(s) of {per_epoch} steps and {partial_steps} more make {made}",
                 self.steps, self.epochs_done
             ));
         }

@@ -164,17 +164,11 @@ fn a_parameter_that_is_not_a_number_stops_the_run() {
     for device in devices {
         let mut trainer = Trainer::new(&device, &spec, &params, data.clone(), config).unwrap();
         let err = trainer.train_epoch(&mut ()).unwrap_err();
-        // At the first read-back: the GPU's arrives one window late, as it
+        // At the first read-back; the GPU's arrives one window late, as it
         // reads a window back while the next one runs.
+        let first = if device == Device::Cpu { 2 } else { 4 };
         assert!(
-            matches!(
-                err,
-                gpu_mnist::Error::Diverged {
-                    epoch: 1,
-                    step: 2 | 4,
-                    ..
-                }
-            ),
+            matches!(err, gpu_mnist::Error::Diverged { epoch: 1, step, .. } if step == first),
             "{}: {err}",
             trainer.describe()
         );

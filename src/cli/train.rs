@@ -496,6 +496,10 @@ fn differences(a: &TrainConfig, b: &TrainConfig) -> (String, String) {
             asked.push(format!("{flag} {y}"));
         }
     }
+    if was.is_empty() {
+        // Settings with no flag of their own (rho, beta1, beta2, epsilon).
+        return (format!("{:?}", a.optimizer), format!("{:?}", b.optimizer));
+    }
     (was.join(" "), asked.join(" "))
 }
 

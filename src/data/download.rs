@@ -242,18 +242,6 @@ fn fetch(
     let mut chunk = vec![0; 1 << 16];
     let start = std::time::Instant::now();
     loop {
-        let elapsed = start.elapsed();
-        if elapsed > limits.stall
-            && (body.len() as f64) < limits.min_rate as f64 * elapsed.as_secs_f64()
-        {
-            return Err(format!(
-                "too slow: {} bytes in {:.0} s, under {} bytes/s",
-                body.len(),
-                elapsed.as_secs_f64(),
-                limits.min_rate
-            )
-            .into());
-        }
         match reader.read(&mut chunk) {
             Ok(0) if body.len() as u64 > max => {
                 return Err(FetchFailure {
@@ -268,6 +256,18 @@ fn fetch(
                     file,
                     bytes: n as u64,
                 });
+                // Judged as bytes arrive, so a body that is whole is kept.
+                let elapsed = start.elapsed();
+                let expected = limits.min_rate as f64 * elapsed.as_secs_f64();
+                if elapsed > limits.stall && (body.len() as f64) < expected {
+                    return Err(format!(
+                        "too slow: {} bytes in {:.0} s, under {} bytes/s",
+                        body.len(),
+                        elapsed.as_secs_f64(),
+                        limits.min_rate
+                    )
+                    .into());
+                }
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => return Err(format!("transfer failed: {e}").into()),

@@ -336,6 +336,19 @@ pub fn from_bytes(bytes: &[u8], name: &str) -> Result<Checkpoint, CheckpointErro
                     Ok(set)
                 })
                 .collect::<Result<Vec<_>, _>>()?;
+            // A negative mean square would take a square root of it next step.
+            if let Some(slot) = config.optimizer.mean_square_slot() {
+                let negative = slots.get(slot).is_some_and(|set| {
+                    set.layers
+                        .iter()
+                        .any(|l| l.weights.iter().chain(l.bias.iter()).any(|&v| v < 0.0))
+                });
+                if negative {
+                    return Err(err(format!(
+                        "optimizer state slot {slot} holds a mean of squared gradients, but a value in it is negative"
+                    )));
+                }
+            }
             let state = TrainState {
                 params: params.clone(),
                 slots,
@@ -419,12 +432,15 @@ mod tests {
             val_accuracy: None,
             seconds: 1.5,
         };
+        // Adam's second slot is a mean of squares: never negative.
+        let mut squares = Params::init(&spec, Init::Glorot, 3);
+        for layer in &mut squares.layers {
+            layer.weights.mapv_inplace(f32::abs);
+            layer.bias.mapv_inplace(f32::abs);
+        }
         let state = TrainState {
             params: Params::init(&spec, Init::Glorot, 1),
-            slots: vec![
-                Params::init(&spec, Init::Glorot, 2),
-                Params::init(&spec, Init::Glorot, 3),
-            ],
+            slots: vec![Params::init(&spec, Init::Glorot, 2), squares],
             steps: 469,
             epochs_done: 1,
             order_position: u64::MAX as u128 + 5,
@@ -449,6 +465,12 @@ mod tests {
             (saved.spec, saved.params),
             (spec.clone(), state.params.clone())
         );
+        // A negative mean square (a damaged or edited file) is refused.
+        let mut damaged = state.clone();
+        damaged.slots[1].layers[0].bias[0] = -1.0;
+        save_run(&path, &spec, &config, &damaged, HashMap::new()).unwrap();
+        let err = read(&path).unwrap_err().to_string();
+        assert!(err.ends_with("optimizer state slot 1 holds a mean of squared gradients, but a value in it is negative"), "{err}");
         // A model saved without its run reads as one without.
         save(&path, &spec, &state.params, HashMap::new()).unwrap();
         assert_eq!(read(&path).unwrap().run, None);

@@ -54,6 +54,16 @@ impl OptimizerSpec {
         }
     }
 
+    /// The state slot holding a running mean of squared gradients (RMSprop's
+    /// and Adam's), which can never be negative.
+    pub fn mean_square_slot(&self) -> Option<usize> {
+        match self.kind {
+            OptimizerKind::Sgd => None,
+            OptimizerKind::Rmsprop => Some(0),
+            OptimizerKind::Adam => Some(1),
+        }
+    }
+
     /// Adam's bias-corrected step size at 1-based step `t`, as Keras computes it:
     /// `lr * sqrt(1 - beta2^t) / (1 - beta1^t)`.
     pub fn adam_step_size(&self, t: u64) -> f32 {

@@ -177,8 +177,9 @@ impl TrainState {
                 self.steps, self.epochs_done
             ));
         }
-        // A shuffle draws one 32-bit word per example, and now and then one
-        // more: never twice as many. Unshuffled runs draw none.
+        // rand 0.9's shuffle draws one 32-bit word per example, and now and
+        // then one more: never twice as many (a rand upgrade that changed this
+        // would change every shuffled order anyway). Unshuffled runs draw none.
         let epochs = self.epochs_done as u128 + 1;
         let most = if shuffle { epochs * 2 * len as u128 } else { 0 };
         if self.order_position > most {

@@ -266,11 +266,31 @@ const MAX_BYTES: u64 = 3 * 4 * crate::model::MAX_PARAMETERS as u64 + (64 << 20);
 /// architecture, and that a run's state is whole. A file without an
 /// architecture (an older checkpoint) is taken as relu layers with a softmax head.
 pub fn read(path: &Path) -> Result<Checkpoint, CheckpointError> {
-    let bytes = crate::input_file::read_bounded(path, MAX_BYTES).map_err(|e| CheckpointError {
+    let bytes = read_bytes(path).map_err(|e| CheckpointError {
         path: path.display().to_string(),
         problem: e.to_string(),
     })?;
     from_bytes(&bytes, &path.display().to_string())
+}
+
+/// The file's bytes, once its first eight (the header's length) say it can
+/// be a safetensors file of its size: a large file of zeros or of anything
+/// else is refused before the rest of it is read.
+fn read_bytes(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut file = crate::input_file::open_regular(path)?;
+    let len = file.metadata()?.len();
+    let mut head = [0u8; 8];
+    file.read_exact(&mut head).map_err(|_| {
+        std::io::Error::other(format!("{len} bytes, too short for a safetensors header"))
+    })?;
+    let header = u64::from_le_bytes(head);
+    if header == 0 || header > len - 8 {
+        return Err(std::io::Error::other(format!(
+            "not a safetensors file: its first 8 bytes announce a header of {header} bytes in a file of {len}"
+        )));
+    }
+    crate::input_file::read_bounded(path, MAX_BYTES)
 }
 
 /// [`read`] of a checkpoint's bytes; `name` (its path) labels the errors.

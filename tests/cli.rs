@@ -757,7 +757,19 @@ fn no_command_writes_over_a_file_it_reads() {
 
 #[test]
 fn flags_that_would_do_nothing_and_negative_numbers_are_refused() {
-    let cases: [(&[&str], &str); 10] = [
+    let cases: [(&[&str], &str); 11] = [
+        (
+            &[
+                "predict",
+                "--checkpoint",
+                "x",
+                "--image",
+                "a.png",
+                "--data-dir",
+                "d",
+            ],
+            "--data-dir is not read with --image: the pictures are the data",
+        ),
         (
             &["train", "--init", "uniform", "--resume", "run.st"],
             "the argument '--init <INIT>' cannot be used with '--resume <FILE>'",

@@ -124,7 +124,15 @@ pub fn check_combinations(command: &Command) -> Result<(), String> {
             }
         }
         Command::Evaluate(args) => args.device.check(),
-        Command::Predict(args) => args.device.check(),
+        Command::Predict(args) => {
+            args.device.check()?;
+            if !args.images.is_empty() && args.data.data_dir.is_some() {
+                return Err(
+                    "--data-dir is not read with --image: the pictures are the data".into(),
+                );
+            }
+            Ok(())
+        }
         Command::Bench(args) => {
             args.device.check()?;
             if args.profile && args.device.backend == BackendChoice::Cpu {

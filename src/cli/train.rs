@@ -131,7 +131,8 @@ pub fn train(args: &TrainArgs) -> Result<(), CliError> {
                 let signal = interrupts.received().expect("only signals stop a run");
                 let saved = match interrupted_checkpoint(args) {
                     Some(path) => {
-                        save(&mut trainer, &path, &spec, &config, &history, &metadata)?;
+                        save(&mut trainer, &path, &spec, &config, &history, &metadata)
+                            .map_err(|e| unsaved(signal, e))?;
                         Some(path)
                     }
                     None => None,
@@ -175,7 +176,8 @@ pub fn train(args: &TrainArgs) -> Result<(), CliError> {
     if let Some(signal) = interrupts.received() {
         let saved = match interrupted_checkpoint(args) {
             Some(path) => {
-                save(&mut trainer, &path, &spec, &config, &history, &metadata)?;
+                save(&mut trainer, &path, &spec, &config, &history, &metadata)
+                    .map_err(|e| unsaved(signal, e))?;
                 format!("saved the run to {}", path.display())
             }
             None => "nothing saved (no --save, --history or --csv was given)".into(),
@@ -235,6 +237,19 @@ fn interrupted_checkpoint(args: &TrainArgs) -> Option<PathBuf> {
     }
     let beside = args.history.as_ref().or(args.csv.as_ref())?;
     Some(beside.with_extension("resume.safetensors"))
+}
+
+/// An interrupted run whose checkpoint could not be written: the signal's
+/// exit status, and the reason (the previous checkpoint, if any, is whole).
+fn unsaved(signal: Signal, e: CliError) -> CliError {
+    Exit {
+        code: signal.exit_code,
+        message: format!(
+            "interrupted by {}, but the run could not be saved: {e}",
+            signal.name
+        ),
+    }
+    .into()
 }
 
 /// The one line an interrupted run ends with, and its exit status.

@@ -119,19 +119,19 @@ fn read_cache(path: &std::path::Path) -> Cached {
             return fresh(false);
         }
     };
-    match serde_json::from_slice::<CacheFile>(&bytes) {
-        Ok(file) if file.format == CACHE_FORMAT => Cached {
-            choices: file.choices,
+    match recognise(&bytes) {
+        Contents::Cache(choices) => Cached {
+            choices,
             ours: true,
         },
-        _ if is_ours(&bytes) => {
+        Contents::Damaged => {
             warn_once(
                 path,
                 "damaged; choices are measured again and the file rebuilt",
             );
             fresh(true)
         }
-        _ => {
+        Contents::Foreign => {
             warn_once(
                 path,
                 "is some other file, left as it is; choices are measured and not saved",
@@ -141,14 +141,33 @@ fn read_cache(path: &std::path::Path) -> Cached {
     }
 }
 
-/// Whether `bytes` are (what is left of) a cache file: empty, or with the
-/// format line near the start.
-fn is_ours(bytes: &[u8]) -> bool {
+/// What a file at the cache path turns out to be.
+enum Contents {
+    Cache(BTreeMap<String, Choice>),
+    /// Empty, or cut short: the format line is there, the rest is not.
+    Damaged,
+    Foreign,
+}
+
+fn recognise(bytes: &[u8]) -> Contents {
+    match serde_json::from_slice::<CacheFile>(bytes) {
+        Ok(file) if file.format == CACHE_FORMAT => return Contents::Cache(file.choices),
+        _ => {}
+    }
+    // Earlier versions wrote the choices alone: kept, and rewritten in this
+    // format with the next choice made.
+    if let Ok(choices) = serde_json::from_slice(bytes) {
+        return Contents::Cache(choices);
+    }
     let head = &bytes[..bytes.len().min(256)];
-    head.iter().all(u8::is_ascii_whitespace)
-        || head
-            .windows(CACHE_FORMAT.len())
-            .any(|w| w == CACHE_FORMAT.as_bytes())
+    let marked = head
+        .windows(CACHE_FORMAT.len())
+        .any(|w| w == CACHE_FORMAT.as_bytes());
+    if marked || head.iter().all(u8::is_ascii_whitespace) {
+        Contents::Damaged
+    } else {
+        Contents::Foreign
+    }
 }
 
 /// Forgets every choice, in this process and in the cache file, so the next
@@ -161,7 +180,7 @@ pub fn forget_choices() -> std::io::Result<()> {
     };
     match crate::input_file::read_bounded(&path, MAX_CACHE_BYTES) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Ok(bytes) if is_ours(&bytes) => std::fs::remove_file(path),
+        Ok(bytes) if !matches!(recognise(&bytes), Contents::Foreign) => std::fs::remove_file(path),
         _ => Err(std::io::Error::other(format!(
             "{} is not a kernel cache; not removing it (check {CACHE_ENV})",
             path.display()
@@ -483,6 +502,35 @@ mod tests {
         )
         .unwrap();
         assert!(choice.trials.iter().all(|t| t.ms.is_some()), "{choice:?}");
+    }
+
+    #[test]
+    fn the_cache_tells_its_files_from_others() {
+        let choice = Choice {
+            product: "NN".into(),
+            kernel: "scalar".into(),
+            trials: Vec::new(),
+        };
+        let choices = BTreeMap::from([("key".to_string(), choice)]);
+        let file = CacheFile {
+            format: CACHE_FORMAT.into(),
+            choices: choices.clone(),
+        };
+        let whole = serde_json::to_vec_pretty(&file).unwrap();
+        assert!(matches!(recognise(&whole), Contents::Cache(c) if c == choices));
+        // An earlier version's file: the choices alone.
+        let older = serde_json::to_vec(&choices).unwrap();
+        assert!(matches!(recognise(&older), Contents::Cache(c) if c == choices));
+        assert!(matches!(
+            recognise(&whole[..whole.len() / 2]),
+            Contents::Damaged
+        ));
+        assert!(matches!(recognise(b""), Contents::Damaged));
+        assert!(matches!(recognise(br#"{"epochs": []}"#), Contents::Foreign));
+        assert!(matches!(
+            recognise(b"\x10\0\0\0\0\0\0\0{}"),
+            Contents::Foreign
+        ));
     }
 
     #[test]

@@ -768,7 +768,7 @@ fn flags_that_would_do_nothing_and_negative_numbers_are_refused() {
                 "--data-dir",
                 "d",
             ],
-            "--data-dir is not read with --image: the pictures are the data",
+            "--data-dir and --no-download are not read with --image: the pictures are the data",
         ),
         (
             &["train", "--init", "uniform", "--resume", "run.st"],

@@ -126,9 +126,10 @@ pub fn check_combinations(command: &Command) -> Result<(), String> {
         Command::Evaluate(args) => args.device.check(),
         Command::Predict(args) => {
             args.device.check()?;
-            if !args.images.is_empty() && args.data.data_dir.is_some() {
+            if !args.images.is_empty() && (args.data.data_dir.is_some() || args.data.no_download) {
                 return Err(
-                    "--data-dir is not read with --image: the pictures are the data".into(),
+                    "--data-dir and --no-download are not read with --image: the pictures are the data"
+                        .into(),
                 );
             }
             Ok(())

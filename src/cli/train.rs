@@ -3,6 +3,7 @@
 //! run that fails or is interrupted keeps what it did.
 
 use std::collections::HashMap;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -280,16 +281,15 @@ fn interrupted_message(
 /// This process's own arguments, resuming from `path` for `epochs` more
 /// epochs, quoted for a POSIX shell.
 fn resume_command(path: &Path, epochs: usize) -> String {
-    let mut kept = Vec::new();
+    let mut kept: Vec<OsString> = Vec::new();
     // args_os: a path need not be UTF-8 (std::env::args would panic).
-    let mut args = std::env::args_os()
-        .skip(1)
-        .map(|a| a.to_string_lossy().into_owned());
+    let mut args = std::env::args_os().skip(1);
     while let Some(arg) = args.next() {
-        let flag = arg.split('=').next().unwrap_or_default();
+        let text = arg.to_string_lossy();
+        let flag = text.split('=').next().unwrap_or_default();
         // What starts a run (--init, --init-from) cannot go with --resume.
         if ["--epochs", "--resume", "--init-from", "--init"].contains(&flag) {
-            if !arg.contains('=') {
+            if !text.contains('=') {
                 args.next();
             }
             continue;
@@ -298,9 +298,9 @@ fn resume_command(path: &Path, epochs: usize) -> String {
     }
     kept.extend([
         "--resume".into(),
-        path.to_string_lossy().into_owned(),
+        path.as_os_str().to_owned(),
         "--epochs".into(),
-        epochs.to_string(),
+        epochs.to_string().into(),
     ]);
     kept.iter()
         .map(|a| shell_quoted(a))
@@ -308,14 +308,22 @@ fn resume_command(path: &Path, epochs: usize) -> String {
         .join(" ")
 }
 
-/// `word` as a POSIX shell reads it back: as it is when it is plain, else in
-/// single quotes.
-fn shell_quoted(word: &str) -> String {
+/// `word` as a POSIX shell reads it back: as it is when it is plain, in
+/// single quotes when it is text, and as `$'\xNN'` escapes when it is not
+/// (a file name need not be UTF-8).
+fn shell_quoted(word: &std::ffi::OsStr) -> String {
     let plain = |c: char| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c);
-    if !word.is_empty() && word.chars().all(plain) {
-        word.to_string()
-    } else {
-        format!("'{}'", word.replace('\'', r"'\''"))
+    match word.to_str() {
+        Some(text) if !text.is_empty() && text.chars().all(plain) => text.to_string(),
+        Some(text) => format!("'{}'", text.replace('\'', r"'\''")),
+        None => {
+            #[cfg(unix)]
+            let bytes = std::os::unix::ffi::OsStrExt::as_bytes(word).to_vec();
+            #[cfg(not(unix))]
+            let bytes = word.to_string_lossy().into_owned().into_bytes();
+            let escaped: String = bytes.iter().map(|b| format!("\\x{b:02x}")).collect();
+            format!("$'{escaped}'")
+        }
     }
 }
 
@@ -567,5 +575,20 @@ mod tests {
             csv(&[record(1, Some(0.75))]),
             "epoch,accuracy,loss,val_accuracy,val_loss\n0,0.25,0.5,0.375,0.75\n"
         );
+    }
+
+    #[test]
+    fn resume_commands_quote_what_a_shell_would_split_or_mangle() {
+        use std::ffi::OsStr;
+        assert_eq!(shell_quoted(OsStr::new("run-1/h.json")), "run-1/h.json");
+        assert_eq!(shell_quoted(OsStr::new("my run.st")), "'my run.st'");
+        assert_eq!(shell_quoted(OsStr::new("it's")), r"'it'\''s'");
+        assert_eq!(shell_quoted(OsStr::new("")), "''");
+        #[cfg(unix)]
+        {
+            use std::os::unix::ffi::OsStrExt;
+            let raw = OsStr::from_bytes(b"x\xff.st");
+            assert_eq!(shell_quoted(raw), r"$'\x78\xff\x2e\x73\x74'");
+        }
     }
 }

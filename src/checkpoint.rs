@@ -292,7 +292,9 @@ fn read_bytes(path: &Path) -> std::io::Result<Vec<u8>> {
             "not a safetensors file: its first 8 bytes announce a header of {header} bytes in a file of {len} (at most {MAX_HEADER})"
         )));
     }
-    crate::input_file::read_bounded(path, MAX_BYTES)
+    // The whole file, header length included, from the file already open.
+    std::io::Seek::rewind(&mut file)?;
+    crate::input_file::read_file_bounded(file, MAX_BYTES)
 }
 
 /// [`read`] of a checkpoint's bytes; `name` (its path) labels the errors.

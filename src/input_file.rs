@@ -26,7 +26,12 @@ pub fn open_regular(path: &Path) -> std::io::Result<File> {
 
 /// The whole of the regular file `path`, refused when longer than `limit` bytes.
 pub fn read_bounded(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
-    let file = open_regular(path)?;
+    read_file_bounded(open_regular(path)?, limit)
+}
+
+/// The whole of `file`, opened by [`open_regular`] and standing at its start,
+/// refused when longer than `limit` bytes.
+pub fn read_file_bounded(file: File, limit: u64) -> std::io::Result<Vec<u8>> {
     let len = file.metadata()?.len();
     if len > limit {
         return Err(too_large(len, limit));

@@ -116,12 +116,7 @@ impl ModelSpec {
                 return Err(ModelError::NoSoftmaxHead);
             }
         }
-        // Widths come from users and files: summed without overflow.
-        let parameters: u128 = self
-            .layer_dims()
-            .iter()
-            .map(|&(i, o)| (i as u128 + 1) * o as u128)
-            .sum();
+        let parameters = self.exact_parameter_count();
         if parameters > MAX_PARAMETERS {
             return Err(ModelError::TooLarge { parameters });
         }
@@ -147,7 +142,15 @@ impl ModelSpec {
     }
 
     pub fn parameter_count(&self) -> usize {
-        self.layer_dims().iter().map(|(i, o)| i * o + o).sum()
+        self.exact_parameter_count() as usize
+    }
+
+    /// The parameter count without overflow, whatever widths a user or a file gave.
+    fn exact_parameter_count(&self) -> u128 {
+        self.layer_dims()
+            .iter()
+            .map(|&(i, o)| (i as u128 + 1) * o as u128)
+            .sum()
     }
 
     /// Multiply-add FLOPs (2 per MAC) of one training sample: forward matmuls,

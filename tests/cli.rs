@@ -880,8 +880,8 @@ fn evaluate_and_predict_never_read_the_training_set() {
     let spec = gpu_mnist::ModelSpec::mlp(784, &[16], 10);
     let params = gpu_mnist::Params::init(&spec, gpu_mnist::Init::Glorot, 1);
     gpu_mnist::checkpoint::save(&ckpt, &spec, &params, Default::default()).unwrap();
-    for command in ["evaluate", "predict"] {
-        let out = gpu_mnist(&[
+    let run = |command: &str| {
+        gpu_mnist(&[
             command,
             "--backend",
             "cpu",
@@ -889,21 +889,16 @@ fn evaluate_and_predict_never_read_the_training_set() {
             ckpt.to_str().unwrap(),
             "--data-dir",
             copy.to_str().unwrap(),
-        ]);
+        ])
+    };
+    for command in ["evaluate", "predict"] {
+        let out = run(command);
         assert!(out.status.success(), "{command}: {}", stderr(&out));
     }
     // Nor need them.
     let labels = copy.join("train-labels-idx1-ubyte.gz");
     std::fs::rename(&labels, dir.path().join("elsewhere")).unwrap();
-    let out = gpu_mnist(&[
-        "evaluate",
-        "--backend",
-        "cpu",
-        "--checkpoint",
-        ckpt.to_str().unwrap(),
-        "--data-dir",
-        copy.to_str().unwrap(),
-    ]);
+    let out = run("evaluate");
     assert!(out.status.success(), "{}", stderr(&out));
     std::fs::rename(dir.path().join("elsewhere"), &labels).unwrap();
     // Training does read them, and says which is broken.

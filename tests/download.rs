@@ -515,6 +515,25 @@ fn impatient() -> gpu_mnist::data::download::NetworkLimits {
     }
 }
 
+/// The one-line error of a download of `file` from `mirrors` that must fail.
+fn failed_download(
+    limits: &gpu_mnist::data::download::NetworkLimits,
+    dir: &Path,
+    file: &RemoteFile,
+    mirrors: &[String],
+) -> String {
+    gpu_mnist::data::download::download_files_within(
+        limits,
+        dir,
+        std::slice::from_ref(file),
+        mirrors,
+        &unknown,
+        &mut ignore,
+    )
+    .unwrap_err()
+    .to_string()
+}
+
 #[test]
 fn a_stalled_mirror_gives_way_to_the_next_within_the_stall_limit() {
     let (file, gz) = tiny_file();
@@ -554,16 +573,7 @@ fn a_mirror_sending_more_than_the_file_is_cut_off() {
     for reply in [Reply::Huge, Reply::Flood] {
         let (base, hits) = serve(route(reply));
         let dir = tempfile::tempdir().unwrap();
-        let err = gpu_mnist::data::download::download_files_within(
-            &impatient(),
-            dir.path(),
-            std::slice::from_ref(&file),
-            &[base],
-            &unknown,
-            &mut ignore,
-        )
-        .unwrap_err()
-        .to_string();
+        let err = failed_download(&impatient(), dir.path(), &file, &[base]);
         assert!(
             err.contains("announces 1000000000000 bytes, more than the file's 1038")
                 || err.contains("sent more than the file's 1038 bytes"),
@@ -581,19 +591,11 @@ fn a_trickling_mirror_is_given_up_once_it_falls_under_the_minimum_rate() {
     let (base, _) = serve(route(Reply::Trickle(gz)));
     let dir = tempfile::tempdir().unwrap();
     let start = std::time::Instant::now();
-    let err = gpu_mnist::data::download::download_files_within(
-        &gpu_mnist::data::download::NetworkLimits {
-            rounds: 1,
-            ..impatient()
-        },
-        dir.path(),
-        std::slice::from_ref(&file),
-        &[base],
-        &unknown,
-        &mut ignore,
-    )
-    .unwrap_err()
-    .to_string();
+    let once = gpu_mnist::data::download::NetworkLimits {
+        rounds: 1,
+        ..impatient()
+    };
+    let err = failed_download(&once, dir.path(), &file, &[base]);
     // 20 bytes a second never stalls for 500 ms, but is under 100 bytes/s.
     assert!(err.contains("too slow: "), "{err}");
     assert!(err.contains("under 100 bytes/s"), "{err}");
@@ -606,16 +608,8 @@ fn a_missing_file_or_a_malformed_mirror_is_not_asked_again() {
     let (file, _) = tiny_file();
     let (base, hits) = serve(HashMap::new());
     let dir = tempfile::tempdir().unwrap();
-    let err = gpu_mnist::data::download::download_files_within(
-        &impatient(),
-        dir.path(),
-        std::slice::from_ref(&file),
-        &[base, "not a url".to_string()],
-        &unknown,
-        &mut ignore,
-    )
-    .unwrap_err()
-    .to_string();
+    let mirrors = [base, "not a url".to_string()];
+    let err = failed_download(&impatient(), dir.path(), &file, &mirrors);
     // Two rounds, but a 404 and a URL that cannot be parsed are final.
     assert_eq!(hits.load(Ordering::SeqCst), 1);
     assert_eq!(err.matches("404").count(), 1, "{err}");

@@ -48,13 +48,18 @@ pub fn train(args: &TrainArgs) -> Result<(), CliError> {
         data.train.len,
         data.validation.as_ref().map_or(0, |v| v.len),
     );
-    let fingerprint = format!(
-        "train {} validation {}",
-        data.train.fingerprint(),
-        data.validation
-            .as_ref()
-            .map_or("none".into(), |v| v.fingerprint())
-    );
+    // Hashing the examples costs a tenth of a second or so: only when a
+    // checkpoint is read or may be written.
+    let checkpoints = args.resume.is_some() || interrupted_checkpoint(args).is_some();
+    let fingerprint = checkpoints.then(|| {
+        format!(
+            "train {} validation {}",
+            data.train.fingerprint(),
+            data.validation
+                .as_ref()
+                .map_or("none".into(), |v| v.fingerprint())
+        )
+    });
     let spec = mnist_model(&args.hidden);
     let config = args.config();
     let device = args.device.open()?;
@@ -64,7 +69,7 @@ pub fn train(args: &TrainArgs) -> Result<(), CliError> {
             let trained_on = TrainedOn {
                 dataset: args.data.dataset.0.name,
                 examples,
-                fingerprint: &fingerprint,
+                fingerprint: fingerprint.as_deref(),
             };
             let (config, state) = resumable(path, &spec, config, &trained_on)?;
             let trainer = Trainer::resume(&device, &spec, &state, data, config)?;
@@ -106,7 +111,7 @@ pub fn train(args: &TrainArgs) -> Result<(), CliError> {
     let mut stopping = args
         .early_stopping
         .map(|patience| EarlyStopping::new(patience as usize));
-    let metadata = HashMap::from([
+    let mut metadata = HashMap::from([
         ("format".to_string(), "gpu-mnist".to_string()),
         (
             checkpoint::DATASET_KEY.to_string(),
@@ -115,8 +120,10 @@ pub fn train(args: &TrainArgs) -> Result<(), CliError> {
         ("seed".to_string(), args.seed.to_string()),
         (TRAIN_EXAMPLES_KEY.to_string(), examples.0.to_string()),
         (VALIDATION_EXAMPLES_KEY.to_string(), examples.1.to_string()),
-        (EXAMPLES_KEY.to_string(), fingerprint.clone()),
     ]);
+    if let Some(fingerprint) = fingerprint {
+        metadata.insert(EXAMPLES_KEY.to_string(), fingerprint);
+    }
     let start = std::time::Instant::now();
     // From here on, Ctrl-C and SIGTERM stop the run at its next read-back.
     let interrupts = Interrupts::install()?;
@@ -410,7 +417,8 @@ struct TrainedOn<'a> {
     dataset: &'a str,
     /// Training and validation examples.
     examples: (usize, usize),
-    fingerprint: &'a str,
+    /// Known whenever a run is resumed.
+    fingerprint: Option<&'a str>,
 }
 
 fn resumable(
@@ -467,8 +475,8 @@ fn resumable(
         .into());
     }
     // Older checkpoints did not record it.
-    if let Some(saved) = metadata.get(EXAMPLES_KEY) {
-        if saved != now.fingerprint {
+    if let (Some(saved), Some(fingerprint)) = (metadata.get(EXAMPLES_KEY), now.fingerprint) {
+        if saved != fingerprint {
             return Err(format!(
                 "checkpoint {}: its run trained on other examples than this run's, though as many (its data files differ): resume with the same data files",
                 path.display()

@@ -32,7 +32,7 @@ impl Observer for Printer {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = std::env::args().nth(1).map(std::path::PathBuf::from);
     let data = Arc::new(MNIST.load(dir.as_deref(), Some(&mut |_| {}))?);
-    let model = ModelSpec::sequential(28 * 28)
+    let model = ModelSpec::sequential([28 * 28])
         .dense(256, Activation::Relu)
         .dense(128, Activation::Relu)
         .dense(10, Activation::Softmax);

@@ -11,7 +11,7 @@ use gpu_mnist::{Activation, Device, Init, ModelSpec, Params, Split, TrainConfig,
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = std::env::args().nth(1).map(std::path::PathBuf::from);
     let data = Arc::new(MNIST.load(dir.as_deref(), Some(&mut |_| {}))?);
-    let model = ModelSpec::sequential(28 * 28)
+    let model = ModelSpec::sequential([28 * 28])
         .dense(512, Activation::Relu)
         .dense(10, Activation::Softmax);
     let params = Params::init(&model, Init::Glorot, 1);

@@ -40,6 +40,7 @@ impl OpBench {
         let settings = RunSettings {
             optimizer,
             report_every: usize::MAX,
+            seed: 0,
         };
         let (exec, _) = executor(device, plan, data, settings, &params)?;
         Ok(Self { exec, rows })

@@ -1,12 +1,15 @@
 //! Models and training runs saved as safetensors, a format PyTorch, JAX, numpy
 //! (through `safetensors`) and Hugging Face tools read directly.
 //!
-//! Tensors (f32, little-endian, row-major):
-//! - `dense_{i}.kernel` `[fan_in, units]` (Keras' layout: `y = x · kernel + bias`;
-//!   PyTorch's `nn.Linear.weight` is its transpose) and `dense_{i}.bias` `[units]`;
+//! Tensors (f32, little-endian, row-major), named and shaped by the model
+//! ([`ModelSpec::param_shapes`], Keras' layouts):
+//! - `dense_{i}.kernel` `[fan_in, units]` (`y = x · kernel + bias`; PyTorch's
+//!   `nn.Linear.weight` is its transpose), `conv2d_{i}.kernel`
+//!   `[kh, kw, in, filters]`, and each layer's `.bias` `[units]`; layers are
+//!   numbered per kind, as Keras names them;
 //! - in a run's checkpoint, the optimizer's state with the same shapes:
-//!   `optimizer.{slot}.dense_{i}.kernel` / `.bias` (SGD momentum: slot 0 the
-//!   velocity; RMSprop: slot 0 the mean square; Adam: slots 0 and 1 the moments).
+//!   `optimizer.{slot}.{tensor}` (SGD momentum: slot 0 the velocity; RMSprop:
+//!   slot 0 the mean square; Adam: slots 0 and 1 the moments).
 //!
 //! Metadata (strings): `model` (the architecture as JSON), and in a run's
 //! checkpoint `config` (optimizer and hyper-parameters, loss, batch size,
@@ -18,11 +21,14 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use ndarray::{Array1, Array2};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
+mod pytorch;
+
+pub use pytorch::export_pytorch;
+
 use crate::atomic_file::write_atomically;
-use crate::model::{Dense, ModelSpec, Params};
+use crate::model::{ModelSpec, Params};
 use crate::train::{TrainConfig, TrainState};
 
 /// Metadata key of the architecture (a [`ModelSpec`] as JSON).
@@ -44,13 +50,6 @@ pub const DATASET_KEY: &str = "dataset";
 pub struct CheckpointError {
     pub path: String,
     pub problem: String,
-}
-
-fn tensor_names(prefix: &str, layer: usize) -> (String, String) {
-    (
-        format!("{prefix}dense_{layer}.kernel"),
-        format!("{prefix}dense_{layer}.bias"),
-    )
 }
 
 /// The tensor-name prefix of optimizer state slot `slot`.
@@ -121,18 +120,14 @@ fn write(
     let sets = std::iter::once((String::new(), params))
         .chain(slots.iter().enumerate().map(|(s, p)| (slot_prefix(s), p)));
     for (prefix, set) in sets {
-        for (l, layer) in set.layers.iter().enumerate() {
-            let (kernel, bias) = tensor_names(&prefix, l);
-            let w = layer.weights.as_slice().expect("standard layout");
-            let b = layer.bias.as_slice().expect("standard layout");
-            let shape = layer.weights.shape().to_vec();
+        for tensor in &set.tensors {
             views.push((
-                kernel,
-                TensorView::new(Dtype::F32, shape, bytemuck::cast_slice(w)),
-            ));
-            views.push((
-                bias,
-                TensorView::new(Dtype::F32, vec![b.len()], bytemuck::cast_slice(b)),
+                format!("{prefix}{}", tensor.name),
+                TensorView::new(
+                    Dtype::F32,
+                    tensor.shape.clone(),
+                    bytemuck::cast_slice(&tensor.values),
+                ),
             ));
         }
     }
@@ -143,52 +138,6 @@ fn write(
         .map_err(|e| err(e.to_string()))?;
     let bytes = safetensors::serialize(views, Some(metadata)).map_err(|e| err(e.to_string()))?;
     write_atomically(path, &bytes).map_err(|e| err(e.to_string()))
-}
-
-/// Writes the model as the `state_dict` of PyTorch's
-/// `nn.Sequential(nn.Linear, activation, nn.Linear, ...)` (safetensors):
-/// dense layer `i` is the `nn.Linear` at its module index (each non-linear
-/// activation being a module of its own), `{index}.weight` `[out, in]` (the
-/// kernel transposed) and `{index}.bias` `[out]`. Returns the module list as
-/// PyTorch code, to build the network it loads into.
-pub fn export_pytorch(
-    path: &Path,
-    spec: &ModelSpec,
-    params: &Params,
-) -> Result<String, CheckpointError> {
-    let err = |problem: String| CheckpointError {
-        path: path.display().to_string(),
-        problem,
-    };
-    let mut modules = Vec::new();
-    let mut tensors: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
-    for (layer, dense) in spec.layers.iter().zip(&params.layers) {
-        let (fan_in, units) = dense.weights.dim();
-        let index = modules.len();
-        modules.push(format!("nn.Linear({fan_in}, {units})"));
-        let transposed = dense.weights.t().iter().copied().collect();
-        tensors.push((format!("{index}.weight"), vec![units, fan_in], transposed));
-        tensors.push((format!("{index}.bias"), vec![units], dense.bias.to_vec()));
-        let crate::model::Layer::Dense { activation, .. } = layer;
-        match activation {
-            crate::model::Activation::Linear => {}
-            crate::model::Activation::Relu => modules.push("nn.ReLU()".into()),
-            crate::model::Activation::Softmax => modules.push("nn.Softmax(dim=1)".into()),
-        }
-    }
-    let code = format!("nn.Sequential({})", modules.join(", "));
-    let views = tensors
-        .iter()
-        .map(|(name, shape, values)| {
-            TensorView::new(Dtype::F32, shape.clone(), bytemuck::cast_slice(values))
-                .map(|view| (name.clone(), view))
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| err(e.to_string()))?;
-    let metadata = HashMap::from([("pytorch_module".to_string(), code.clone())]);
-    let bytes = safetensors::serialize(views, Some(metadata)).map_err(|e| err(e.to_string()))?;
-    write_atomically(path, &bytes).map_err(|e| err(e.to_string()))?;
-    Ok(code)
 }
 
 fn f32_values(view: &TensorView, name: &str) -> Result<Vec<f32>, String> {
@@ -202,60 +151,61 @@ fn f32_values(view: &TensorView, name: &str) -> Result<Vec<f32>, String> {
         .collect())
 }
 
-/// The layers stored under `prefix`, checked to chain.
-fn read_layers(tensors: &SafeTensors, prefix: &str) -> Result<Vec<Dense>, String> {
-    let mut layers: Vec<Dense> = Vec::new();
-    for l in 0.. {
-        let (kernel_name, bias_name) = tensor_names(prefix, l);
-        let Ok(kernel) = tensors.tensor(&kernel_name) else {
-            break;
-        };
-        let bias = tensors
-            .tensor(&bias_name)
-            .map_err(|_| format!("{kernel_name} has no {bias_name}"))?;
-        let (rows, cols) = match kernel.shape() {
-            &[r, c] => (r, c),
-            s => return Err(format!("{kernel_name} has shape {s:?}, expected 2-D")),
-        };
-        if bias.shape() != [cols] {
-            return Err(format!(
-                "{bias_name} has shape {:?}, expected [{cols}]",
-                bias.shape()
-            ));
-        }
-        if let Some(prev) = layers.last() {
-            if prev.bias.len() != rows {
+/// The tensors of `spec` stored under `prefix`, each checked for its dtype,
+/// shape and finite values.
+fn read_tensors(tensors: &SafeTensors, prefix: &str, spec: &ModelSpec) -> Result<Params, String> {
+    let values = spec
+        .param_shapes()
+        .into_iter()
+        .map(|expected| {
+            let name = format!("{prefix}{}", expected.name);
+            let view = tensors
+                .tensor(&name)
+                .map_err(|_| format!("no {name} tensor, which the model has"))?;
+            if view.shape() != expected.shape.as_slice() {
                 return Err(format!(
-                    "{kernel_name} takes {rows} inputs, the layer before gives {}",
-                    prev.bias.len()
+                    "{name} has shape {:?}, the model's is {:?}",
+                    view.shape(),
+                    expected.shape
                 ));
             }
-        }
-        layers.push(Dense {
-            weights: Array2::from_shape_vec((rows, cols), f32_values(&kernel, &kernel_name)?)
-                .map_err(|e| e.to_string())?,
-            bias: Array1::from(f32_values(&bias, &bias_name)?),
-        });
-    }
-    Ok(layers)
-}
-
-/// Fails on the first tensor (named with `prefix`) holding NaN or infinity.
-fn check_finite(params: &Params, prefix: &str) -> Result<(), String> {
-    for (l, layer) in params.layers.iter().enumerate() {
-        let (kernel, bias) = tensor_names(prefix, l);
-        let values = [
-            (kernel, layer.weights.as_slice()),
-            (bias, layer.bias.as_slice()),
-        ];
-        for (name, values) in values {
-            let values = values.expect("read in standard layout");
+            let values = f32_values(&view, &name)?;
             if let Some(v) = values.iter().find(|v| !v.is_finite()) {
                 return Err(format!("{name} holds {v}: not a trained model"));
             }
+            Ok(values)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Params::from_values(spec, values))
+}
+
+/// The architecture of a file saved without one (the first versions): relu
+/// Dense layers with a softmax head, read off the `dense_{i}.kernel` shapes.
+fn architecture_of_tensors(tensors: &SafeTensors) -> Result<ModelSpec, String> {
+    let mut dims: Vec<(usize, usize)> = Vec::new();
+    for l in 0.. {
+        let name = format!("dense_{l}.kernel");
+        let Ok(kernel) = tensors.tensor(&name) else {
+            break;
+        };
+        let (rows, cols) = match kernel.shape() {
+            &[r, c] => (r, c),
+            s => return Err(format!("{name} has shape {s:?}, expected 2-D")),
+        };
+        if let Some(&(_, prev)) = dims.last() {
+            if prev != rows {
+                return Err(format!(
+                    "{name} takes {rows} inputs, the layer before gives {prev}"
+                ));
+            }
         }
+        dims.push((rows, cols));
     }
-    Ok(())
+    let (Some(first), Some(last)) = (dims.first(), dims.last()) else {
+        return Err("no architecture and no dense_0.kernel tensor: not a gpu-mnist checkpoint".into());
+    };
+    let hidden: Vec<usize> = dims[1..].iter().map(|d| d.0).collect();
+    Ok(ModelSpec::mlp(first.0, &hidden, last.1))
 }
 
 /// The largest checkpoint read: the largest model's parameters with two
@@ -313,27 +263,13 @@ pub fn from_bytes(bytes: &[u8], name: &str) -> Result<Checkpoint, CheckpointErro
         ),
         None => None,
     };
-    let layers = read_layers(&tensors, "").map_err(&err)?;
-    if layers.is_empty() {
-        return Err(err(
-            "no dense_0.kernel tensor: not a gpu-mnist checkpoint".into()
-        ));
-    }
-    let params = Params { layers };
-    let dims = params.layer_dims();
-    let spec = saved_spec.unwrap_or_else(|| {
-        let hidden: Vec<usize> = dims.iter().skip(1).map(|d| d.0).collect();
-        ModelSpec::mlp(dims[0].0, &hidden, dims[dims.len() - 1].1)
-    });
+    let spec = match saved_spec {
+        Some(spec) => spec,
+        None => architecture_of_tensors(&tensors).map_err(&err)?,
+    };
     spec.validate()
         .map_err(|e| err(format!("the saved architecture cannot be used: {e}")))?;
-    if spec.layer_dims() != dims {
-        return Err(err(format!(
-            "the saved architecture has layers {:?}, the tensors {dims:?}",
-            spec.layer_dims()
-        )));
-    }
-    check_finite(&params, "").map_err(&err)?;
+    let params = read_tensors(&tensors, "", &spec).map_err(&err)?;
     let run = match metadata.get(CONFIG_KEY) {
         None => None,
         Some(config) => {
@@ -347,26 +283,13 @@ pub fn from_bytes(bytes: &[u8], name: &str) -> Result<Checkpoint, CheckpointErro
             let config: TrainConfig =
                 serde_json::from_str(config).map_err(|e| bad(CONFIG_KEY, &e))?;
             let slots = (0..config.optimizer.state_slots())
-                .map(|slot| {
-                    let layers = read_layers(&tensors, &slot_prefix(slot)).map_err(&err)?;
-                    let set = Params { layers };
-                    check_finite(&set, &slot_prefix(slot)).map_err(&err)?;
-                    if set.layer_dims() != dims {
-                        return Err(err(format!(
-                            "optimizer state slot {slot} has layers {:?}, the model {dims:?}",
-                            set.layer_dims()
-                        )));
-                    }
-                    Ok(set)
-                })
+                .map(|slot| read_tensors(&tensors, &slot_prefix(slot), &spec).map_err(&err))
                 .collect::<Result<Vec<_>, _>>()?;
             // A negative mean square would take a square root of it next step.
             if let Some(slot) = config.optimizer.mean_square_slot() {
-                let negative = slots.get(slot).is_some_and(|set| {
-                    set.layers
-                        .iter()
-                        .any(|l| l.weights.iter().chain(l.bias.iter()).any(|&v| v < 0.0))
-                });
+                let negative = slots
+                    .get(slot)
+                    .is_some_and(|set| set.values().iter().any(|t| t.iter().any(|&v| v < 0.0)));
                 if negative {
                     return Err(err(format!(
                         "optimizer state slot {slot} holds a mean of squared gradients, but a value in it is negative"
@@ -408,7 +331,7 @@ mod tests {
     fn the_pytorch_export_transposes_the_kernels() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("torch.safetensors");
-        let spec = ModelSpec::sequential(3)
+        let spec = ModelSpec::sequential([3])
             .dense(2, Activation::Linear)
             .dense(4, Activation::Relu)
             .dense(2, Activation::Softmax);
@@ -430,10 +353,10 @@ mod tests {
         assert_eq!(weight.shape(), [4, 2]);
         let values = f32_values(&weight, "1.weight").unwrap();
         // weight[out][in] = kernel[in][out].
-        let kernel = &params.layers[1].weights;
+        let kernel = &params.get("dense_1.kernel").unwrap().values;
         for out in 0..4 {
             for input in 0..2 {
-                assert_eq!(values[out * 2 + input], kernel[[input, out]]);
+                assert_eq!(values[out * 2 + input], kernel[input * 4 + out]);
             }
         }
     }
@@ -458,9 +381,8 @@ mod tests {
         };
         // Adam's second slot is a mean of squares: never negative.
         let mut squares = Params::init(&spec, Init::Glorot, 3);
-        for layer in &mut squares.layers {
-            layer.weights.mapv_inplace(f32::abs);
-            layer.bias.mapv_inplace(f32::abs);
+        for tensor in &mut squares.tensors {
+            tensor.values.iter_mut().for_each(|v| *v = v.abs());
         }
         let state = TrainState {
             params: Params::init(&spec, Init::Glorot, 1),
@@ -491,7 +413,7 @@ mod tests {
         );
         // A negative mean square (a damaged or edited file) is refused.
         let mut damaged = state.clone();
-        damaged.slots[1].layers[0].bias[0] = -1.0;
+        damaged.slots[1].tensors[1].values[0] = -1.0;
         save_run(&path, &spec, &config, &damaged, HashMap::new()).unwrap();
         let err = read(&path).unwrap_err().to_string();
         assert!(err.ends_with("optimizer state slot 1 holds a mean of squared gradients, but a value in it is negative"), "{err}");
@@ -505,7 +427,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("m.safetensors");
         // A linear hidden layer: not what the tensor shapes alone would suggest.
-        let spec = ModelSpec::sequential(6)
+        let spec = ModelSpec::sequential([6])
             .dense(4, Activation::Linear)
             .dense(3, Activation::Softmax);
         let params = Params::init(&spec, Init::Glorot, 2);
@@ -517,7 +439,7 @@ mod tests {
 
         // A file without the architecture reads as relu layers and a softmax head.
         let views: Vec<(String, TensorView)> = params
-            .tensors()
+            .values()
             .iter()
             .zip([
                 "dense_0.kernel",

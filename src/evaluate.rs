@@ -71,7 +71,7 @@ impl Evaluator {
         params: &Params,
         data: Arc<Splits>,
         batch_size: usize,
-        training: Option<(OptimizerSpec, LossKind)>,
+        training: Option<(OptimizerSpec, LossKind, u64)>,
         report_every: usize,
     ) -> Result<Self, Error> {
         spec.validate()?;
@@ -82,27 +82,29 @@ impl Evaluator {
         // One activation buffer of a batch through the widest layer, bounded
         // as the parameters are: past that the host allocation (or a GPU
         // buffer) fails by aborting, not with an error.
-        let widest = spec
-            .layers
-            .iter()
-            .map(|l| l.units())
-            .fold(spec.inputs, usize::max);
-        if batch_size as u128 * widest as u128 > crate::model::MAX_PARAMETERS {
-            return Err(Error::Invalid(format!(
-                "a batch of {batch_size} through a layer of {widest} units is over 1 GiB per activation: use a smaller batch size"
-            )));
-        }
-        let (optimizer, loss) = match training {
-            Some((optimizer, loss)) => (Some(optimizer), loss),
-            None => (None, LossKind::SparseCategorical),
+        let (optimizer, loss, seed) = match training {
+            Some((optimizer, loss, seed)) => (Some(optimizer), loss, seed),
+            None => (None, LossKind::SparseCategorical, 0),
         };
         let slots = optimizer.map_or(0, |o| o.state_slots());
         let plan = Plan::new(spec, batch_size, loss, slots);
+        let widest = plan
+            .batch_buffers()
+            .into_iter()
+            .map(|buf| plan.len(buf))
+            .max()
+            .unwrap_or(0);
+        if widest as u128 > crate::model::MAX_PARAMETERS {
+            return Err(Error::Invalid(format!(
+                "a batch of {batch_size} needs an activation buffer of {widest} values, over 1 GiB: use a smaller batch size"
+            )));
+        }
         let settings = RunSettings {
             optimizer,
             report_every,
+            seed,
         };
-        let (exec, why) = executor(device, plan, data.clone(), settings, &params.tensors())?;
+        let (exec, why) = executor(device, plan, data.clone(), settings, &params.values())?;
         let description = match why {
             Some(why) => format!("{}, chosen by auto: {why}", exec.describe()),
             None => exec.describe(),
@@ -136,10 +138,10 @@ impl Evaluator {
         })?)
     }
 
-    /// Class probabilities of each image (rows of `features` pixels, `u8`
+    /// Class probabilities of each image (rows of the model's input, `u8`
     /// like the data set), computed on the device a batch at a time.
     pub fn predict(&mut self, images: &[u8]) -> Result<Vec<Vec<f32>>, Error> {
-        let features = self.spec.inputs;
+        let features = self.spec.input_len();
         if images.is_empty() || !images.len().is_multiple_of(features) {
             return Err(Error::Invalid(format!(
                 "{} bytes are not whole images of {features} pixels",
@@ -155,17 +157,16 @@ impl Evaluator {
 
     /// The current parameters, read from the device.
     pub fn params(&mut self) -> Result<Params, Error> {
-        let dims = self.spec.layer_dims();
-        let tensors = (0..2 * dims.len())
+        let tensors = (0..self.spec.param_shapes().len())
             .map(|t| self.exec.read(Buf::Param(t)))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Params::from_tensors(&dims, tensors))
+        Ok(Params::from_values(&self.spec, tensors))
     }
 
     /// Replaces the parameters (the optimizer state is kept).
     pub fn set_params(&mut self, params: &Params) -> Result<(), Error> {
         check_params(&self.spec, params)?;
-        for (t, values) in params.tensors().iter().enumerate() {
+        for (t, values) in params.values().iter().enumerate() {
             self.exec.write(Buf::Param(t), values)?;
         }
         Ok(())
@@ -182,17 +183,16 @@ impl Evaluator {
 
     /// Optimizer state slot `slot`, read from the device.
     pub(crate) fn state(&mut self, slot: usize) -> Result<Params, Error> {
-        let dims = self.spec.layer_dims();
-        let tensors = (0..2 * dims.len())
+        let tensors = (0..self.spec.param_shapes().len())
             .map(|tensor| self.exec.read(Buf::State { slot, tensor }))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Params::from_tensors(&dims, tensors))
+        Ok(Params::from_values(&self.spec, tensors))
     }
 
     /// Overwrites optimizer state slot `slot`.
     pub(crate) fn set_state(&mut self, slot: usize, values: &Params) -> Result<(), Error> {
         check_params(&self.spec, values)?;
-        for (tensor, values) in values.tensors().iter().enumerate() {
+        for (tensor, values) in values.values().iter().enumerate() {
             self.exec.write(Buf::State { slot, tensor }, values)?;
         }
         Ok(())
@@ -221,13 +221,21 @@ pub(crate) fn executor(
     Ok((exec, why))
 }
 
-/// Fails unless the parameters have the model's layer shapes.
+/// Fails unless the parameters have the model's tensor names and shapes.
 fn check_params(spec: &ModelSpec, params: &Params) -> Result<(), Error> {
-    if params.layer_dims() != spec.layer_dims() {
+    let (expected, given) = (spec.param_shapes(), params.shapes());
+    if given != expected {
+        let list = |tensors: &[crate::model::TensorSpec]| {
+            tensors
+                .iter()
+                .map(|t| format!("{} {:?}", t.name, t.shape))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         return Err(Error::Invalid(format!(
-            "parameters of layers {:?} do not fit the model's {:?}",
-            params.layer_dims(),
-            spec.layer_dims()
+            "parameters {} do not fit the model's {}",
+            list(&given),
+            list(&expected)
         )));
     }
     Ok(())
@@ -242,10 +250,11 @@ fn check_fits(spec: &ModelSpec, params: &Params, data: &Splits) -> Result<(), Er
         .filter_map(|split| Some((split, split.of(data)?)))
     {
         let name = split.name();
-        if set.features != spec.inputs {
+        if !set.fits_input(&spec.input_shape) {
             return Err(Error::Invalid(format!(
-                "the {name} images have {} pixels each; the model takes {} inputs",
-                set.features, spec.inputs
+                "the {name} images are {} each; the model takes {}",
+                crate::data::shape_text(&set.shape),
+                crate::data::shape_text(&spec.input_shape)
             )));
         }
         if set.classes != spec.classes() {

@@ -18,7 +18,7 @@
 //! let set = Dataset::new(images, vec![0, 1, 0, 1], 2, 2)?;
 //! let data = Arc::new(Splits::new(set.clone(), set));
 //!
-//! let spec = ModelSpec::sequential(2)
+//! let spec = ModelSpec::sequential([2])
 //!     .dense(8, Activation::Relu)
 //!     .dense(2, Activation::Softmax);
 //! let params = Params::init(&spec, Init::Glorot, 1);
@@ -70,7 +70,9 @@ pub use backend::{KernelChoice, KernelTrial};
 pub use device::{adapters, Device, GpuApi};
 pub use evaluate::{Error, Evaluator};
 pub use loss::LossKind;
-pub use model::{Activation, Dense, Init, Layer, ModelError, ModelSpec, Params};
+pub use model::{
+    keras_shape, Activation, Init, Layer, ModelError, ModelSpec, Padding, Params, Tensor, TensorSpec,
+};
 pub use optim::{OptimizerKind, OptimizerSpec};
 pub use train::{
     EarlyStopping, EpochOrder, EpochRecord, History, Observer, PartialEpoch, TrainConfig,

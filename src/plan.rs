@@ -1,27 +1,41 @@
 //! The step plan: a model's training, evaluation and prediction steps written
 //! once, as ordered lists of ops over named buffers. Every device executes the
 //! same plan: the CPU runs the ops in order, the wgpu device records each op as
-//! a kernel launch. A new layer type adds its ops in [`Plan::new`]'s layer loop;
-//! the devices only learn new ops.
+//! a kernel launch.
+//!
+//! Each layer emits its own forward and backward ops (`layers.rs`), its
+//! activation and the activation's derivative as ops of their own; a pass
+//! over the plan (`fuse.rs`) then folds a bias, a relu or a relu derivative
+//! into the product before it, so the book's MLP takes 10 launches a step.
+
+mod fuse;
+mod layers;
 
 use crate::loss::LossKind;
-use crate::model::{Activation, Layer, ModelSpec};
+use crate::model::{Image, ModelSpec};
 
-/// A buffer a step reads or writes. Batch buffers hold `batch` rows.
+/// A buffer a step reads or writes. Batch buffers hold `batch` examples.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Buf {
     /// The batch as `f32` pixels: rows x features.
     Input,
     /// One-hot targets (categorical loss): rows x classes.
     Targets,
-    /// Layer `l`'s output (activations; logits for the last): rows x units.
+    /// Layer `l`'s output (its activations).
     Output(usize),
+    /// Layer `l`'s pre-activation (the head's logits), where it has an activation.
+    Pre(usize),
+    /// Gradient of the loss with respect to layer `l`'s output.
+    OutputGrad(usize),
     /// Gradient of the loss with respect to layer `l`'s pre-activation.
-    Delta(usize),
+    PreGrad(usize),
+    /// Layer `l`'s input windows (im2col), and their gradient.
+    Patches(usize),
+    PatchesGrad(usize),
     /// Class probabilities of a prediction: rows x classes.
     Probs,
-    /// Parameter tensor `t` (w0, b0, w1, b1, ...), its gradient, and the
-    /// optimizer's state vector `slot` for it.
+    /// Parameter tensor `t` (in [`ModelSpec::param_shapes`] order), its
+    /// gradient, and the optimizer's state vector `slot` for it.
     Param(usize),
     Grad(usize),
     State {
@@ -63,7 +77,9 @@ pub(crate) struct MatmulForm {
 }
 
 /// `c = op(a) · op(b)` with `m x k x n` at the full batch, and the epilogue's
-/// operand (the bias, or the relu mask).
+/// operand (the bias, or the relu mask). The batch dimension counts
+/// `positions` rows per example (a convolution's output positions; 1 for a
+/// dense layer).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Matmul {
     pub a: Buf,
@@ -74,20 +90,107 @@ pub(crate) struct Matmul {
     pub m: usize,
     pub k: usize,
     pub n: usize,
+    pub positions: usize,
 }
 
 impl Matmul {
-    /// `(m, k)` of a step of `rows` rows.
+    /// `(m, k)` of a step of `rows` examples.
     pub fn step_mk(&self, rows: usize) -> (usize, usize) {
         match self.form.batch_dim {
             BatchDim::None => (self.m, self.k),
-            BatchDim::M => (rows, self.k),
-            BatchDim::K => (self.m, rows),
+            BatchDim::M => (rows * self.positions, self.k),
+            BatchDim::K => (self.m, rows * self.positions),
         }
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where a convolution's windows lie: a `kernel x kernel` window at each of
+/// `out_height x out_width` positions (stride 1), the input padded with
+/// `pad_top` rows and `pad_left` columns of zeros before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct ConvGeometry {
+    pub input: Image,
+    pub kernel: usize,
+    pub pad_top: usize,
+    pub pad_left: usize,
+    pub out_height: usize,
+    pub out_width: usize,
+}
+
+impl ConvGeometry {
+    /// Output positions per example: the rows of the lowered product.
+    pub fn positions(&self) -> usize {
+        self.out_height * self.out_width
+    }
+
+    /// Values per window: `kernel · kernel · channels` (the kernel's rows,
+    /// in its `[kh, kw, in]` order).
+    pub fn patch(&self) -> usize {
+        self.kernel * self.kernel * self.input.channels
+    }
+}
+
+/// A max-pool: `size x size` windows at stride `size` over `input`, the
+/// rows and columns past `out_height · size` and `out_width · size` unused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct PoolGeometry {
+    pub input: Image,
+    pub size: usize,
+    pub out_height: usize,
+    pub out_width: usize,
+}
+
+impl PoolGeometry {
+    pub fn output_len(&self) -> usize {
+        self.out_height * self.out_width * self.input.channels
+    }
+}
+
+/// Where a dropout draws its mask: value `i` of example row `r` at step
+/// `s` is kept when `dropout_keeps(seed, s, stream, r * width + i, rate)`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct DropoutMask {
+    pub rate: f32,
+    /// One stream per dropout layer, so layers draw independent masks.
+    pub stream: u32,
+    pub width: usize,
+}
+
+impl DropoutMask {
+    /// Values whose hash is below this are dropped: `rate · 2³²`.
+    pub fn threshold(&self) -> u32 {
+        (f64::from(self.rate) * 4_294_967_296.0).min(f64::from(u32::MAX)) as u32
+    }
+
+    /// What a kept value is multiplied by.
+    pub fn scale(&self) -> f32 {
+        1.0 / (1.0 - self.rate)
+    }
+
+    /// Whether value `index` of the batch (`row · width + i`, modulo 2³²) is
+    /// kept at optimizer step `step` of a run seeded `seed`.
+    pub fn keeps(&self, seed: u64, step: u64, index: usize) -> bool {
+        dropout_hash(seed, step, self.stream, index as u32) >= self.threshold()
+    }
+}
+
+/// The dropout mask's hash: 32-bit integer mixing only, so that a WGSL
+/// kernel computes the same bits (`dropout.wgsl` mirrors it).
+pub(crate) fn dropout_hash(seed: u64, step: u64, stream: u32, index: u32) -> u32 {
+    // Chris Wellons' "lowbias32" finaliser.
+    fn mix(mut x: u32) -> u32 {
+        x ^= x >> 16;
+        x = x.wrapping_mul(0x7feb_352d);
+        x ^= x >> 15;
+        x = x.wrapping_mul(0x846c_a68b);
+        x ^ (x >> 16)
+    }
+    [(seed >> 32) as u32, step as u32, (step >> 32) as u32, stream, index]
+        .into_iter()
+        .fold(mix(seed as u32), |h, word| mix(h ^ word))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum Op {
     /// The step's rows of the example source (u8 images, by the example order)
     /// into [`Buf::Input`] as pixel values; one-hot targets into [`Buf::Targets`]
@@ -96,6 +199,61 @@ pub(crate) enum Op {
         one_hot: bool,
     },
     Matmul(Matmul),
+    /// `buf += bias` on each of the step's `rows · positions` rows of `cols`.
+    AddBias {
+        buf: Buf,
+        bias: Buf,
+        cols: usize,
+        positions: usize,
+    },
+    /// `dst = relu(src)` over the step's rows of `width` values.
+    Relu {
+        src: Buf,
+        dst: Buf,
+        width: usize,
+    },
+    /// `dst = grad * relu'(mask)` (mask: the relu's output).
+    ReluGrad {
+        grad: Buf,
+        mask: Buf,
+        dst: Buf,
+        width: usize,
+    },
+    /// The windows of `src` (examples of `conv.input`) as rows of `dst`:
+    /// `positions` rows of `patch` values per example.
+    Im2col {
+        src: Buf,
+        dst: Buf,
+        conv: ConvGeometry,
+    },
+    /// The adjoint of [`Op::Im2col`]: each input value of `dst` is the sum of
+    /// the window values of `src` that read it.
+    Col2im {
+        src: Buf,
+        dst: Buf,
+        conv: ConvGeometry,
+    },
+    MaxPool {
+        src: Buf,
+        dst: Buf,
+        pool: PoolGeometry,
+    },
+    /// `dst` (the pool's input gradient): each window's gradient goes to the
+    /// first position holding the window's maximum of `src`; 0 elsewhere.
+    MaxPoolGrad {
+        grad: Buf,
+        src: Buf,
+        dst: Buf,
+        pool: PoolGeometry,
+    },
+    /// `dst = src * keep / (1 - rate)` with the step's mask (training only).
+    /// The backward pass runs the same op on the gradients: the mask is a
+    /// function of the step, not a buffer.
+    Dropout {
+        src: Buf,
+        dst: Buf,
+        mask: DropoutMask,
+    },
     /// Fused, stable softmax + cross-entropy of `logits` against the step's
     /// labels (or [`Buf::Targets`] when `dense_targets`): the loss sum and
     /// correct count go to the step's metrics; with `grad`, the gradient of
@@ -109,14 +267,90 @@ pub(crate) enum Op {
     Softmax {
         logits: Buf,
     },
-    /// Column sums of the step's rows of `src` (`cols` wide) into `dst`.
+    /// Column sums of the step's `rows · positions` rows of `src` (`cols`
+    /// wide) into `dst`.
     ColumnSums {
         src: Buf,
         dst: Buf,
         cols: usize,
+        positions: usize,
     },
     /// One optimizer update of every parameter tensor from its gradient.
     Update,
+}
+
+impl Op {
+    /// The op's name, for messages and profiles.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::Gather { .. } => "gather",
+            Op::Matmul(_) => "matmul",
+            Op::AddBias { .. } => "add_bias",
+            Op::Relu { .. } => "relu",
+            Op::ReluGrad { .. } => "relu_grad",
+            Op::Im2col { .. } => "im2col",
+            Op::Col2im { .. } => "col2im",
+            Op::MaxPool { .. } => "max_pool",
+            Op::MaxPoolGrad { .. } => "max_pool_grad",
+            Op::Dropout { .. } => "dropout",
+            Op::SoftmaxXent { .. } => "softmax_xent",
+            Op::Softmax { .. } => "softmax",
+            Op::ColumnSums { .. } => "column_sums",
+            Op::Update => "update",
+        }
+    }
+
+    /// The buffers the op reads (parameters and optimizer state aside).
+    pub fn reads(&self) -> Vec<Buf> {
+        match *self {
+            Op::Gather { .. } | Op::Update => Vec::new(),
+            Op::Matmul(mm) => [Some(mm.a), Some(mm.b), mm.extra].into_iter().flatten().collect(),
+            Op::AddBias { buf, bias, .. } => vec![buf, bias],
+            Op::Relu { src, .. } | Op::Im2col { src, .. } | Op::Col2im { src, .. } => vec![src],
+            Op::MaxPool { src, .. } | Op::Dropout { src, .. } => vec![src],
+            Op::ReluGrad { grad, mask, .. } => vec![grad, mask],
+            Op::MaxPoolGrad { grad, src, .. } => vec![grad, src],
+            Op::SoftmaxXent {
+                logits,
+                dense_targets,
+                ..
+            } => {
+                let mut reads = vec![logits];
+                if dense_targets {
+                    reads.push(Buf::Targets);
+                }
+                reads
+            }
+            Op::Softmax { logits } => vec![logits],
+            Op::ColumnSums { src, .. } => vec![src],
+        }
+    }
+
+    /// The buffers the op writes (parameters and optimizer state aside).
+    pub fn writes(&self) -> Vec<Buf> {
+        match *self {
+            Op::Gather { one_hot } => {
+                let mut writes = vec![Buf::Input];
+                if one_hot {
+                    writes.push(Buf::Targets);
+                }
+                writes
+            }
+            Op::Update => Vec::new(),
+            Op::Matmul(mm) => vec![mm.c],
+            Op::AddBias { buf, .. } => vec![buf],
+            Op::Relu { dst, .. }
+            | Op::ReluGrad { dst, .. }
+            | Op::Im2col { dst, .. }
+            | Op::Col2im { dst, .. }
+            | Op::MaxPool { dst, .. }
+            | Op::MaxPoolGrad { dst, .. }
+            | Op::Dropout { dst, .. }
+            | Op::ColumnSums { dst, .. } => vec![dst],
+            Op::SoftmaxXent { grad, .. } => grad.into_iter().collect(),
+            Op::Softmax { .. } => vec![Buf::Probs],
+        }
+    }
 }
 
 /// Which of a plan's programs a step runs.
@@ -130,13 +364,16 @@ pub(crate) enum Program {
 /// Everything a device needs to run a model: buffer sizes and three programs.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Plan {
-    /// Rows of the batch buffers: the largest step.
+    /// Examples in the batch buffers: the largest step.
     pub batch: usize,
     pub features: usize,
     pub classes: usize,
-    /// Floats per row of each batch buffer other than the input and targets.
+    /// Floats per example of each batch buffer other than the input and
+    /// targets: only the buffers some program uses.
     pub widths: Vec<(Buf, usize)>,
-    /// `(rows, cols)` of each parameter tensor (biases are `(1, n)`).
+    /// `(rows, cols)` of each parameter tensor as the products read it: a
+    /// kernel as `(fan_in, units)` (a convolution's as `(k·k·in, filters)`),
+    /// a bias as `(1, n)`.
     pub tensors: Vec<(usize, usize)>,
     /// Optimizer state vectors per parameter tensor (0 for inference only).
     pub state_slots: usize,
@@ -148,69 +385,41 @@ pub(crate) struct Plan {
 impl Plan {
     /// The plan of a (validated) model trained with `loss` in batches of `batch`.
     pub fn new(spec: &ModelSpec, batch: usize, loss: LossKind, state_slots: usize) -> Self {
-        let last = spec.layers.len() - 1;
         let one_hot = loss == LossKind::Categorical;
-        let mut widths = Vec::new();
-        let mut tensors = Vec::new();
-        let mut forward = vec![Op::Gather { one_hot }];
-        let mut backward = Vec::new();
-        let mut fan_in = spec.inputs;
-        for (l, layer) in spec.layers.iter().enumerate() {
-            let input = if l == 0 {
-                Buf::Input
-            } else {
-                Buf::Output(l - 1)
-            };
-            let below = if l == 0 {
-                None
-            } else {
-                Some(&spec.layers[l - 1])
-            };
-            let ops = match *layer {
-                Layer::Dense { units, activation } => dense_ops(
-                    DenseSlots {
-                        layer: l,
-                        first_tensor: tensors.len(),
-                        input,
-                        below,
-                        batch,
-                    },
-                    fan_in,
-                    units,
-                    activation,
-                ),
-            };
-            tensors.extend(ops.tensors);
-            widths.extend([
-                (Buf::Output(l), layer.units()),
-                (Buf::Delta(l), layer.units()),
-            ]);
-            forward.extend(ops.forward);
-            // Backward runs the layers in reverse order.
-            backward.splice(0..0, ops.backward);
-            fan_in = layer.units();
-        }
-        let logits = Buf::Output(last);
+        let training = layers::emit(spec, batch, true);
+        let inference = layers::emit(spec, batch, false);
         let xent = |grad| Op::SoftmaxXent {
-            logits,
+            logits: training.logits,
             grad,
             dense_targets: one_hot,
         };
-        let mut train = forward.clone();
-        train.push(xent(Some(Buf::Delta(last))));
-        train.extend(backward);
+        let mut train = vec![Op::Gather { one_hot }];
+        train.extend(training.forward);
+        train.push(xent(Some(training.logits_grad)));
+        train.extend(training.backward);
         train.push(Op::Update);
-        let mut eval = forward.clone();
+        let mut eval = vec![Op::Gather { one_hot }];
+        eval.extend(inference.forward.iter().copied());
         eval.push(xent(None));
-        let mut predict = forward;
-        predict[0] = Op::Gather { one_hot: false };
-        predict.push(Op::Softmax { logits });
+        let mut predict = vec![Op::Gather { one_hot: false }];
+        predict.extend(inference.forward);
+        predict.push(Op::Softmax {
+            logits: inference.logits,
+        });
+        let (train, eval, predict) = (fuse::fuse(train), fuse::fuse(eval), fuse::fuse(predict));
+        let used: Vec<Buf> = [&train, &eval, &predict]
+            .into_iter()
+            .flatten()
+            .flat_map(|op| op.reads().into_iter().chain(op.writes()))
+            .collect();
+        let mut widths = training.widths;
+        widths.retain(|(buf, _)| used.contains(buf));
         Self {
             batch,
-            features: spec.inputs,
+            features: spec.input_len(),
             classes: spec.classes(),
             widths,
-            tensors,
+            tensors: training.tensors,
             state_slots,
             train,
             eval,
@@ -249,6 +458,11 @@ impl Plan {
         }
     }
 
+    /// Every op of every program.
+    pub fn all_ops(&self) -> impl Iterator<Item = &Op> {
+        self.train.iter().chain(&self.eval).chain(&self.predict)
+    }
+
     /// Length in floats of a parameter-sized tensor.
     pub fn tensor_len(&self, t: usize) -> usize {
         let (rows, cols) = self.tensors[t];
@@ -261,7 +475,12 @@ impl Plan {
             Buf::Input => self.batch * self.features,
             Buf::Targets | Buf::Probs => self.batch * self.classes,
             Buf::Param(t) | Buf::Grad(t) | Buf::State { tensor: t, .. } => self.tensor_len(t),
-            Buf::Output(_) | Buf::Delta(_) => {
+            Buf::Output(_)
+            | Buf::Pre(_)
+            | Buf::OutputGrad(_)
+            | Buf::PreGrad(_)
+            | Buf::Patches(_)
+            | Buf::PatchesGrad(_) => {
                 let width = self
                     .widths
                     .iter()
@@ -286,185 +505,5 @@ impl Plan {
     }
 }
 
-/// Where a layer's ops read and write: its index (its output is
-/// `Output(layer)`, its gradient `Delta(layer)`), its first parameter tensor,
-/// its input, and the layer below (whose activation the backward pass masks).
-struct DenseSlots<'a> {
-    layer: usize,
-    first_tensor: usize,
-    input: Buf,
-    below: Option<&'a Layer>,
-    batch: usize,
-}
-
-/// A layer's parameter tensors and the ops of its forward and backward pass.
-struct LayerOps {
-    tensors: Vec<(usize, usize)>,
-    forward: Vec<Op>,
-    backward: Vec<Op>,
-}
-
-/// `Dense(units, activation)`: `Z = X·W + b` with relu fused; backward
-/// `dW = Xᵀ·delta`, `db` = column sums of delta, and the layer below's delta
-/// `delta·Wᵀ` (times relu's derivative when the layer below has relu).
-fn dense_ops(at: DenseSlots, fan_in: usize, units: usize, activation: Activation) -> LayerOps {
-    let DenseSlots {
-        layer: l,
-        first_tensor: t,
-        input,
-        below,
-        batch,
-    } = at;
-    let (w, b) = (Buf::Param(t), Buf::Param(t + 1));
-    let relu = activation == Activation::Relu;
-    let form = |transpose_a, transpose_b, epilogue, batch_dim| MatmulForm {
-        transpose_a,
-        transpose_b,
-        epilogue,
-        batch_dim,
-    };
-    let forward = vec![Op::Matmul(Matmul {
-        a: input,
-        b: w,
-        c: Buf::Output(l),
-        extra: Some(b),
-        form: form(
-            false,
-            false,
-            if relu {
-                Epilogue::BiasRelu
-            } else {
-                Epilogue::Bias
-            },
-            BatchDim::M,
-        ),
-        m: batch,
-        k: fan_in,
-        n: units,
-    })];
-    let mut backward = vec![
-        Op::Matmul(Matmul {
-            a: input,
-            b: Buf::Delta(l),
-            c: Buf::Grad(t),
-            extra: None,
-            form: form(true, false, Epilogue::None, BatchDim::K),
-            m: fan_in,
-            k: batch,
-            n: units,
-        }),
-        Op::ColumnSums {
-            src: Buf::Delta(l),
-            dst: Buf::Grad(t + 1),
-            cols: units,
-        },
-    ];
-    if let Some(below) = below {
-        let below_relu = matches!(
-            below,
-            Layer::Dense {
-                activation: Activation::Relu,
-                ..
-            }
-        );
-        backward.push(Op::Matmul(Matmul {
-            a: Buf::Delta(l),
-            b: w,
-            c: Buf::Delta(l - 1),
-            extra: below_relu.then_some(Buf::Output(l - 1)),
-            form: form(
-                false,
-                true,
-                if below_relu {
-                    Epilogue::ReluMask
-                } else {
-                    Epilogue::None
-                },
-                BatchDim::M,
-            ),
-            m: batch,
-            k: units,
-            n: fan_in,
-        }));
-    }
-    LayerOps {
-        tensors: vec![(fan_in, units), (1, units)],
-        forward,
-        backward,
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn matmuls(ops: &[Op]) -> Vec<Matmul> {
-        ops.iter()
-            .filter_map(|op| match op {
-                Op::Matmul(m) => Some(*m),
-                _ => None,
-            })
-            .collect()
-    }
-
-    #[test]
-    fn the_books_training_step_has_ten_ops_in_order() {
-        let spec = ModelSpec::mlp(784, &[512], 10);
-        let plan = Plan::new(&spec, 128, LossKind::SparseCategorical, 1);
-        let kinds: Vec<&str> = plan
-            .train
-            .iter()
-            .map(|op| match op {
-                Op::Gather { .. } => "gather",
-                Op::Matmul(_) => "matmul",
-                Op::SoftmaxXent { .. } => "xent",
-                Op::Softmax { .. } => "softmax",
-                Op::ColumnSums { .. } => "sums",
-                Op::Update => "update",
-            })
-            .collect();
-        assert_eq!(
-            kinds,
-            [
-                "gather", "matmul", "matmul", "xent", "matmul", "sums", "matmul", "matmul", "sums",
-                "update"
-            ]
-        );
-        let m = matmuls(&plan.train);
-        // Forward: X·W0 + b0 with relu, then the logits.
-        assert_eq!((m[0].m, m[0].k, m[0].n), (128, 784, 512));
-        assert_eq!(m[0].form.epilogue, Epilogue::BiasRelu);
-        assert_eq!(m[1].form.epilogue, Epilogue::Bias);
-        // Backward of the output layer: dW1 = H1ᵀ·delta1, then delta0 masked by relu.
-        assert_eq!(
-            (m[2].a, m[2].c, m[2].form.batch_dim),
-            (Buf::Output(0), Buf::Grad(2), BatchDim::K)
-        );
-        assert_eq!((m[3].c, m[3].extra), (Buf::Delta(0), Some(Buf::Output(0))));
-        assert_eq!(m[3].form.epilogue, Epilogue::ReluMask);
-        // The first layer's weight gradient reads the batch; no input gradient.
-        assert_eq!((m[4].a, m[4].c), (Buf::Input, Buf::Grad(0)));
-        assert_eq!(plan.tensors, vec![(784, 512), (1, 512), (512, 10), (1, 10)]);
-        assert_eq!(plan.len(Buf::Output(0)), 128 * 512);
-        assert_eq!(plan.eval.len(), 4);
-        assert_eq!(
-            plan.predict.last(),
-            Some(&Op::Softmax {
-                logits: Buf::Output(1)
-            })
-        );
-    }
-
-    #[test]
-    fn linear_hidden_layers_skip_the_relu_mask() {
-        let spec = ModelSpec::sequential(6)
-            .dense(5, Activation::Linear)
-            .dense(3, Activation::Softmax);
-        let plan = Plan::new(&spec, 4, LossKind::Categorical, 0);
-        let m = matmuls(&plan.train);
-        assert_eq!(m[0].form.epilogue, Epilogue::Bias);
-        assert_eq!((m[3].form.epilogue, m[3].extra), (Epilogue::None, None));
-        assert_eq!(plan.train[0], Op::Gather { one_hot: true });
-        assert_eq!(plan.predict[0], Op::Gather { one_hot: false });
-    }
-}
+mod tests;

@@ -282,7 +282,7 @@ impl Trainer {
             params,
             data,
             config.batch_size,
-            Some((config.optimizer, config.loss)),
+            Some((config.optimizer, config.loss, config.seed)),
             config.report_every,
         )?;
         Ok(Self {

@@ -154,7 +154,7 @@ fn a_parameter_that_is_not_a_number_stops_the_run() {
     let data = Arc::new(Splits::new(full.train.truncated(640), full.test.clone()));
     let spec = ModelSpec::mlp(FEATURES, &[16], CLASSES);
     let mut params = Params::init(&spec, Init::Glorot, 1);
-    params.layers[0].weights[[0, 0]] = f32::NAN;
+    params.tensors[0].values[0] = f32::NAN;
     let config = TrainConfig {
         report_every: 2,
         ..TrainConfig::default()

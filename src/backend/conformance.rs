@@ -76,6 +76,7 @@ impl Setup<'_> {
         let settings = RunSettings {
             optimizer: self.optimizer,
             report_every: 1,
+            seed: 0,
         };
         let params: Vec<&[f32]> = self.params.iter().map(Vec::as_slice).collect();
         match self.ctx {
@@ -230,6 +231,7 @@ fn matmul_forms(device: TestDevice, ctx: &Option<GpuContext>) {
                 m: full_m,
                 k: full_k,
                 n,
+                positions: 1,
             };
             let mut rng = Lcg((10 * s + f) as u64);
             let a = rng.vec(full_m * full_k);
@@ -323,6 +325,7 @@ fn first_layer_from_the_batch(device: TestDevice, ctx: &Option<GpuContext>) {
             m: batch,
             k: features,
             n: units,
+            positions: 1,
         };
         let grad_weights = Matmul {
             a: Buf::Input,
@@ -338,6 +341,7 @@ fn first_layer_from_the_batch(device: TestDevice, ctx: &Option<GpuContext>) {
             m: features,
             k: batch,
             n: units,
+            positions: 1,
         };
         let setup = Setup {
             plan: Plan::bare(
@@ -547,6 +551,7 @@ fn column_sums(device: TestDevice, ctx: &Option<GpuContext>) {
                         src: Buf::Param(0),
                         dst: Buf::Grad(1),
                         cols,
+                        positions: 1,
                     }],
                 ),
                 data: examples(rows, 1, 2),

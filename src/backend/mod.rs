@@ -141,6 +141,8 @@ pub(crate) struct RunSettings {
     pub optimizer: Option<OptimizerSpec>,
     /// Steps between progress reports (and, on the GPU, read-backs).
     pub report_every: usize,
+    /// The run's seed, which dropout masks are drawn from.
+    pub seed: u64,
 }
 
 #[derive(Debug, thiserror::Error)]

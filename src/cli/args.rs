@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use clap::builder::PossibleValue;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use gpu_mnist::data::{catalog, DataSet};
-use gpu_mnist::{Device, GpuApi, Init, LossKind, ModelSpec, OptimizerKind, OptimizerSpec};
+pub use super::model_args::ModelArgs;
+use gpu_mnist::{Device, GpuApi, Init, LossKind, OptimizerKind, OptimizerSpec};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -115,6 +116,7 @@ pub fn check_combinations(command: &Command) -> Result<(), String> {
     match command {
         Command::Train(args) => {
             args.device.check()?;
+            args.model.check()?;
             match (args.optimizer, args.momentum > 0.0, args.nesterov) {
                 (OptimizerArg::Adam, true, _) => {
                     Err("--momentum applies to sgd and rmsprop; Adam keeps its own moments (--optimizer adam)".into())
@@ -136,6 +138,7 @@ pub fn check_combinations(command: &Command) -> Result<(), String> {
         }
         Command::Bench(args) => {
             args.device.check()?;
+            args.model.check()?;
             if args.profile && args.device.backend == BackendChoice::Cpu {
                 return Err("--profile times GPU kernels; --backend cpu runs none".into());
             }
@@ -231,11 +234,11 @@ pub struct TrainArgs {
     pub data: DataArgs,
     #[arg(long, default_value_t = 5, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub epochs: u32,
-    #[arg(long, default_value_t = 128, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=65_536))]
-    pub batch_size: u32,
-    /// Hidden layer widths, comma-separated (e.g. 512 or 512,256).
-    #[arg(long, default_value = "512", allow_negative_numbers = true, value_parser = parse_hidden)]
-    pub hidden: HiddenLayers,
+    /// Examples per step (default: the model's, 128 for mlp, 64 for convnet).
+    #[arg(long, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    pub batch_size: Option<u32>,
+    #[command(flatten)]
+    pub model: ModelArgs,
     /// How the weights start (not with --resume or --init-from, which bring theirs).
     #[arg(long, value_enum, default_value_t = InitArg::Glorot, conflicts_with_all = ["resume", "init_from"])]
     pub init: InitArg,
@@ -250,8 +253,9 @@ pub struct TrainArgs {
     /// Nesterov momentum (sgd with --momentum).
     #[arg(long)]
     pub nesterov: bool,
-    #[arg(long, value_enum, default_value_t = LossArg::SparseCategorical)]
-    pub loss: LossArg,
+    /// The loss (default: the model's, sparse for mlp, categorical for convnet).
+    #[arg(long, value_enum)]
+    pub loss: Option<LossArg>,
     /// Seed of the initialisation and the shuffling.
     #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
     pub seed: u64,
@@ -344,10 +348,11 @@ pub struct BenchArgs {
     /// Steps to measure (default and maximum: one epoch).
     #[arg(long, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..))]
     pub steps: Option<u32>,
-    #[arg(long, default_value_t = 128, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=65_536))]
-    pub batch_size: u32,
-    #[arg(long, default_value = "512", allow_negative_numbers = true, value_parser = parse_hidden)]
-    pub hidden: HiddenLayers,
+    /// Examples per step (default: the model's, 128 for mlp, 64 for convnet).
+    #[arg(long, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    pub batch_size: Option<u32>,
+    #[command(flatten)]
+    pub model: ModelArgs,
     #[arg(long, value_enum, default_value_t = OptimizerArg::Rmsprop)]
     pub optimizer: OptimizerArg,
     #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
@@ -392,28 +397,6 @@ pub struct DownloadArgs {
     /// Target directory (default: the data set's user cache directory).
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HiddenLayers(pub Vec<usize>);
-
-/// Hidden widths, refused here (a usage error) when the model they make is
-/// too large to allocate.
-fn parse_hidden(s: &str) -> Result<HiddenLayers, String> {
-    let hidden = s
-        .split(',')
-        .map(|w| match w.trim().parse::<usize>() {
-            Ok(0) => Err("hidden layer widths must be at least 1".to_string()),
-            Ok(n) if n > 65_536 => Err(format!("hidden width {n} is above the limit of 65536")),
-            Ok(n) => Ok(n),
-            Err(_) => Err(format!(
-                "'{w}' is not a layer width (expected e.g. 512 or 512,256)"
-            )),
-        })
-        .collect::<Result<_, _>>()
-        .map(HiddenLayers)?;
-    mnist_model(&hidden).validate().map_err(|e| e.to_string())?;
-    Ok(hidden)
 }
 
 /// A path for curves, whose extension must name a format they are drawn in.
@@ -477,13 +460,12 @@ pub fn loss_flag_value(kind: LossKind) -> String {
         .map_or_else(|| format!("{kind:?}"), |v| v.get_name().to_string())
 }
 
-/// The MLP with these hidden widths for the catalogue's images and classes.
-pub fn mnist_model(hidden: &HiddenLayers) -> ModelSpec {
-    use gpu_mnist::data::catalog::{CLASSES, FEATURES};
-    ModelSpec::mlp(FEATURES, &hidden.0, CLASSES)
-}
-
 impl TrainArgs {
+    pub fn batch_size(&self) -> u32 {
+        self.batch_size
+            .unwrap_or_else(|| self.model.default_batch_size())
+    }
+
     pub fn init(&self) -> Init {
         match self.init {
             InitArg::Glorot => Init::Glorot,
@@ -494,9 +476,9 @@ impl TrainArgs {
     /// The training configuration the flags ask for.
     pub fn config(&self) -> gpu_mnist::TrainConfig {
         gpu_mnist::TrainConfig {
-            batch_size: self.batch_size as usize,
+            batch_size: self.batch_size() as usize,
             optimizer: self.optimizer_spec(),
-            loss: self.loss.into(),
+            loss: self.loss.map_or(self.model.default_loss(), LossKind::from),
             shuffle: !self.no_shuffle,
             seed: self.seed,
             report_every: self.report_every as usize,
@@ -511,5 +493,12 @@ impl TrainArgs {
         spec.momentum = self.momentum;
         spec.nesterov = self.nesterov;
         spec
+    }
+}
+
+impl BenchArgs {
+    pub fn batch_size(&self) -> u32 {
+        self.batch_size
+            .unwrap_or_else(|| self.model.default_batch_size())
     }
 }

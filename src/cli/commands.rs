@@ -8,12 +8,12 @@ use gpu_mnist::checkpoint;
 use gpu_mnist::data::catalog::{CLASSES, FEATURES};
 use gpu_mnist::data::download::Progress;
 use gpu_mnist::data::source::FetchError;
-use gpu_mnist::data::{digit_image, DataSet, Dataset, Splits};
+use gpu_mnist::data::{digit_image, shape_text, DataSet, Dataset, Splits};
 use gpu_mnist::report::ClassReport;
 use gpu_mnist::{Evaluator, GpuApi, Init, Params, Split, TrainConfig, Trainer};
 
 use super::args::{
-    mnist_model, BenchArgs, Command, DataArgs, DevicesArgs, DownloadArgs, EvaluateArgs, ExportArgs,
+    BenchArgs, Command, DataArgs, DevicesArgs, DownloadArgs, EvaluateArgs, ExportArgs,
     PlotArgs, PredictArgs,
 };
 use super::draw;
@@ -124,13 +124,14 @@ fn open_checkpoint(
         }
     }
     let (spec, params) = (saved.spec, saved.params);
-    let (inputs, classes) = (spec.inputs, spec.classes());
-    if inputs != data.test.features || classes != data.test.classes {
+    let classes = spec.classes();
+    if !data.test.fits_input(&spec.input_shape) || classes != data.test.classes {
         return Err(format!(
-            "checkpoint {}: the network maps {inputs} inputs to {classes} classes, {} needs {} to {}",
+            "checkpoint {}: the network maps {} to {classes} classes, {} needs {} to {}",
             path.display(),
+            shape_text(&spec.input_shape),
             set.title,
-            data.test.features,
+            shape_text(&data.test.shape),
             data.test.classes
         )
         .into());
@@ -267,23 +268,24 @@ fn bench(args: &BenchArgs) -> Result<(), CliError> {
         .check_all([("--json", args.json.as_ref())])?;
     let data = load_data(&args.data)?;
     let train_len = data.train.len;
-    let spec = mnist_model(&args.hidden);
+    let spec = args.model.spec();
     let config = TrainConfig {
-        batch_size: args.batch_size as usize,
+        batch_size: args.batch_size() as usize,
+        loss: args.model.default_loss(),
         optimizer: gpu_mnist::OptimizerSpec::keras_default(args.optimizer.into()),
         seed: args.seed,
         ..TrainConfig::default()
     };
     let params = Params::init(&spec, Init::Glorot, args.seed);
     let mut trainer = Trainer::new(&args.device.open()?, &spec, &params, Arc::new(data), config)?;
-    let epoch = train_len.div_ceil(args.batch_size as usize);
+    let epoch = train_len.div_ceil(args.batch_size() as usize);
     let steps = match args.steps {
         Some(steps) if steps as usize > epoch => {
             return Err(Exit {
                 code: 2,
                 message: format!(
                     "error: --steps {steps} is more than one epoch ({epoch} steps of {})",
-                    args.batch_size
+                    args.batch_size()
                 ),
             }
             .into())
@@ -332,9 +334,9 @@ fn print_kernel_choices(index: usize) -> Result<(), CliError> {
         api: GpuApi::Any,
         adapter: Some(index),
     };
-    let spec = mnist_model(&super::args::HiddenLayers(vec![512]));
-    let one =
-        gpu_mnist::data::Dataset::new(vec![0; spec.inputs], vec![0], spec.inputs, spec.classes())?;
+    let spec = super::model_args::mlp(&[512]);
+    let inputs = spec.input_len();
+    let one = gpu_mnist::data::Dataset::new(vec![0; inputs], vec![0], inputs, spec.classes())?;
     let data = Arc::new(Splits::new(one.clone(), one));
     let params = Params::init(&spec, Init::Glorot, 1);
     let mut trainer = Trainer::new(&device, &spec, &params, data, TrainConfig::default())?;

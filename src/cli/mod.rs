@@ -19,6 +19,7 @@ pub mod bench;
 pub mod commands;
 pub mod draw;
 pub mod interrupt;
+pub mod model_args;
 pub mod outputs;
 pub mod plot;
 pub mod progress;

@@ -13,7 +13,8 @@ use gpu_mnist::{
     Trainer,
 };
 
-use super::args::{mnist_model, TrainArgs};
+use super::args::TrainArgs;
+use super::model_args::layers_text;
 use super::commands::{load_data, write_json, CliError, Exit};
 use super::interrupt::{Interruptible, Interrupts, Signal};
 use super::outputs::Outputs;
@@ -60,7 +61,7 @@ pub fn train(args: &TrainArgs) -> Result<(), CliError> {
                 .map_or("none".into(), |v| v.fingerprint())
         )
     });
-    let spec = mnist_model(&args.hidden);
+    let spec = args.model.spec();
     let config = args.config();
     let device = args.device.open()?;
     let data = Arc::new(data);
@@ -536,25 +537,11 @@ fn differences(a: &TrainConfig, b: &TrainConfig) -> (String, String) {
 
 fn check_model(path: &Path, saved: &ModelSpec, wanted: &ModelSpec) -> Result<(), CliError> {
     if saved != wanted {
-        let widths = |s: &ModelSpec| {
-            let dims = s.layer_dims();
-            let hidden: Vec<String> = dims[1..].iter().map(|d| d.0.to_string()).collect();
-            format!(
-                "{} inputs, hidden {}, {} classes",
-                s.inputs,
-                if hidden.is_empty() {
-                    "none".to_string()
-                } else {
-                    hidden.join(",")
-                },
-                s.classes()
-            )
-        };
         return Err(format!(
-            "checkpoint {}: its model has {}; this run asks for {} (--hidden)",
+            "checkpoint {}: its model is {}; this run asks for {} (--model, --hidden, --layers)",
             path.display(),
-            widths(saved),
-            widths(wanted)
+            layers_text(saved),
+            layers_text(wanted)
         )
         .into());
     }

@@ -23,6 +23,9 @@ pub struct Dataset {
     pub len: usize,
     /// Pixels per image.
     pub features: usize,
+    /// One image's shape: `[height, width, 1]` from IDX files (channels-last),
+    /// `[features]` for flat examples.
+    pub shape: Vec<usize>,
     /// Every label is below this.
     pub classes: usize,
 }
@@ -42,12 +45,28 @@ impl Dataset {
                 labels: labels.dims[0],
             });
         }
-        Self::new(
-            images.data,
-            labels.data,
-            images.dims[1..].iter().product(),
-            classes,
-        )
+        let mut shape = images.dims[1..].to_vec();
+        if shape.len() == 2 {
+            // Grayscale: one channel, as Keras' `expand_dims(-1)`.
+            shape.push(1);
+        }
+        let features = shape.iter().product();
+        Ok(Self::new(images.data, labels.data, features, classes)?.with_shape(shape))
+    }
+
+    /// The same examples seen as images of `shape` (of `features` values).
+    pub fn with_shape(mut self, shape: Vec<usize>) -> Self {
+        debug_assert_eq!(shape.iter().product::<usize>(), self.features);
+        self.shape = shape;
+        self
+    }
+
+    /// Whether a model taking examples of `input` reads these: the same
+    /// shape, or the same number of values where either side is flat.
+    pub fn fits_input(&self, input: &[usize]) -> bool {
+        let flat = input.len() == 1 || self.shape.len() == 1;
+        input == self.shape.as_slice()
+            || (flat && input.iter().product::<usize>() == self.features)
     }
 
     /// Builds a data set from flattened images, checking shapes and that every
@@ -81,6 +100,7 @@ impl Dataset {
             labels,
             len,
             features,
+            shape: vec![features],
             classes,
         })
     }
@@ -118,8 +138,21 @@ impl Dataset {
             labels: self.labels[range.clone()].to_vec(),
             len: range.len(),
             features: self.features,
+            shape: self.shape.clone(),
             classes: self.classes,
         }
+    }
+}
+
+/// A shape as a reader says it: `28x28x1`, or `784 values` when flat.
+pub fn shape_text(shape: &[usize]) -> String {
+    match shape {
+        [n] => format!("{n} values"),
+        dims => dims
+            .iter()
+            .map(usize::to_string)
+            .collect::<Vec<_>>()
+            .join("x"),
     }
 }
 

@@ -11,4 +11,4 @@ pub mod idx;
 pub mod source;
 
 pub use catalog::{DataSet, FASHION_MNIST, KMNIST, MNIST};
-pub use dataset::{pixel, Dataset, Splits, PIXEL_SCALE};
+pub use dataset::{pixel, shape_text, Dataset, Splits, PIXEL_SCALE};

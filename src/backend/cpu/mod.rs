@@ -2,6 +2,7 @@
 //! allocated once. The first layer skips zero pixels (`sparse.rs`) whenever
 //! every op that reads the batch can.
 
+pub(crate) mod image_ops;
 pub(crate) mod ops;
 pub(crate) mod sparse;
 
@@ -41,19 +42,33 @@ pub(crate) struct CpuExecutor {
     counters: Counters,
 }
 
-/// Whether the CPU has a sparse form of `op` when it reads the batch.
+/// Whether the CPU has a sparse form of `op` when it reads the batch: only
+/// the first dense layer's products do; any other op that reads
+/// [`Buf::Input`] needs the dense batch.
 fn sparse_form(op: &Op) -> bool {
     match op {
         Op::Matmul(mm) if mm.a == Buf::Input => {
-            !mm.form.transpose_b
+            mm.positions == 1
+                && !mm.form.transpose_b
                 && if mm.form.transpose_a {
                     mm.form.epilogue == Epilogue::None
                 } else {
                     mm.form.epilogue != Epilogue::ReluMask
                 }
         }
-        Op::Matmul(mm) => mm.b != Buf::Input && mm.extra != Some(Buf::Input),
-        _ => true,
+        Op::Matmul(_)
+        | Op::AddBias { .. }
+        | Op::Relu { .. }
+        | Op::ReluGrad { .. }
+        | Op::Im2col { .. }
+        | Op::Col2im { .. }
+        | Op::MaxPool { .. }
+        | Op::MaxPoolGrad { .. }
+        | Op::Dropout { .. }
+        | Op::SoftmaxXent { .. }
+        | Op::Softmax { .. }
+        | Op::ColumnSums { .. } => !op.reads().contains(&Buf::Input),
+        Op::Gather { .. } | Op::Update => true,
     }
 }
 
@@ -124,15 +139,90 @@ impl CpuExecutor {
                     );
                     self.bufs.insert(Buf::Probs, probs);
                 }
-                Op::ColumnSums { src, dst, cols } => {
+                Op::ColumnSums {
+                    src,
+                    dst,
+                    cols,
+                    positions,
+                } => {
                     let mut sums = self.take(dst);
-                    ops::column_sums(view(self.get(src), rows, cols), (&mut sums[..]).into());
+                    ops::column_sums(
+                        view(self.get(src), rows * positions, cols),
+                        (&mut sums[..]).into(),
+                    );
                     self.bufs.insert(dst, sums);
+                }
+                Op::AddBias {
+                    buf,
+                    bias,
+                    cols,
+                    positions,
+                } => {
+                    let mut values = self.take(buf);
+                    ops::add_bias(
+                        self.get(bias),
+                        false,
+                        view_mut(&mut values, rows * positions, cols),
+                    );
+                    self.bufs.insert(buf, values);
+                }
+                Op::Relu { src, dst, width } => self.unary(src, dst, rows * width, |src, dst| {
+                    ops::relu(src, dst);
+                }),
+                Op::ReluGrad {
+                    grad,
+                    mask,
+                    dst,
+                    width,
+                } => {
+                    let mut out = self.take(dst);
+                    let n = rows * width;
+                    out[..n].copy_from_slice(&self.get(grad)[..n]);
+                    ops::relu_backward(view_mut(&mut out, 1, n), view(self.get(mask), 1, n));
+                    self.bufs.insert(dst, out);
+                }
+                Op::Im2col { src, dst, conv } => self.unary(src, dst, 0, |src, dst| {
+                    image_ops::im2col(src, dst, &conv, rows);
+                }),
+                Op::Col2im { src, dst, conv } => self.unary(src, dst, 0, |src, dst| {
+                    image_ops::col2im(src, dst, &conv, rows);
+                }),
+                Op::MaxPool { src, dst, pool } => self.unary(src, dst, 0, |src, dst| {
+                    image_ops::max_pool(src, dst, &pool, rows);
+                }),
+                Op::MaxPoolGrad {
+                    grad,
+                    src,
+                    dst,
+                    pool,
+                } => {
+                    let mut out = self.take(dst);
+                    image_ops::max_pool_grad(self.get(grad), self.get(src), &mut out, &pool, rows);
+                    self.bufs.insert(dst, out);
+                }
+                Op::Dropout { src, dst, mask } => {
+                    let (seed, step) = (self.settings.seed, self.counters.steps);
+                    self.unary(src, dst, rows * mask.width, |src, dst| {
+                        ops::dropout(src, dst, &mask, seed, step);
+                    })
                 }
                 Op::Update => self.update(),
             }
         }
         metrics
+    }
+
+    /// Runs `f` over `src` and `dst` (their first `len` values, or whole
+    /// when `len` is 0).
+    fn unary(&mut self, src: Buf, dst: Buf, len: usize, f: impl FnOnce(&[f32], &mut [f32])) {
+        let mut out = self.take(dst);
+        let input = self.get(src);
+        if len == 0 {
+            f(input, &mut out);
+        } else {
+            f(&input[..len], &mut out[..len]);
+        }
+        self.bufs.insert(dst, out);
     }
 
     fn gather(&mut self, source: &Dataset, indices: &[u32], one_hot: bool) {

@@ -6,6 +6,7 @@ use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis, Zip};
 
 use crate::data::{pixel, Dataset};
+use crate::plan::DropoutMask;
 
 /// Builds the `f32` batch of pixel values for the examples `indices`.
 pub fn gather_batch(data: &Dataset, indices: &[u32], mut out: ArrayViewMut2<f32>) {
@@ -50,6 +51,23 @@ pub fn relu_backward(mut grad: ArrayViewMut2<f32>, activation: ArrayView2<f32>) 
     Zip::from(&mut grad)
         .and(&activation)
         .for_each(|g, &a| *g = if a > 0.0 { *g } else { 0.0 });
+}
+
+/// `dst = relu(src)`.
+pub fn relu(src: &[f32], dst: &mut [f32]) {
+    for (d, &s) in dst.iter_mut().zip(src) {
+        *d = s.max(0.0);
+    }
+}
+
+/// `dst = src * keep / (1 - rate)` with the mask of `step` (see
+/// [`DropoutMask::keeps`]): the forward pass on activations, the backward
+/// pass on their gradients.
+pub fn dropout(src: &[f32], dst: &mut [f32], mask: &DropoutMask, seed: u64, step: u64) {
+    let scale = mask.scale();
+    for (i, (d, &s)) in dst.iter_mut().zip(src).enumerate() {
+        *d = if mask.keeps(seed, step, i) { s * scale } else { 0.0 };
+    }
 }
 
 /// Column sums of `grad` into `out` (the bias gradient).

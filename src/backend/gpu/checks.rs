@@ -30,8 +30,36 @@ fn at_most(limit: &'static str, allowed: u64, needed: u64, what: String) -> Resu
     Ok(())
 }
 
-/// Fails with the first limit that `plan` over `data` exceeds.
+/// Fails with the first op of `plan` that has no kernel yet.
+fn check_kernels(plan: &Plan) -> Result<(), GpuError> {
+    for op in plan.all_ops() {
+        let has_kernel = match *op {
+            Op::Gather { .. }
+            | Op::SoftmaxXent { .. }
+            | Op::Softmax { .. }
+            | Op::Update => true,
+            Op::Matmul(mm) => mm.positions == 1,
+            Op::ColumnSums { positions, .. } => positions == 1,
+            Op::AddBias { .. }
+            | Op::Relu { .. }
+            | Op::ReluGrad { .. }
+            | Op::Im2col { .. }
+            | Op::Col2im { .. }
+            | Op::MaxPool { .. }
+            | Op::MaxPoolGrad { .. }
+            | Op::Dropout { .. } => false,
+        };
+        if !has_kernel {
+            return Err(GpuError::NoKernel(op.name()));
+        }
+    }
+    Ok(())
+}
+
+/// Fails with the first op of `plan` without a kernel, or the first limit
+/// that `plan` over `data` exceeds.
 pub(crate) fn check(offer: &Offer, plan: &Plan, data: &Splits) -> Result<(), GpuError> {
+    check_kernels(plan)?;
     let l = offer.limits;
     if !offer.compute_shaders {
         return Err(GpuError::Unsupported("compute shaders".into()));
@@ -121,7 +149,7 @@ pub(crate) fn check(offer: &Offer, plan: &Plan, data: &Splits) -> Result<(), Gpu
 fn check_grids(allowed: u64, plan: &Plan) -> Result<(), GpuError> {
     let limit = "max_compute_workgroups_per_dimension";
     let shape = Shape::of(plan);
-    for op in plan.train.iter().chain(&plan.eval).chain(&plan.predict) {
+    for op in plan.all_ops() {
         let (what, (x, y, z)) = match *op {
             Op::Gather { .. } => (
                 format!("the gather of a batch of {} rows", plan.batch),
@@ -139,6 +167,15 @@ fn check_grids(allowed: u64, plan: &Plan) -> Result<(), GpuError> {
             ),
             // One workgroup; a grid-stride loop clamped to the limit.
             Op::SoftmaxXent { .. } | Op::Softmax { .. } | Op::Update => continue,
+            // Refused by `check_kernels`.
+            Op::AddBias { .. }
+            | Op::Relu { .. }
+            | Op::ReluGrad { .. }
+            | Op::Im2col { .. }
+            | Op::Col2im { .. }
+            | Op::MaxPool { .. }
+            | Op::MaxPoolGrad { .. }
+            | Op::Dropout { .. } => continue,
         };
         at_most(limit, allowed, x.max(y).max(z) as u64, what)?;
     }

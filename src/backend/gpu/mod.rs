@@ -53,6 +53,8 @@ pub enum GpuError {
     Unsupported(String),
     #[error("the GPU reported an error: {0}")]
     Device(String),
+    #[error("the wgpu backend has no {0} kernel yet (convolution, pooling and dropout layers): train this model with --backend cpu")]
+    NoKernel(&'static str),
 }
 
 /// Where each parameter tensor starts in the one parameter buffer (and in the
@@ -496,7 +498,7 @@ impl GpuExecutor {
                     false,
                     XentMode::Probabilities,
                 ),
-                Op::ColumnSums { src, dst, cols } => {
+                Op::ColumnSums { src, dst, cols, .. } => {
                     let product = column_sums_product(plan.batch, cols);
                     k.matmul(
                         self.matmul_kernel(product),
@@ -510,6 +512,14 @@ impl GpuExecutor {
                         },
                     )
                 }
+                Op::AddBias { .. }
+                | Op::Relu { .. }
+                | Op::ReluGrad { .. }
+                | Op::Im2col { .. }
+                | Op::Col2im { .. }
+                | Op::MaxPool { .. }
+                | Op::MaxPoolGrad { .. }
+                | Op::Dropout { .. } => unreachable!("refused by checks::check_kernels"),
                 Op::Update => k.optimizer(
                     &self
                         .settings

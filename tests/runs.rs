@@ -148,9 +148,10 @@ fn resuming_refuses_a_different_run_saying_what_differs() {
     let saved = dir.path().join("run.st");
     let saved = saved.to_str().unwrap();
     ok(train(&data, "cpu", &["--epochs", "1", "--save", saved]));
-    let cases: [(&[&str], &str); 4] = [
+    let cases: [(&[&str], &str); 5] = [
         (&["--optimizer", "adam"], "saved by a run with --optimizer rmsprop"),
-        (&["--hidden", "64"], "its model has 784 inputs, hidden 512, 10 classes; this run asks for 784 inputs, hidden 64"),
+        (&["--hidden", "64"], "its model is 784 -> dense(512,relu),dense(10,softmax); this run asks for 784 -> dense(64,relu),dense(10,softmax) (--model, --hidden, --layers)"),
+        (&["--model", "convnet", "--batch-size", "128", "--loss", "sparse"], "this run asks for 28x28x1 -> conv2d(32,3,relu,valid),maxpool(2),"),
         (&["--validation-split", "0.5"], "its run trained on 3000 examples and validated on 0; this run has 1500 and 1500"),
         (&["--seed", "2"], "--seed 1"),
     ];

@@ -240,11 +240,14 @@ pub(crate) enum Op {
     },
     /// `dst` (the pool's input gradient): each window's gradient goes to the
     /// first position holding the window's maximum of `src`; 0 elsewhere.
+    /// With `relu`, times relu's derivative at that position (`src` being a
+    /// relu's output): the layer below's activation folded in.
     MaxPoolGrad {
         grad: Buf,
         src: Buf,
         dst: Buf,
         pool: PoolGeometry,
+        relu: bool,
     },
     /// `dst = src * keep / (1 - rate)` with the step's mask (training only).
     /// The backward pass runs the same op on the gradients: the mask is a

@@ -49,14 +49,15 @@ fn train(data: &Path, backend: &str, extra: &[&str]) -> Output {
 }
 
 /// 3 epochs, then 2 more from the checkpoint, equal 5 straight epochs: the
-/// same parameters and optimizer state bit for bit, and the same metrics.
-fn resume_is_exact(backend: &str) {
+/// same parameters and optimizer state bit for bit, and the same metrics,
+/// for the model of `model` flags (with `tensors` parameter tensors).
+fn resume_is_exact(backend: &str, model: &[&str], tensors: usize, optimizers: &[&str]) {
     let Some(data) = common::mnist_dir() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
     let p = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
-    for optimizer in ["adam", "rmsprop"] {
+    for &optimizer in optimizers {
         let flags = [
             "--optimizer",
             optimizer,
@@ -68,6 +69,7 @@ fn resume_is_exact(backend: &str) {
         let run = |epochs: &str, extra: &[&str]| {
             let mut args = vec!["--epochs", epochs];
             args.extend_from_slice(&flags);
+            args.extend_from_slice(model);
             args.extend_from_slice(extra);
             ok(train(&data, backend, &args))
         };
@@ -122,21 +124,36 @@ fn resume_is_exact(backend: &str) {
         let (resumed, straight) = (tensors(&p("resumed.st")), tensors(&p("five.st")));
         // Parameters and the optimizer's state (Adam: two slots).
         let slots = if optimizer == "adam" { 2 } else { 1 };
-        assert_eq!(resumed.len(), 4 * (1 + slots), "{optimizer}");
+        assert_eq!(resumed.len(), tensors * (1 + slots), "{optimizer}");
         assert!(resumed == straight, "{optimizer}: tensors differ");
     }
 }
 
 #[test]
 fn resuming_continues_exactly_on_the_cpu() {
-    resume_is_exact("cpu");
+    resume_is_exact("cpu", &[], 4, &["adam", "rmsprop"]);
 }
 
 #[test]
 fn resuming_continues_exactly_on_the_gpu() {
     if common::gpu().is_some() {
-        resume_is_exact("vulkan");
+        resume_is_exact("vulkan", &[], 4, &["adam", "rmsprop"]);
     }
+}
+
+/// A convolution, a pool and dropout, whose mask depends on the step: the
+/// resumed run draws the masks the straight run drew.
+#[test]
+fn a_convnet_with_dropout_resumes_exactly_on_the_cpu() {
+    resume_is_exact(
+        "cpu",
+        &[
+            "--layers",
+            "conv2d(8,3,relu),maxpool(2),flatten,dropout(0.3),dense(10,softmax)",
+        ],
+        4,
+        &["rmsprop"],
+    );
 }
 
 #[test]

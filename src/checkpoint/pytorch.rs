@@ -122,3 +122,154 @@ fn channels_first(image: Image, at: usize) -> usize {
     let pixel = at / image.channels;
     c * image.height * image.width + pixel
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use safetensors::SafeTensors;
+
+    use super::*;
+    use crate::data::{pixel, Dataset, Splits};
+    use crate::model::Init;
+    use crate::{Device, Evaluator};
+
+    /// What PyTorch computes with the exported `state_dict`: channels-first
+    /// images through `nn.Conv2d` (valid or same), `nn.ReLU`,
+    /// `nn.MaxPool2d`, `nn.Flatten` (C, H, W order) and `nn.Linear`, in f64.
+    fn torch_logits(modules: &str, file: &SafeTensors, image: &[u8], hw: usize) -> Vec<f64> {
+        let tensor = |name: String| -> (Vec<usize>, Vec<f64>) {
+            let view = file.tensor(&name).unwrap();
+            let values = view
+                .data()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64)
+                .collect();
+            (view.shape().to_vec(), values)
+        };
+        // x: (channels, height, width), or flat.
+        let mut x: Vec<f64> = image.iter().map(|&p| pixel(p) as f64).collect();
+        let (mut c, mut h, mut w) = (x.len() / (hw * hw), hw, hw);
+        let body = modules.trim_start_matches("nn.Sequential(").trim_end_matches(')');
+        for (index, module) in body.split(", nn.").enumerate() {
+            let module = module.trim_start_matches("nn.");
+            if module.starts_with("Conv2d") {
+                let (shape, weight) = tensor(format!("{index}.weight"));
+                let (_, bias) = tensor(format!("{index}.bias"));
+                let (out, k) = (shape[0], shape[2]);
+                let pad = if module.contains("'same'") { (k - 1) / 2 } else { 0 };
+                let (oh, ow) = if pad == 0 && !module.contains("'same'") {
+                    (h - k + 1, w - k + 1)
+                } else {
+                    (h, w)
+                };
+                let mut y = vec![0.0; out * oh * ow];
+                for o in 0..out {
+                    for oy in 0..oh {
+                        for ox in 0..ow {
+                            let mut sum = bias[o];
+                            for i in 0..c {
+                                for ky in 0..k {
+                                    for kx in 0..k {
+                                        let (iy, ix) = ((oy + ky) as isize - pad as isize, (ox + kx) as isize - pad as isize);
+                                        if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
+                                            continue;
+                                        }
+                                        sum += weight[((o * c + i) * k + ky) * k + kx]
+                                            * x[(i * h + iy as usize) * w + ix as usize];
+                                    }
+                                }
+                            }
+                            y[(o * oh + oy) * ow + ox] = sum;
+                        }
+                    }
+                }
+                (x, c, h, w) = (y, out, oh, ow);
+            } else if module.starts_with("MaxPool2d") {
+                let p: usize = module["MaxPool2d(".len()..module.len() - 1].parse().unwrap();
+                let (oh, ow) = (h / p, w / p);
+                let mut y = vec![f64::NEG_INFINITY; c * oh * ow];
+                for i in 0..c {
+                    for oy in 0..oh {
+                        for ox in 0..ow {
+                            for dy in 0..p {
+                                for dx in 0..p {
+                                    let v = x[(i * h + oy * p + dy) * w + ox * p + dx];
+                                    let m = &mut y[(i * oh + oy) * ow + ox];
+                                    *m = m.max(v);
+                                }
+                            }
+                        }
+                    }
+                }
+                (x, h, w) = (y, oh, ow);
+            } else if module.starts_with("ReLU") {
+                x.iter_mut().for_each(|v| *v = v.max(0.0));
+            } else if module.starts_with("Linear") {
+                let (shape, weight) = tensor(format!("{index}.weight"));
+                let (_, bias) = tensor(format!("{index}.bias"));
+                x = (0..shape[0])
+                    .map(|o| bias[o] + (0..shape[1]).map(|i| weight[o * shape[1] + i] * x[i]).sum::<f64>())
+                    .collect();
+            }
+            // Flatten: x is already stored (C, H, W); Softmax is applied below.
+        }
+        x
+    }
+
+    #[test]
+    fn the_exported_convnet_computes_what_the_engine_does() {
+        let spec = ModelSpec::sequential([8, 8, 2])
+            .conv2d(3, 3, Activation::Relu)
+            .layer(Layer::Conv2D {
+                filters: 4,
+                kernel_size: 2,
+                padding: Padding::Same,
+                activation: Activation::Relu,
+            })
+            .max_pool(2)
+            .flatten()
+            .dense(5, Activation::Relu)
+            .dense(3, Activation::Softmax);
+        let mut params = Params::init(&spec, Init::Glorot, 4);
+        for t in &mut params.tensors {
+            if t.name.ends_with(".bias") {
+                for (i, v) in t.values.iter_mut().enumerate() {
+                    *v = 0.05 * (i as f32 - 1.0);
+                }
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("torch.safetensors");
+        let code = export_pytorch(&path, &spec, &params).unwrap();
+        assert_eq!(
+            code,
+            "nn.Sequential(nn.Conv2d(2, 3, 3, padding=0), nn.ReLU(), nn.Conv2d(3, 4, 2, padding='same'), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(36, 5), nn.ReLU(), nn.Linear(5, 3), nn.Softmax(dim=1))"
+        );
+        let bytes = std::fs::read(&path).unwrap();
+        let file = SafeTensors::deserialize(&bytes).unwrap();
+        assert_eq!(file.tensor("0.weight").unwrap().shape(), [3, 2, 3, 3]);
+
+        // Two images, channels-last as the engine reads them; PyTorch reads
+        // the same values channels-first.
+        let images: Vec<u8> = (0..2 * 128).map(|i| ((i * 37) % 256) as u8).collect();
+        let set = Dataset::new(images.clone(), vec![0, 1], 128, 3).unwrap();
+        let data = Arc::new(Splits::new(set.clone(), set));
+        let mut model = Evaluator::new(&Device::Cpu, &spec, &params, data, 2).unwrap();
+        let probs = model.predict(&images).unwrap();
+        for (image, engine) in images.chunks(128).zip(&probs) {
+            let mut chw = vec![0u8; 128];
+            for (at, &v) in image.iter().enumerate() {
+                let (pixel, c) = (at / 2, at % 2);
+                chw[c * 64 + pixel] = v;
+            }
+            let logits = torch_logits(&code, &file, &chw, 8);
+            let max = logits.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let sum: f64 = logits.iter().map(|z| (z - max).exp()).sum();
+            for (z, &p) in logits.iter().zip(engine) {
+                let torch = (z - max).exp() / sum;
+                assert!((torch - p as f64).abs() < 1e-5, "{torch} vs {p}");
+            }
+        }
+    }
+}

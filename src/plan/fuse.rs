@@ -1,8 +1,8 @@
-//! Folds element-wise ops into the product that writes their input, when
-//! nothing else reads the product's own result: a bias add, then a relu,
-//! into the forward product (`Epilogue::Bias`, `BiasRelu`), and a relu
-//! derivative into the input-gradient product (`Epilogue::ReluMask`). Each
-//! fusion saves a launch and a pass over the buffer.
+//! Folds element-wise ops into the op that writes their input, when nothing
+//! else reads that op's own result: a bias add, then a relu, into the
+//! forward product (`Epilogue::Bias`, `BiasRelu`), and a relu derivative
+//! into the input-gradient product (`Epilogue::ReluMask`) or the max-pool's
+//! gradient. Each fusion saves a launch and a pass over the buffer.
 
 use super::{Buf, Epilogue, Matmul, Op};
 
@@ -11,9 +11,9 @@ pub(super) fn fuse(ops: Vec<Op>) -> Vec<Op> {
     let mut out: Vec<Op> = Vec::with_capacity(ops.len());
     for (i, op) in ops.iter().enumerate() {
         let later = &ops[i + 1..];
-        if let Some(Op::Matmul(mm)) = out.last_mut() {
-            if let Some(fused) = fused(*mm, op, later) {
-                *mm = fused;
+        if let Some(prev) = out.last_mut() {
+            if let Some(fused) = fused(*prev, op, later) {
+                *prev = fused;
                 continue;
             }
         }
@@ -22,9 +22,39 @@ pub(super) fn fuse(ops: Vec<Op>) -> Vec<Op> {
     out
 }
 
-/// `mm` with `next` folded into it, if `next` reads `mm`'s result and
+/// `prev` with `next` folded into it, if `next` reads `prev`'s result and
 /// nothing in `later` reads that result again.
-fn fused(mm: Matmul, next: &Op, later: &[Op]) -> Option<Matmul> {
+fn fused(prev: Op, next: &Op, later: &[Op]) -> Option<Op> {
+    let unread_later = |buf: Buf| !later.iter().any(|op| op.reads().contains(&buf));
+    match (prev, *next) {
+        (Op::Matmul(mm), _) => fused_product(mm, next, later).map(Op::Matmul),
+        (
+            Op::MaxPoolGrad {
+                grad,
+                src,
+                dst,
+                pool,
+                relu: false,
+            },
+            Op::ReluGrad {
+                grad: relu_grad,
+                mask,
+                dst: relu_dst,
+                ..
+            },
+        ) if relu_grad == dst && mask == src && unread_later(dst) => Some(Op::MaxPoolGrad {
+            grad,
+            src,
+            dst: relu_dst,
+            pool,
+            relu: true,
+        }),
+        _ => None,
+    }
+}
+
+/// `mm` with `next` folded into its epilogue.
+fn fused_product(mm: Matmul, next: &Op, later: &[Op]) -> Option<Matmul> {
     let unread_later = |buf: Buf| !later.iter().any(|op| op.reads().contains(&buf));
     match (*next, mm.form.epilogue) {
         (Op::AddBias { buf, bias, .. }, Epilogue::None) if buf == mm.c => Some(Matmul {

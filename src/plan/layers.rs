@@ -120,6 +120,7 @@ pub(super) fn emit(spec: &ModelSpec, batch: usize, training: bool) -> Emitted {
                         src: x,
                         dst,
                         pool,
+                        relu: false,
                     });
                 }
                 out.widths.push((Buf::Output(l), output_len));

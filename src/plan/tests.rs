@@ -107,8 +107,8 @@ fn the_convnet_lowers_convolutions_to_products_over_positions() {
     // The dense layer after Flatten reads the last convolution's output.
     let dense = m.iter().find(|mm| mm.b == Buf::Param(6)).unwrap();
     assert_eq!((dense.a, dense.k), (Buf::Output(4), 576));
-    // Backward: the pools route gradients, the relus after them stay
-    // separate ops, the first convolution has no input gradient.
+    // Backward: the pools route gradients with the relu derivative of the
+    // convolution below folded in; the first convolution has no input gradient.
     let train = names(&plan.train);
     let backward = &train[train.iter().position(|&n| n == "softmax_xent").unwrap() + 1..];
     assert_eq!(
@@ -125,13 +125,11 @@ fn the_convnet_lowers_convolutions_to_products_over_positions() {
             "matmul",
             "col2im",
             "max_pool_grad",
-            "relu_grad",
             "matmul",
             "column_sums",
             "matmul",
             "col2im",
             "max_pool_grad",
-            "relu_grad",
             "matmul",
             "column_sums",
             "update"

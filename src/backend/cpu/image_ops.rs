@@ -110,8 +110,17 @@ pub fn max_pool(src: &[f32], dst: &mut [f32], pool: &PoolGeometry, rows: usize) 
 }
 
 /// The pool's input gradient: each window's gradient at the first position
-/// (row-major) holding its maximum, zero everywhere else.
-pub fn max_pool_grad(grad: &[f32], src: &[f32], dst: &mut [f32], pool: &PoolGeometry, rows: usize) {
+/// (row-major) holding its maximum, zero everywhere else; with `relu`, zero
+/// too where that maximum is not positive (relu's derivative, `src` being a
+/// relu's output).
+pub fn max_pool_grad(
+    grad: &[f32],
+    src: &[f32],
+    dst: &mut [f32],
+    pool: &PoolGeometry,
+    relu: bool,
+    rows: usize,
+) {
     let (in_len, out_len, c) = (pool.input.len(), pool.output_len(), pool.input.channels);
     dst[..rows * in_len]
         .par_chunks_mut(in_len)
@@ -131,7 +140,7 @@ pub fn max_pool_grad(grad: &[f32], src: &[f32], dst: &mut [f32], pool: &PoolGeom
                             }
                         }
                     }
-                    dx_out[best] = g[ch];
+                    dx_out[best] = if relu && x[best] <= 0.0 { 0.0 } else { g[ch] };
                 }
             }
         });

@@ -177,8 +177,7 @@ impl CpuExecutor {
                 } => {
                     let mut out = self.take(dst);
                     let n = rows * width;
-                    out[..n].copy_from_slice(&self.get(grad)[..n]);
-                    ops::relu_backward(view_mut(&mut out, 1, n), view(self.get(mask), 1, n));
+                    ops::relu_grad(&self.get(grad)[..n], &self.get(mask)[..n], &mut out[..n]);
                     self.bufs.insert(dst, out);
                 }
                 Op::Im2col { src, dst, conv } => self.unary(src, dst, 0, |src, dst| {
@@ -195,9 +194,11 @@ impl CpuExecutor {
                     src,
                     dst,
                     pool,
+                    relu,
                 } => {
                     let mut out = self.take(dst);
-                    image_ops::max_pool_grad(self.get(grad), self.get(src), &mut out, &pool, rows);
+                    let (grad, src) = (self.get(grad), self.get(src));
+                    image_ops::max_pool_grad(grad, src, &mut out, &pool, relu, rows);
                     self.bufs.insert(dst, out);
                 }
                 Op::Dropout { src, dst, mask } => {

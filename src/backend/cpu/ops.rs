@@ -53,6 +53,13 @@ pub fn relu_backward(mut grad: ArrayViewMut2<f32>, activation: ArrayView2<f32>) 
         .for_each(|g, &a| *g = if a > 0.0 { *g } else { 0.0 });
 }
 
+/// `dst = grad * relu'(mask)`, `mask` being the relu's output.
+pub fn relu_grad(grad: &[f32], mask: &[f32], dst: &mut [f32]) {
+    for ((d, &g), &m) in dst.iter_mut().zip(grad).zip(mask) {
+        *d = if m > 0.0 { g } else { 0.0 };
+    }
+}
+
 /// `dst = relu(src)`.
 pub fn relu(src: &[f32], dst: &mut [f32]) {
     for (d, &s) in dst.iter_mut().zip(src) {

@@ -1,0 +1,154 @@
+//! The book's chapter-5 convnet and other layer stacks through the binary:
+//! training, the commands that read its checkpoint, usage errors for stacks
+//! that cannot work, and checkpoints of the previous version.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn gpu_mnist(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_gpu-mnist"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn ok(out: Output) -> Output {
+    assert!(out.status.success(), "{}", stderr(&out));
+    out
+}
+
+/// The number after `key` in `text` (`test_acc: 0.9791`).
+fn number_after(text: &str, key: &str) -> f64 {
+    let at = text.find(key).unwrap_or_else(|| panic!("no {key} in {text}")) + key.len();
+    text[at..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn the_books_convnet_trains_on_the_cpu_and_every_command_reads_it() {
+    let Some(data) = common::mnist_dir() else {
+        return;
+    };
+    let data = data.to_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let saved = dir.path().join("convnet.st");
+    let saved = saved.to_str().unwrap();
+    let out = ok(gpu_mnist(&[
+        "train", "--model", "convnet", "--backend", "cpu", "--data-dir", data, "--epochs", "1",
+        "--train-samples", "3000", "--save", saved,
+    ]));
+    let text = stdout(&out);
+    // Keras' summary of the book's model, and its defaults (batch 64: 47 steps).
+    assert!(text.contains("(None, 26, 26, 32)") && text.contains("Total params: 93322"), "{text}");
+    assert!(text.contains("47/47"), "{text}");
+    let accuracy = number_after(&text, "test_acc:");
+    assert!(accuracy > 0.85, "{text}");
+
+    let evaluated = stdout(&ok(gpu_mnist(&[
+        "evaluate", "--checkpoint", saved, "--backend", "cpu", "--data-dir", data,
+    ])));
+    assert!(evaluated.contains(&format!("{accuracy:.4}")), "{accuracy} vs {evaluated}");
+
+    let predicted = stdout(&ok(gpu_mnist(&[
+        "predict", "--checkpoint", saved, "--backend", "cpu", "--data-dir", data, "--index", "0",
+    ])));
+    // MNIST's first test image is a 7.
+    assert!(predicted.contains("label 7"), "{predicted}");
+
+    let torch = dir.path().join("torch.st");
+    let exported = stdout(&ok(gpu_mnist(&[
+        "export", "--checkpoint", saved, "--pytorch", "-o", torch.to_str().unwrap(),
+    ])));
+    assert!(exported.contains("nn.Conv2d(1, 32, 3, padding=0)"), "{exported}");
+    let bytes = std::fs::read(&torch).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    assert_eq!(file.tensor("0.weight").unwrap().shape(), [32, 1, 3, 3]);
+    assert_eq!(file.tensor("9.weight").unwrap().shape(), [64, 576]);
+}
+
+#[test]
+fn the_gpu_says_it_has_no_convolution_kernels_yet() {
+    let (Some(data), Some(_)) = (common::mnist_dir(), common::gpu()) else {
+        return;
+    };
+    let out = gpu_mnist(&[
+        "train", "--model", "convnet", "--backend", "vulkan", "--data-dir",
+        data.to_str().unwrap(), "--epochs", "1", "--train-samples", "64",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert_eq!(
+        err.trim(),
+        "error: the wgpu backend has no im2col kernel yet (convolution, pooling and dropout layers): train this model with --backend cpu"
+    );
+}
+
+#[test]
+fn stacks_that_cannot_work_are_usage_errors() {
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["--layers", "dense(10,softmax)"],
+            "layer 0 (Dense) needs a flat input, but its input is (None, 28, 28, 1): add Flatten before it",
+        ),
+        (
+            &["--layers", "conv2d(8,3,relu),maxpool(30),flatten,dense(10,softmax)"],
+            "layer 1 (MaxPooling2D): a 30x30 window does not fit its 26x26 input",
+        ),
+        (
+            &["--model", "convnet", "--hidden", "64"],
+            "--hidden sets the MLP's widths",
+        ),
+        (
+            &["--model", "convnet", "--layers", "flatten,dense(10,softmax)"],
+            "cannot be used with",
+        ),
+    ];
+    for (flags, message) in cases {
+        let mut args = vec!["train", "--backend", "cpu"];
+        args.extend_from_slice(flags);
+        let out = gpu_mnist(&args);
+        assert_eq!(out.status.code(), Some(2), "{flags:?}");
+        let err = stderr(&out);
+        assert!(err.contains(message), "{flags:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
+
+/// A checkpoint written by the version before layers owned their tensors
+/// (commit 5dc949b: `train --hidden 16 --epochs 1 --train-samples 2000
+/// --seed 3 --save`): it evaluates to what that version printed, and its
+/// run resumes.
+#[test]
+fn checkpoints_of_the_previous_version_load() {
+    let Some(data) = common::mnist_dir() else {
+        return;
+    };
+    let data = data.to_str().unwrap();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mlp-5dc949b.safetensors");
+    let fixture = fixture.to_str().unwrap();
+    let evaluated = stdout(&ok(gpu_mnist(&[
+        "evaluate", "--checkpoint", fixture, "--backend", "cpu", "--data-dir", data,
+    ])));
+    assert!(evaluated.contains(include_str!("fixtures/mlp-5dc949b.test_acc").trim()), "{evaluated}");
+    let dir = tempfile::tempdir().unwrap();
+    let resumed = dir.path().join("resumed.st");
+    ok(gpu_mnist(&[
+        "train", "--backend", "cpu", "--data-dir", data, "--hidden", "16", "--epochs", "1",
+        "--train-samples", "2000", "--seed", "3", "--resume", fixture, "--save",
+        resumed.to_str().unwrap(), "--quiet",
+    ]));
+}

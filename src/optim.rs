@@ -11,18 +11,53 @@ pub enum OptimizerKind {
 }
 
 /// Hyper-parameters of one optimizer. Fields that a rule does not use are ignored.
+/// A saved spec without a field (one saved before the field existed) reads
+/// it as Keras' default, so older checkpoints keep resuming.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct OptimizerSpec {
     pub kind: OptimizerKind,
     pub lr: f32,
     /// Momentum of SGD and RMSprop (Keras' rules); 0 is none.
+    #[serde(default = "keras::momentum")]
     pub momentum: f32,
+    #[serde(default = "keras::nesterov")]
     pub nesterov: bool,
     /// RMSprop decay of the squared-gradient average.
+    #[serde(default = "keras::rho")]
     pub rho: f32,
+    #[serde(default = "keras::beta1")]
     pub beta1: f32,
+    #[serde(default = "keras::beta2")]
     pub beta2: f32,
+    #[serde(default = "keras::epsilon")]
     pub epsilon: f32,
+}
+
+/// Keras' defaults of the fields every rule shares, for specs read without them.
+mod keras {
+    use super::{OptimizerKind, OptimizerSpec};
+
+    fn any() -> OptimizerSpec {
+        OptimizerSpec::keras_default(OptimizerKind::Rmsprop)
+    }
+    pub fn momentum() -> f32 {
+        any().momentum
+    }
+    pub fn nesterov() -> bool {
+        any().nesterov
+    }
+    pub fn rho() -> f32 {
+        any().rho
+    }
+    pub fn beta1() -> f32 {
+        any().beta1
+    }
+    pub fn beta2() -> f32 {
+        any().beta2
+    }
+    pub fn epsilon() -> f32 {
+        any().epsilon
+    }
 }
 
 impl OptimizerSpec {
@@ -178,6 +213,19 @@ fn adam(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_spec_saved_without_newer_fields_reads_keras_defaults() {
+        let saved = r#"{"kind":"adam","lr":0.002}"#;
+        let spec: OptimizerSpec = serde_json::from_str(saved).unwrap();
+        assert_eq!(
+            spec,
+            OptimizerSpec {
+                lr: 0.002,
+                ..OptimizerSpec::keras_default(OptimizerKind::Adam)
+            }
+        );
+    }
 
     /// One update of a single weight w = 0.5 with gradient g = 0.2, then a
     /// second with g = -0.1, against Keras' formulas worked by hand.

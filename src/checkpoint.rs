@@ -202,7 +202,9 @@ fn architecture_of_tensors(tensors: &SafeTensors) -> Result<ModelSpec, String> {
         dims.push((rows, cols));
     }
     let (Some(first), Some(last)) = (dims.first(), dims.last()) else {
-        return Err("no architecture and no dense_0.kernel tensor: not a gpu-mnist checkpoint".into());
+        return Err(
+            "no architecture and no dense_0.kernel tensor: not a gpu-mnist checkpoint".into(),
+        );
     };
     let hidden: Vec<usize> = dims[1..].iter().map(|d| d.0).collect();
     Ok(ModelSpec::mlp(first.0, &hidden, last.1))

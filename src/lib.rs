@@ -71,7 +71,8 @@ pub use device::{adapters, Device, GpuApi};
 pub use evaluate::{Error, Evaluator};
 pub use loss::LossKind;
 pub use model::{
-    keras_shape, Activation, Init, Layer, ModelError, ModelSpec, Padding, Params, Tensor, TensorSpec,
+    keras_shape, Activation, Init, Layer, ModelError, ModelSpec, Padding, Params, Tensor,
+    TensorSpec,
 };
 pub use optim::{OptimizerKind, OptimizerSpec};
 pub use train::{

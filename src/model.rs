@@ -142,9 +142,14 @@ pub enum ModelError {
         kind: &'static str,
         shape: Vec<usize>,
     },
-    #[error("layer {index} (Dense) needs a flat input, but its input is {}: add Flatten before it", keras_shape(shape))]
+    #[error(
+        "layer {index} (Dense) needs a flat input, but its input is {}: add Flatten before it",
+        keras_shape(shape)
+    )]
     NeedsFlat { index: usize, shape: Vec<usize> },
-    #[error("layer {index} ({kind}): a {size}x{size} window does not fit its {height}x{width} input")]
+    #[error(
+        "layer {index} ({kind}): a {size}x{size} window does not fit its {height}x{width} input"
+    )]
     WindowTooLarge {
         index: usize,
         kind: &'static str,
@@ -505,10 +510,7 @@ impl ModelSpec {
             } => {
                 let channels = input.last().copied().unwrap_or(0);
                 vec![
-                    tensor(
-                        "kernel",
-                        vec![kernel_size, kernel_size, channels, filters],
-                    ),
+                    tensor("kernel", vec![kernel_size, kernel_size, channels, filters]),
                     tensor("bias", vec![filters]),
                 ]
             }
@@ -581,8 +583,7 @@ impl ModelSpec {
                 Layer::Dense { units, .. } => (input.iter().product::<usize>() * units) as u64,
                 Layer::Conv2D { kernel_size, .. } => {
                     let channels = input[2];
-                    (output.iter().product::<usize>() * kernel_size * kernel_size * channels)
-                        as u64
+                    (output.iter().product::<usize>() * kernel_size * kernel_size * channels) as u64
                 }
                 Layer::MaxPooling2D { .. } | Layer::Flatten | Layer::Dropout { .. } => continue,
             };
@@ -870,7 +871,10 @@ mod tests {
         assert_eq!(limit.validate(), Ok(()));
 
         let image = || ModelSpec::sequential([28, 28, 1]);
-        let err = image().dense(10, Activation::Softmax).validate().unwrap_err();
+        let err = image()
+            .dense(10, Activation::Softmax)
+            .validate()
+            .unwrap_err();
         assert_eq!(
             err.to_string(),
             "layer 0 (Dense) needs a flat input, but its input is (None, 28, 28, 1): add Flatten before it"
@@ -916,10 +920,7 @@ mod tests {
                 .validate(),
             Err(ModelError::SoftmaxInside { index: 0 })
         );
-        assert_eq!(
-            image().flatten().validate(),
-            Err(ModelError::NoSoftmaxHead)
-        );
+        assert_eq!(image().flatten().validate(), Err(ModelError::NoSoftmaxHead));
     }
 
     #[test]

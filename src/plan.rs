@@ -185,9 +185,15 @@ pub(crate) fn dropout_hash(seed: u64, step: u64, stream: u32, index: u32) -> u32
         x = x.wrapping_mul(0x846c_a68b);
         x ^ (x >> 16)
     }
-    [(seed >> 32) as u32, step as u32, (step >> 32) as u32, stream, index]
-        .into_iter()
-        .fold(mix(seed as u32), |h, word| mix(h ^ word))
+    [
+        (seed >> 32) as u32,
+        step as u32,
+        (step >> 32) as u32,
+        stream,
+        index,
+    ]
+    .into_iter()
+    .fold(mix(seed as u32), |h, word| mix(h ^ word))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -307,7 +313,10 @@ impl Op {
     pub fn reads(&self) -> Vec<Buf> {
         match *self {
             Op::Gather { .. } | Op::Update => Vec::new(),
-            Op::Matmul(mm) => [Some(mm.a), Some(mm.b), mm.extra].into_iter().flatten().collect(),
+            Op::Matmul(mm) => [Some(mm.a), Some(mm.b), mm.extra]
+                .into_iter()
+                .flatten()
+                .collect(),
             Op::AddBias { buf, bias, .. } => vec![buf, bias],
             Op::Relu { src, .. } | Op::Im2col { src, .. } | Op::Col2im { src, .. } => vec![src],
             Op::MaxPool { src, .. } | Op::Dropout { src, .. } => vec![src],

@@ -29,7 +29,10 @@ fn ok(out: Output) -> Output {
 
 /// The number after `key` in `text` (`test_acc: 0.9791`).
 fn number_after(text: &str, key: &str) -> f64 {
-    let at = text.find(key).unwrap_or_else(|| panic!("no {key} in {text}")) + key.len();
+    let at = text
+        .find(key)
+        .unwrap_or_else(|| panic!("no {key} in {text}"))
+        + key.len();
     text[at..]
         .split_whitespace()
         .next()
@@ -48,32 +51,71 @@ fn the_books_convnet_trains_on_the_cpu_and_every_command_reads_it() {
     let saved = dir.path().join("convnet.st");
     let saved = saved.to_str().unwrap();
     let out = ok(gpu_mnist(&[
-        "train", "--model", "convnet", "--backend", "cpu", "--data-dir", data, "--epochs", "1",
-        "--train-samples", "3000", "--save", saved,
+        "train",
+        "--model",
+        "convnet",
+        "--backend",
+        "cpu",
+        "--data-dir",
+        data,
+        "--epochs",
+        "1",
+        "--train-samples",
+        "3000",
+        "--save",
+        saved,
     ]));
     let text = stdout(&out);
     // Keras' summary of the book's model, and its defaults (batch 64: 47 steps).
-    assert!(text.contains("(None, 26, 26, 32)") && text.contains("Total params: 93322"), "{text}");
+    assert!(
+        text.contains("(None, 26, 26, 32)") && text.contains("Total params: 93322"),
+        "{text}"
+    );
     assert!(text.contains("47/47"), "{text}");
     let accuracy = number_after(&text, "test_acc:");
     assert!(accuracy > 0.85, "{text}");
 
     let evaluated = stdout(&ok(gpu_mnist(&[
-        "evaluate", "--checkpoint", saved, "--backend", "cpu", "--data-dir", data,
+        "evaluate",
+        "--checkpoint",
+        saved,
+        "--backend",
+        "cpu",
+        "--data-dir",
+        data,
     ])));
-    assert!(evaluated.contains(&format!("{accuracy:.4}")), "{accuracy} vs {evaluated}");
+    assert!(
+        evaluated.contains(&format!("{accuracy:.4}")),
+        "{accuracy} vs {evaluated}"
+    );
 
     let predicted = stdout(&ok(gpu_mnist(&[
-        "predict", "--checkpoint", saved, "--backend", "cpu", "--data-dir", data, "--index", "0",
+        "predict",
+        "--checkpoint",
+        saved,
+        "--backend",
+        "cpu",
+        "--data-dir",
+        data,
+        "--index",
+        "0",
     ])));
     // MNIST's first test image is a 7.
     assert!(predicted.contains("label 7"), "{predicted}");
 
     let torch = dir.path().join("torch.st");
     let exported = stdout(&ok(gpu_mnist(&[
-        "export", "--checkpoint", saved, "--pytorch", "-o", torch.to_str().unwrap(),
+        "export",
+        "--checkpoint",
+        saved,
+        "--pytorch",
+        "-o",
+        torch.to_str().unwrap(),
     ])));
-    assert!(exported.contains("nn.Conv2d(1, 32, 3, padding=0)"), "{exported}");
+    assert!(
+        exported.contains("nn.Conv2d(1, 32, 3, padding=0)"),
+        "{exported}"
+    );
     let bytes = std::fs::read(&torch).unwrap();
     let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     assert_eq!(file.tensor("0.weight").unwrap().shape(), [32, 1, 3, 3]);
@@ -86,8 +128,17 @@ fn the_gpu_says_it_has_no_convolution_kernels_yet() {
         return;
     };
     let out = gpu_mnist(&[
-        "train", "--model", "convnet", "--backend", "vulkan", "--data-dir",
-        data.to_str().unwrap(), "--epochs", "1", "--train-samples", "64",
+        "train",
+        "--model",
+        "convnet",
+        "--backend",
+        "vulkan",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--epochs",
+        "1",
+        "--train-samples",
+        "64",
     ]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
@@ -138,17 +189,42 @@ fn checkpoints_of_the_previous_version_load() {
         return;
     };
     let data = data.to_str().unwrap();
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mlp-5dc949b.safetensors");
+    let fixture =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mlp-5dc949b.safetensors");
     let fixture = fixture.to_str().unwrap();
     let evaluated = stdout(&ok(gpu_mnist(&[
-        "evaluate", "--checkpoint", fixture, "--backend", "cpu", "--data-dir", data,
+        "evaluate",
+        "--checkpoint",
+        fixture,
+        "--backend",
+        "cpu",
+        "--data-dir",
+        data,
     ])));
-    assert!(evaluated.contains(include_str!("fixtures/mlp-5dc949b.test_acc").trim()), "{evaluated}");
+    assert!(
+        evaluated.contains(include_str!("fixtures/mlp-5dc949b.test_acc").trim()),
+        "{evaluated}"
+    );
     let dir = tempfile::tempdir().unwrap();
     let resumed = dir.path().join("resumed.st");
     ok(gpu_mnist(&[
-        "train", "--backend", "cpu", "--data-dir", data, "--hidden", "16", "--epochs", "1",
-        "--train-samples", "2000", "--seed", "3", "--resume", fixture, "--save",
-        resumed.to_str().unwrap(), "--quiet",
+        "train",
+        "--backend",
+        "cpu",
+        "--data-dir",
+        data,
+        "--hidden",
+        "16",
+        "--epochs",
+        "1",
+        "--train-samples",
+        "2000",
+        "--seed",
+        "3",
+        "--resume",
+        fixture,
+        "--save",
+        resumed.to_str().unwrap(),
+        "--quiet",
     ]));
 }

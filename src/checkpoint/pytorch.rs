@@ -76,7 +76,11 @@ pub fn export_pytorch(
                     let y = at / (filters * channels * k);
                     weight[((o * channels + i) * k + y) * k + x] = v;
                 }
-                tensors.push((format!("{index}.weight"), vec![filters, channels, k, k], weight));
+                tensors.push((
+                    format!("{index}.weight"),
+                    vec![filters, channels, k, k],
+                    weight,
+                ));
                 tensors.push((format!("{index}.bias"), vec![filters], bias.values.clone()));
                 modules.extend(activation_module(activation));
             }
@@ -103,7 +107,9 @@ pub fn export_pytorch(
     Ok(code)
 }
 
-fn next<'a>(tensors: &mut impl Iterator<Item = &'a crate::model::Tensor>) -> &'a crate::model::Tensor {
+fn next<'a>(
+    tensors: &mut impl Iterator<Item = &'a crate::model::Tensor>,
+) -> &'a crate::model::Tensor {
     tensors.next().expect("parameters of the model's shapes")
 }
 
@@ -150,14 +156,20 @@ mod tests {
         // x: (channels, height, width), or flat.
         let mut x: Vec<f64> = image.iter().map(|&p| pixel(p) as f64).collect();
         let (mut c, mut h, mut w) = (x.len() / (hw * hw), hw, hw);
-        let body = modules.trim_start_matches("nn.Sequential(").trim_end_matches(')');
+        let body = modules
+            .trim_start_matches("nn.Sequential(")
+            .trim_end_matches(')');
         for (index, module) in body.split(", nn.").enumerate() {
             let module = module.trim_start_matches("nn.");
             if module.starts_with("Conv2d") {
                 let (shape, weight) = tensor(format!("{index}.weight"));
                 let (_, bias) = tensor(format!("{index}.bias"));
                 let (out, k) = (shape[0], shape[2]);
-                let pad = if module.contains("'same'") { (k - 1) / 2 } else { 0 };
+                let pad = if module.contains("'same'") {
+                    (k - 1) / 2
+                } else {
+                    0
+                };
                 let (oh, ow) = if pad == 0 && !module.contains("'same'") {
                     (h - k + 1, w - k + 1)
                 } else {
@@ -171,8 +183,12 @@ mod tests {
                             for i in 0..c {
                                 for ky in 0..k {
                                     for kx in 0..k {
-                                        let (iy, ix) = ((oy + ky) as isize - pad as isize, (ox + kx) as isize - pad as isize);
-                                        if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
+                                        let (iy, ix) = (
+                                            (oy + ky) as isize - pad as isize,
+                                            (ox + kx) as isize - pad as isize,
+                                        );
+                                        if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize
+                                        {
                                             continue;
                                         }
                                         sum += weight[((o * c + i) * k + ky) * k + kx]
@@ -186,7 +202,9 @@ mod tests {
                 }
                 (x, c, h, w) = (y, out, oh, ow);
             } else if module.starts_with("MaxPool2d") {
-                let p: usize = module["MaxPool2d(".len()..module.len() - 1].parse().unwrap();
+                let p: usize = module["MaxPool2d(".len()..module.len() - 1]
+                    .parse()
+                    .unwrap();
                 let (oh, ow) = (h / p, w / p);
                 let mut y = vec![f64::NEG_INFINITY; c * oh * ow];
                 for i in 0..c {
@@ -209,7 +227,12 @@ mod tests {
                 let (shape, weight) = tensor(format!("{index}.weight"));
                 let (_, bias) = tensor(format!("{index}.bias"));
                 x = (0..shape[0])
-                    .map(|o| bias[o] + (0..shape[1]).map(|i| weight[o * shape[1] + i] * x[i]).sum::<f64>())
+                    .map(|o| {
+                        bias[o]
+                            + (0..shape[1])
+                                .map(|i| weight[o * shape[1] + i] * x[i])
+                                .sum::<f64>()
+                    })
                     .collect();
             }
             // Flatten: x is already stored (C, H, W); Softmax is applied below.

@@ -4,10 +4,10 @@
 
 use std::path::PathBuf;
 
+pub use super::model_args::ModelArgs;
 use clap::builder::PossibleValue;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use gpu_mnist::data::{catalog, DataSet};
-pub use super::model_args::ModelArgs;
 use gpu_mnist::{Device, GpuApi, Init, LossKind, OptimizerKind, OptimizerSpec};
 
 #[derive(Debug, Parser)]

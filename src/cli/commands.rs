@@ -13,8 +13,8 @@ use gpu_mnist::report::ClassReport;
 use gpu_mnist::{Evaluator, GpuApi, Init, Params, Split, TrainConfig, Trainer};
 
 use super::args::{
-    BenchArgs, Command, DataArgs, DevicesArgs, DownloadArgs, EvaluateArgs, ExportArgs,
-    PlotArgs, PredictArgs,
+    BenchArgs, Command, DataArgs, DevicesArgs, DownloadArgs, EvaluateArgs, ExportArgs, PlotArgs,
+    PredictArgs,
 };
 use super::draw;
 use super::outputs::Outputs;

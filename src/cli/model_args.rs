@@ -92,7 +92,10 @@ pub fn layers_text(spec: &ModelSpec) -> String {
         .map(|layer| {
             let activation = |a: Activation| format!("{a:?}").to_lowercase();
             match *layer {
-                Layer::Dense { units, activation: a } => format!("dense({units},{})", activation(a)),
+                Layer::Dense {
+                    units,
+                    activation: a,
+                } => format!("dense({units},{})", activation(a)),
                 Layer::Conv2D {
                     filters,
                     kernel_size,
@@ -145,7 +148,12 @@ fn parse_hidden(s: &str) -> Result<HiddenLayers, String> {
 /// A `--layers` value, refused here when a layer is malformed or the stack
 /// cannot make a model of 28 x 28 x 1 images and 10 classes.
 fn parse_layers(s: &str) -> Result<LayerStack, String> {
-    let stack = LayerStack(split_layers(s)?.iter().map(|l| parse_layer(l)).collect::<Result<_, _>>()?);
+    let stack = LayerStack(
+        split_layers(s)?
+            .iter()
+            .map(|l| parse_layer(l))
+            .collect::<Result<_, _>>()?,
+    );
     let spec = stack_model(&stack);
     spec.validate().map_err(|e| e.to_string())?;
     if spec.classes() != CLASSES {
@@ -272,7 +280,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(stack_model(&stack), ModelSpec::convnet(28, 28, 10));
-        let same = parse_layers("conv2d(4,5,same,relu),flatten,dropout(0.25),dense(10,softmax)").unwrap();
+        let same =
+            parse_layers("conv2d(4,5,same,relu),flatten,dropout(0.25),dense(10,softmax)").unwrap();
         assert_eq!(
             same.0[0],
             Layer::Conv2D {
@@ -316,7 +325,10 @@ mod tests {
             err("pool(2)"),
             "'pool(2)' is not a layer: expected conv2d(...), maxpool(...), flatten, dropout(...) or dense(...)"
         );
-        assert_eq!(err("flatten,dense(10,softmax"), "unbalanced '(' in 'flatten,dense(10,softmax'");
+        assert_eq!(
+            err("flatten,dense(10,softmax"),
+            "unbalanced '(' in 'flatten,dense(10,softmax'"
+        );
         assert_eq!(
             err("flatten,dropout(1.5),dense(10,softmax)"),
             "layer 1 (Dropout): the rate 1.5 is not in [0, 1)"

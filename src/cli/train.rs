@@ -14,9 +14,9 @@ use gpu_mnist::{
 };
 
 use super::args::TrainArgs;
-use super::model_args::layers_text;
 use super::commands::{load_data, write_json, CliError, Exit};
 use super::interrupt::{Interruptible, Interrupts, Signal};
+use super::model_args::layers_text;
 use super::outputs::Outputs;
 use super::progress::EpochLines;
 

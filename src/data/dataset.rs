@@ -65,8 +65,7 @@ impl Dataset {
     /// shape, or the same number of values where either side is flat.
     pub fn fits_input(&self, input: &[usize]) -> bool {
         let flat = input.len() == 1 || self.shape.len() == 1;
-        input == self.shape.as_slice()
-            || (flat && input.iter().product::<usize>() == self.features)
+        input == self.shape.as_slice() || (flat && input.iter().product::<usize>() == self.features)
     }
 
     /// Builds a data set from flattened images, checking shapes and that every

@@ -69,20 +69,24 @@ fn fused_product(mm: Matmul, next: &Op, later: &[Op]) -> Option<Matmul> {
                 ..mm
             })
         }
-        (Op::ReluGrad { grad, mask, dst, .. }, Epilogue::None)
-            if grad == mm.c && unread_later(grad) && mask != mm.c =>
-        {
-            Some(Matmul {
-                c: dst,
-                extra: Some(mask),
-                form: with_epilogue(mm, Epilogue::ReluMask),
-                ..mm
-            })
-        }
+        (
+            Op::ReluGrad {
+                grad, mask, dst, ..
+            },
+            Epilogue::None,
+        ) if grad == mm.c && unread_later(grad) && mask != mm.c => Some(Matmul {
+            c: dst,
+            extra: Some(mask),
+            form: with_epilogue(mm, Epilogue::ReluMask),
+            ..mm
+        }),
         _ => None,
     }
 }
 
 fn with_epilogue(mm: Matmul, epilogue: Epilogue) -> super::MatmulForm {
-    super::MatmulForm { epilogue, ..mm.form }
+    super::MatmulForm {
+        epilogue,
+        ..mm.form
+    }
 }

@@ -170,11 +170,7 @@ pub(super) fn emit(spec: &ModelSpec, batch: usize, training: bool) -> Emitted {
 /// and the rest after, as Keras does.
 fn conv_geometry(input: Image, kernel: usize, padding: Padding) -> ConvGeometry {
     let (pad, out_height, out_width) = match padding {
-        Padding::Valid => (
-            0,
-            input.height - kernel + 1,
-            input.width - kernel + 1,
-        ),
+        Padding::Valid => (0, input.height - kernel + 1, input.width - kernel + 1),
         Padding::Same => ((kernel - 1) / 2, input.height, input.width),
     };
     ConvGeometry {
@@ -205,7 +201,10 @@ struct Affine {
 impl Affine {
     fn emit(&self, out: &mut Emitted, backward: &mut Vec<Op>) {
         let l = self.layer;
-        let (w, b) = (Buf::Param(self.first_tensor), Buf::Param(self.first_tensor + 1));
+        let (w, b) = (
+            Buf::Param(self.first_tensor),
+            Buf::Param(self.first_tensor + 1),
+        );
         let (m, width) = (self.batch * self.positions, self.positions * self.n);
         let product = |a, b, c, transpose_a, transpose_b, batch_dim, (m, k, n)| {
             Op::Matmul(Matmul {

@@ -46,7 +46,10 @@ fn the_books_training_step_has_ten_ops_in_order() {
         (m[2].a, m[2].b, m[2].c, m[2].form.batch_dim),
         (Buf::Output(0), Buf::PreGrad(1), Buf::Grad(2), BatchDim::K)
     );
-    assert_eq!((m[3].c, m[3].extra), (Buf::PreGrad(0), Some(Buf::Output(0))));
+    assert_eq!(
+        (m[3].c, m[3].extra),
+        (Buf::PreGrad(0), Some(Buf::Output(0)))
+    );
     assert_eq!(m[3].form.epilogue, Epilogue::ReluMask);
     // The first layer's weight gradient reads the batch; no input gradient.
     assert_eq!((m[4].a, m[4].c), (Buf::Input, Buf::Grad(0)));
@@ -55,7 +58,10 @@ fn the_books_training_step_has_ten_ops_in_order() {
     // The fused-away buffers are not allocated.
     assert_eq!(plan.len(Buf::Pre(0)), 0);
     assert_eq!(plan.len(Buf::OutputGrad(0)), 0);
-    assert_eq!(names(&plan.eval), ["gather", "matmul", "matmul", "softmax_xent"]);
+    assert_eq!(
+        names(&plan.eval),
+        ["gather", "matmul", "matmul", "softmax_xent"]
+    );
     assert_eq!(
         plan.predict.last(),
         Some(&Op::Softmax {
@@ -101,7 +107,10 @@ fn the_convnet_lowers_convolutions_to_products_over_positions() {
     );
     let m = matmuls(&plan.train);
     // conv2d_0: 64 examples x 26·26 positions, 3·3·1 patch values, 32 filters.
-    assert_eq!((m[0].m, m[0].k, m[0].n, m[0].positions), (64 * 676, 9, 32, 676));
+    assert_eq!(
+        (m[0].m, m[0].k, m[0].n, m[0].positions),
+        (64 * 676, 9, 32, 676)
+    );
     assert_eq!(m[0].step_mk(10), (10 * 676, 9));
     assert_eq!(m[0].form.epilogue, Epilogue::BiasRelu);
     // The dense layer after Flatten reads the last convolution's output.
@@ -170,7 +179,10 @@ fn dropout_runs_only_in_training() {
             "update"
         ]
     );
-    assert_eq!(names(&plan.eval), ["gather", "matmul", "matmul", "softmax_xent"]);
+    assert_eq!(
+        names(&plan.eval),
+        ["gather", "matmul", "matmul", "softmax_xent"]
+    );
     // Inference reads the relu output where training reads the dropout's.
     assert_eq!(matmuls(&plan.eval)[1].a, Buf::Output(0));
     assert_eq!(matmuls(&plan.train)[1].a, Buf::Output(1));

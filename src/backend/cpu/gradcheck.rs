@@ -26,14 +26,24 @@ fn logits_f64(params: &[Vec<f64>], spec: &ModelSpec, image: &[u8], row: usize) -
     for (l, (layer, (input, output))) in spec
         .layers
         .iter()
-        .zip(spec.input_shapes().iter().zip(spec.output_shapes().unwrap()))
+        .zip(
+            spec.input_shapes()
+                .iter()
+                .zip(spec.output_shapes().unwrap()),
+        )
         .enumerate()
     {
         let mut z = match *layer {
             Layer::Dense { units, .. } => {
                 let (w, b) = (tensors.next().unwrap(), tensors.next().unwrap());
                 (0..units)
-                    .map(|j| b[j] + x.iter().enumerate().map(|(k, xk)| xk * w[k * units + j]).sum::<f64>())
+                    .map(|j| {
+                        b[j] + x
+                            .iter()
+                            .enumerate()
+                            .map(|(k, xk)| xk * w[k * units + j])
+                            .sum::<f64>()
+                    })
                     .collect()
             }
             Layer::Conv2D {
@@ -43,8 +53,14 @@ fn logits_f64(params: &[Vec<f64>], spec: &ModelSpec, image: &[u8], row: usize) -
                 ..
             } => {
                 let (w, b) = (tensors.next().unwrap(), tensors.next().unwrap());
-                let [h, wd, c] = input[..] else { unreachable!() };
-                let pad = if padding == Padding::Same { (k - 1) / 2 } else { 0 } as isize;
+                let [h, wd, c] = input[..] else {
+                    unreachable!()
+                };
+                let pad = if padding == Padding::Same {
+                    (k - 1) / 2
+                } else {
+                    0
+                } as isize;
                 let (oh, ow) = (output[0], output[1]);
                 let mut z = vec![0.0; oh * ow * filters];
                 for oy in 0..oh {
@@ -99,7 +115,13 @@ fn logits_f64(params: &[Vec<f64>], spec: &ModelSpec, image: &[u8], row: usize) -
                 let scale = 1.0 / (1.0 - rate as f64);
                 x.iter()
                     .enumerate()
-                    .map(|(i, v)| if mask.keeps(SEED, 0, row * x.len() + i) { v * scale } else { 0.0 })
+                    .map(|(i, v)| {
+                        if mask.keeps(SEED, 0, row * x.len() + i) {
+                            v * scale
+                        } else {
+                            0.0
+                        }
+                    })
                     .collect()
             }
         };
@@ -138,7 +160,10 @@ fn check(spec: &ModelSpec, loss: LossKind, zero_fraction: f64) {
     let mut rng = Lcg(11);
     for tensor in &mut params.tensors {
         if tensor.name.ends_with(".bias") {
-            tensor.values.iter_mut().for_each(|b| *b = 0.1 * rng.signed());
+            tensor
+                .values
+                .iter_mut()
+                .for_each(|b| *b = 0.1 * rng.signed());
         }
     }
     // The training step without its update: it leaves the gradients.

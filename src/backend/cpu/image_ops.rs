@@ -7,30 +7,38 @@ use rayon::prelude::*;
 use crate::plan::{ConvGeometry, PoolGeometry};
 
 /// Writes each example's windows as `positions` rows of `patch` values,
-/// in the kernel's `[ky, kx, channel]` order; padding reads as zero.
+/// in the kernel's `[ky, kx, channel]` order; padding reads as zero. Each
+/// window row is one copy of `kernel · channels` contiguous input values
+/// where it lies inside the image.
 pub fn im2col(src: &[f32], dst: &mut [f32], conv: &ConvGeometry, rows: usize) {
     let image = conv.input;
     let (in_len, out_len) = (image.len(), conv.positions() * conv.patch());
-    let c = image.channels;
+    let (c, k) = (image.channels, conv.kernel);
     dst[..rows * out_len]
         .par_chunks_mut(out_len)
         .zip(src[..rows * in_len].par_chunks(in_len))
         .for_each(|(patches, x)| {
-            let mut out = patches.chunks_exact_mut(c);
+            // One window row (`k · c` values) at a time.
+            let mut out = patches.chunks_exact_mut(k * c);
             for oy in 0..conv.out_height {
                 for ox in 0..conv.out_width {
-                    for ky in 0..conv.kernel {
+                    // The window's columns inside the image: kx in first..last.
+                    let left = ox as isize - conv.pad_left as isize;
+                    let first = (-left).max(0) as usize;
+                    let last = (image.width as isize - left).clamp(0, k as isize) as usize;
+                    for ky in 0..k {
+                        let dst = out.next().expect("a patch per window row");
                         let iy = (oy + ky).checked_sub(conv.pad_top);
-                        for kx in 0..conv.kernel {
-                            let ix = (ox + kx).checked_sub(conv.pad_left);
-                            let dst = out.next().expect("a patch per window value");
-                            match (iy, ix) {
-                                (Some(iy), Some(ix)) if iy < image.height && ix < image.width => {
-                                    let at = (iy * image.width + ix) * c;
-                                    dst.copy_from_slice(&x[at..at + c]);
-                                }
-                                _ => dst.fill(0.0),
+                        match iy {
+                            Some(iy) if iy < image.height && first < last => {
+                                let ix = (left + first as isize) as usize;
+                                let at = (iy * image.width + ix) * c;
+                                dst[..first * c].fill(0.0);
+                                dst[first * c..last * c]
+                                    .copy_from_slice(&x[at..at + (last - first) * c]);
+                                dst[last * c..].fill(0.0);
                             }
+                            _ => dst.fill(0.0),
                         }
                     }
                 }
@@ -99,9 +107,8 @@ pub fn max_pool(src: &[f32], dst: &mut [f32], pool: &PoolGeometry, rows: usize) 
                     for dx in 0..pool.size {
                         let at = window_at(pool, oy, ox, dy, dx);
                         for (m, &v) in out.iter_mut().zip(&x[at..at + c]) {
-                            if v > *m {
-                                *m = v;
-                            }
+                            // A select, so the loop vectorises.
+                            *m = if v > *m { v } else { *m };
                         }
                     }
                 }

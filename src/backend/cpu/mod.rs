@@ -281,9 +281,7 @@ impl CpuExecutor {
                     ops::dense_forward(a, b, bias.expect("a bias operand"), relu, out)
                 }
                 Epilogue::ReluMask => {
-                    let mut out = out;
-                    ops::matmul(a, b, out.view_mut());
-                    ops::relu_backward(out, view(extra.expect("a relu mask"), m, n));
+                    ops::matmul_relu_mask(a, b, out, view(extra.expect("a relu mask"), m, n));
                 }
             }
         }

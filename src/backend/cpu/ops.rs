@@ -4,6 +4,7 @@
 
 use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis, Zip};
+use rayon::prelude::*;
 
 use crate::data::{pixel, Dataset};
 use crate::plan::DropoutMask;
@@ -23,10 +24,9 @@ pub fn dense_forward(
     w: ArrayView2<f32>,
     bias: &[f32],
     relu: bool,
-    mut out: ArrayViewMut2<f32>,
+    out: ArrayViewMut2<f32>,
 ) {
-    general_mat_mul(1.0, &x, &w, 0.0, &mut out);
-    add_bias(bias, relu, out);
+    par_gemm(x, w, out, |block, _| add_bias(bias, relu, block));
 }
 
 /// `out += bias` row by row, then relu when asked.
@@ -40,17 +40,70 @@ pub fn add_bias(bias: &[f32], relu: bool, mut out: ArrayViewMut2<f32>) {
 }
 
 /// `c = a · b` (any of the operands may be a transposed view).
-pub fn matmul(a: ArrayView2<f32>, b: ArrayView2<f32>, mut c: ArrayViewMut2<f32>) {
-    general_mat_mul(1.0, &a, &b, 0.0, &mut c);
+pub fn matmul(a: ArrayView2<f32>, b: ArrayView2<f32>, c: ArrayViewMut2<f32>) {
+    par_gemm(a, b, c, |_, _| {});
 }
 
-/// Multiplies the gradient by relu's derivative, read from the layer's output
-/// (`relu(z) > 0` exactly where `z > 0`).
-pub fn relu_backward(mut grad: ArrayViewMut2<f32>, activation: ArrayView2<f32>) {
-    // A select rather than a branch, so the loop vectorises.
-    Zip::from(&mut grad)
-        .and(&activation)
-        .for_each(|g, &a| *g = if a > 0.0 { *g } else { 0.0 });
+/// `c = a · b · relu'(mask)`: the input gradient of a layer below a relu.
+pub fn matmul_relu_mask(
+    a: ArrayView2<f32>,
+    b: ArrayView2<f32>,
+    c: ArrayViewMut2<f32>,
+    mask: ArrayView2<f32>,
+) {
+    par_gemm(a, b, c, |mut block, rows| {
+        // A select rather than a branch, so the loop vectorises.
+        Zip::from(&mut block)
+            .and(&mask.slice(ndarray::s![rows, ..]))
+            .for_each(|g, &m| *g = if m > 0.0 { *g } else { 0.0 });
+    });
+}
+
+/// Products below this many multiply-adds run on one thread.
+const PARALLEL_MACS: usize = 1 << 16;
+
+/// `c = a · b` on rayon's threads: the rows of `c` (or, for a product of
+/// few rows, its columns) split in one block per thread, each a
+/// single-threaded GEMM, then `epilogue` on each row block with its rows
+/// (for a column split, once on the whole of `c` afterwards). One thread
+/// pool for every CPU op, so the image ops' idle workers do not compete
+/// with a second pool's.
+fn par_gemm(
+    a: ArrayView2<f32>,
+    b: ArrayView2<f32>,
+    mut c: ArrayViewMut2<f32>,
+    epilogue: impl Fn(ArrayViewMut2<f32>, std::ops::Range<usize>) + Sync,
+) {
+    let (m, k, n) = (a.nrows(), a.ncols(), b.ncols());
+    let threads = rayon::current_num_threads();
+    if threads == 1 || m * k * n < PARALLEL_MACS {
+        general_mat_mul(1.0, &a, &b, 0.0, &mut c);
+        epilogue(c, 0..m);
+        return;
+    }
+    if m >= n || m >= 64 * threads {
+        let block = m.div_ceil(threads);
+        let blocks: Vec<_> = c.axis_chunks_iter_mut(Axis(0), block).enumerate().collect();
+        blocks.into_par_iter().for_each(|(i, mut c)| {
+            let rows = i * block..i * block + c.nrows();
+            general_mat_mul(
+                1.0,
+                &a.slice(ndarray::s![rows.clone(), ..]),
+                &b,
+                0.0,
+                &mut c,
+            );
+            epilogue(c, rows);
+        });
+    } else {
+        let block = n.div_ceil(threads);
+        let blocks: Vec<_> = c.axis_chunks_iter_mut(Axis(1), block).enumerate().collect();
+        blocks.into_par_iter().for_each(|(i, mut c)| {
+            let cols = i * block..i * block + c.ncols();
+            general_mat_mul(1.0, &a, &b.slice(ndarray::s![.., cols]), 0.0, &mut c);
+        });
+        epilogue(c, 0..m);
+    }
 }
 
 /// `dst = grad * relu'(mask)`, `mask` being the relu's output.
@@ -73,7 +126,11 @@ pub fn relu(src: &[f32], dst: &mut [f32]) {
 pub fn dropout(src: &[f32], dst: &mut [f32], mask: &DropoutMask, seed: u64, step: u64) {
     let scale = mask.scale();
     for (i, (d, &s)) in dst.iter_mut().zip(src).enumerate() {
-        *d = if mask.keeps(seed, step, i) { s * scale } else { 0.0 };
+        *d = if mask.keeps(seed, step, i) {
+            s * scale
+        } else {
+            0.0
+        };
     }
 }
 

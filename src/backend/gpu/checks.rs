@@ -34,10 +34,7 @@ fn at_most(limit: &'static str, allowed: u64, needed: u64, what: String) -> Resu
 fn check_kernels(plan: &Plan) -> Result<(), GpuError> {
     for op in plan.all_ops() {
         let has_kernel = match *op {
-            Op::Gather { .. }
-            | Op::SoftmaxXent { .. }
-            | Op::Softmax { .. }
-            | Op::Update => true,
+            Op::Gather { .. } | Op::SoftmaxXent { .. } | Op::Softmax { .. } | Op::Update => true,
             Op::Matmul(mm) => mm.positions == 1,
             Op::ColumnSums { positions, .. } => positions == 1,
             Op::AddBias { .. }

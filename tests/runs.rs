@@ -50,8 +50,8 @@ fn train(data: &Path, backend: &str, extra: &[&str]) -> Output {
 
 /// 3 epochs, then 2 more from the checkpoint, equal 5 straight epochs: the
 /// same parameters and optimizer state bit for bit, and the same metrics,
-/// for the model of `model` flags (with `tensors` parameter tensors).
-fn resume_is_exact(backend: &str, model: &[&str], tensors: usize, optimizers: &[&str]) {
+/// for the model of `model` flags (with `model_tensors` parameter tensors).
+fn resume_is_exact(backend: &str, model: &[&str], model_tensors: usize, optimizers: &[&str]) {
     let Some(data) = common::mnist_dir() else {
         return;
     };
@@ -124,7 +124,7 @@ fn resume_is_exact(backend: &str, model: &[&str], tensors: usize, optimizers: &[
         let (resumed, straight) = (tensors(&p("resumed.st")), tensors(&p("five.st")));
         // Parameters and the optimizer's state (Adam: two slots).
         let slots = if optimizer == "adam" { 2 } else { 1 };
-        assert_eq!(resumed.len(), tensors * (1 + slots), "{optimizer}");
+        assert_eq!(resumed.len(), model_tensors * (1 + slots), "{optimizer}");
         assert!(resumed == straight, "{optimizer}: tensors differ");
     }
 }

@@ -137,7 +137,7 @@ pub fn max_pool_grad(
             dx_out.fill(0.0);
             for (o, g) in dy_in.chunks_exact(c).enumerate() {
                 let (oy, ox) = (o / pool.out_width, o % pool.out_width);
-                for ch in 0..c {
+                for (ch, &g) in g.iter().enumerate() {
                     let mut best = window_at(pool, oy, ox, 0, 0) + ch;
                     for dy in 0..pool.size {
                         for dx in 0..pool.size {
@@ -147,7 +147,7 @@ pub fn max_pool_grad(
                             }
                         }
                     }
-                    dx_out[best] = if relu && x[best] <= 0.0 { 0.0 } else { g[ch] };
+                    dx_out[best] = if relu && x[best] <= 0.0 { 0.0 } else { g };
                 }
             }
         });

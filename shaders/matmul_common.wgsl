@@ -15,10 +15,12 @@ override EPILOGUE: u32 = 0u;
 // or neither.
 override BATCH_DIM: u32 = 0u;
 
-// (M, K) of this step: the batch dimension takes the step's row count.
+// (M, K) of this step: the batch dimension takes the step's row count times
+// the rows per example (`dims.positions`: a convolution's output positions).
 fn step_mk() -> vec2<u32> {
+    let rows = step.rows * dims.positions;
     return vec2<u32>(
-        select(dims.m, step.rows, BATCH_DIM == BATCH_M),
-        select(dims.k, step.rows, BATCH_DIM == BATCH_K),
+        select(dims.m, rows, BATCH_DIM == BATCH_M),
+        select(dims.k, rows, BATCH_DIM == BATCH_K),
     );
 }

@@ -289,7 +289,8 @@ pub(crate) enum Op {
 }
 
 impl Op {
-    /// The op's name, for messages and profiles.
+    /// The op's name, for the plan's tests.
+    #[cfg(test)]
     pub fn name(&self) -> &'static str {
         match self {
             Op::Gather { .. } => "gather",

@@ -82,3 +82,39 @@ fn epochs_move_only_the_permutation_and_sync_once_per_report() {
         (2, 2, 0)
     );
 }
+
+/// The book's convnet keeps the MLP's discipline: per step one launch per op
+/// of its plan and nothing else; one submit and at most one wait per
+/// read-back interval; 8 bytes back per step.
+#[test]
+fn the_convnet_syncs_once_per_report_too() {
+    let Some(full) = common::mnist() else { return };
+    let Some(gpu) = common::gpu() else { return };
+    let n = 640; // 10 steps of 64
+    let data = Arc::new(Splits::new(
+        full.train.truncated(n),
+        full.test.truncated(64),
+    ));
+    let spec = ModelSpec::convnet(28, 28, CLASSES);
+    let params = Params::init(&spec, Init::Glorot, 1);
+    let config = TrainConfig {
+        batch_size: 64,
+        loss: gpu_mnist::LossKind::Categorical,
+        shuffle: false,
+        report_every: 5,
+        ..TrainConfig::default()
+    };
+    let mut trainer = Trainer::new(&gpu, &spec, &params, data, config).unwrap();
+    trainer.train_epoch(&mut ()).unwrap();
+    let after_first = trainer.counters();
+    trainer.train_epoch(&mut ()).unwrap();
+    let epoch = trainer.counters().since(&after_first);
+    assert_eq!(epoch.steps, 10);
+    // gather; 3 x (im2col, product), 2 pools, 2 dense products; the loss;
+    // 5 x (dW, db), 4 input gradients, 2 col2im, 2 pool gradients; update.
+    assert_eq!(epoch.dispatches, 10 * (1 + 10 + 1 + 19), "{epoch:?}");
+    assert_eq!(epoch.submits, 2, "5 steps per submit");
+    assert!(epoch.blocking_syncs <= 3, "{epoch:?}");
+    assert_eq!(epoch.bytes_from_device, 10 * 8);
+    assert_eq!(epoch.bytes_to_device, 4 * n as u64 + 4);
+}

@@ -695,6 +695,310 @@ fn gather(device: TestDevice, ctx: &Option<GpuContext>) {
     }
 }
 
+/// Runs the one-op program `op` over `rows` examples on `device`: parameter
+/// tensor 0 holds `input` (rows x its width), tensor 1 `second` (the
+/// max-pool gradient's incoming gradient, or a bias or mask), and the result
+/// is read from gradient buffer 2 (rows x `out_width`).
+fn run_op(
+    ctx: &Option<GpuContext>,
+    op: Op,
+    rows: usize,
+    (input, second, out_width): (&[f32], &[f32], usize),
+) -> Vec<f32> {
+    let setup = Setup {
+        plan: Plan::bare(
+            rows,
+            1,
+            2,
+            vec![
+                (rows, input.len() / rows),
+                (1, second.len()),
+                (rows, out_width),
+            ],
+            vec![op],
+        ),
+        data: examples(rows, 1, 2),
+        optimizer: None,
+        params: vec![
+            input.to_vec(),
+            second.to_vec(),
+            vec![f32::NAN; rows * out_width],
+        ],
+        kernel: None,
+        ctx,
+    };
+    let mut exec = setup.open();
+    run_rows(exec.as_mut(), rows);
+    exec.read(Buf::Grad(2)).unwrap()
+}
+
+/// Values on a coarse grid, so that max-pool windows hold ties.
+fn coarse(len: usize, seed: u64) -> Vec<f32> {
+    Lcg(seed)
+        .vec(len)
+        .into_iter()
+        .map(|v| (v * 2.0).round() / 2.0)
+        .collect()
+}
+
+/// im2col, col2im, max-pool and its gradient (with and without the relu
+/// derivative) against f64 references written from the definitions: valid
+/// and same padding (an even kernel pads unevenly), a pool that drops a row
+/// and a column, ties in the pool's windows.
+fn image_ops(device: TestDevice, ctx: &Option<GpuContext>) {
+    use crate::model::Image;
+    use crate::plan::{ConvGeometry, PoolGeometry};
+    let rows = 3;
+    let image = Image {
+        height: 5,
+        width: 6,
+        channels: 3,
+    };
+    for (kernel, pad, out) in [(3, 0, (3, 4)), (3, 1, (5, 6)), (2, 0, (5, 6))] {
+        let conv = ConvGeometry {
+            input: image,
+            kernel,
+            pad_top: pad,
+            pad_left: pad,
+            out_height: out.0,
+            out_width: out.1,
+        };
+        let (p, patch) = (conv.positions(), conv.patch());
+        let x = coarse(rows * image.len(), 1);
+        // The input value that window position `j` of output `pos` reads.
+        let source = |pos: usize, j: usize| -> Option<usize> {
+            let (ky, kx, c) = (j / (kernel * 3), (j / 3) % kernel, j % 3);
+            let iy = (pos / out.1 + ky).checked_sub(pad)?;
+            let ix = (pos % out.1 + kx).checked_sub(pad)?;
+            (iy < image.height && ix < image.width).then_some((iy * image.width + ix) * 3 + c)
+        };
+        let got = run_op(
+            ctx,
+            Op::Im2col {
+                src: Buf::Param(0),
+                dst: Buf::Grad(2),
+                conv,
+            },
+            rows,
+            (&x, &[0.0], p * patch),
+        );
+        for r in 0..rows {
+            for pos in 0..p {
+                for j in 0..patch {
+                    let want = source(pos, j).map_or(0.0, |at| x[r * image.len() + at]);
+                    assert_eq!(
+                        got[(r * p + pos) * patch + j],
+                        want,
+                        "{device:?} im2col k{kernel} p{pad}"
+                    );
+                }
+            }
+        }
+        let windows = Lcg(2).vec(rows * p * patch);
+        let got = run_op(
+            ctx,
+            Op::Col2im {
+                src: Buf::Param(0),
+                dst: Buf::Grad(2),
+                conv,
+            },
+            rows,
+            (&windows, &[0.0], image.len()),
+        );
+        let mut want = vec![0.0f64; rows * image.len()];
+        for r in 0..rows {
+            for pos in 0..p {
+                for j in 0..patch {
+                    if let Some(at) = source(pos, j) {
+                        want[r * image.len() + at] += windows[(r * p + pos) * patch + j] as f64;
+                    }
+                }
+            }
+        }
+        for (g, w) in got.iter().zip(&want) {
+            assert!(
+                (*g as f64 - w).abs() <= 1e-6,
+                "{device:?} col2im k{kernel} p{pad}: {g} vs {w}"
+            );
+        }
+    }
+
+    let input = Image {
+        height: 5,
+        width: 7,
+        channels: 2,
+    };
+    let pool = PoolGeometry {
+        input,
+        size: 2,
+        out_height: 2,
+        out_width: 3,
+    };
+    let x = coarse(rows * input.len(), 3);
+    let window = |r: usize, o: usize, c: usize| -> Vec<usize> {
+        let (oy, ox) = (o / 3, o % 3);
+        (0..4)
+            .map(|d| r * input.len() + ((oy * 2 + d / 2) * 7 + ox * 2 + d % 2) * 2 + c)
+            .collect()
+    };
+    let first_max = |at: &[usize]| -> usize {
+        at.iter()
+            .copied()
+            .fold(at[0], |best, i| if x[i] > x[best] { i } else { best })
+    };
+    let got = run_op(
+        ctx,
+        Op::MaxPool {
+            src: Buf::Param(0),
+            dst: Buf::Grad(2),
+            pool,
+        },
+        rows,
+        (&x, &[0.0], pool.output_len()),
+    );
+    for r in 0..rows {
+        for o in 0..6 {
+            for c in 0..2 {
+                let want = x[first_max(&window(r, o, c))];
+                assert_eq!(got[r * 12 + o * 2 + c], want, "{device:?} max_pool");
+            }
+        }
+    }
+    // The gradient reads the pool's input (tensor 0) and its incoming
+    // gradient (tensor 1).
+    let grad = Lcg(4).vec(rows * pool.output_len());
+    for relu in [false, true] {
+        let got = run_op(
+            ctx,
+            Op::MaxPoolGrad {
+                grad: Buf::Param(1),
+                src: Buf::Param(0),
+                dst: Buf::Grad(2),
+                pool,
+                relu,
+            },
+            rows,
+            (&x, &grad, input.len()),
+        );
+        let mut want = vec![0.0f32; rows * input.len()];
+        for r in 0..rows {
+            for o in 0..6 {
+                for c in 0..2 {
+                    let best = first_max(&window(r, o, c));
+                    if !(relu && x[best] <= 0.0) {
+                        want[best] = grad[r * 12 + o * 2 + c];
+                    }
+                }
+            }
+        }
+        assert_eq!(got, want, "{device:?} max_pool_grad relu {relu}");
+    }
+}
+
+/// The element-wise ops: a bias over several positions per example, relu,
+/// its derivative, and dropout against the host's mask.
+fn elementwise_ops(device: TestDevice, ctx: &Option<GpuContext>) {
+    use crate::plan::DropoutMask;
+    let (rows, positions, cols) = (3, 4, 5);
+    let width = positions * cols;
+    let x = Lcg(5).vec(rows * width);
+    let bias = Lcg(6).vec(cols);
+    // AddBias works in place, on a batch buffer (parameters share one
+    // buffer on wgpu, which a kernel cannot both read and write).
+    let mut plan = Plan::bare(
+        rows,
+        1,
+        2,
+        vec![(1, cols)],
+        vec![Op::AddBias {
+            buf: Buf::Output(0),
+            bias: Buf::Param(0),
+            cols,
+            positions,
+        }],
+    );
+    plan.widths = vec![(Buf::Output(0), width)];
+    let setup = Setup {
+        plan,
+        data: examples(rows, 1, 2),
+        optimizer: None,
+        params: vec![bias.clone()],
+        kernel: None,
+        ctx,
+    };
+    let mut exec = setup.open();
+    exec.write(Buf::Output(0), &x).unwrap();
+    run_rows(exec.as_mut(), rows);
+    let got = exec.read(Buf::Output(0)).unwrap();
+    for (i, (g, v)) in got.iter().zip(&x).enumerate() {
+        assert_eq!(*g, v + bias[i % cols], "{device:?} add_bias {i}");
+    }
+    let relu = run_op(
+        ctx,
+        Op::Relu {
+            src: Buf::Param(0),
+            dst: Buf::Grad(2),
+            width,
+        },
+        rows,
+        (&x, &[0.0], width),
+    );
+    assert_eq!(
+        relu,
+        x.iter().map(|v| v.max(0.0)).collect::<Vec<_>>(),
+        "{device:?} relu"
+    );
+    let mut mask = x.clone();
+    mask.iter_mut().step_by(3).for_each(|m| *m = 0.0);
+    let grad = Lcg(7).vec(rows * width);
+    let got = run_op(
+        ctx,
+        Op::ReluGrad {
+            grad: Buf::Param(0),
+            mask: Buf::Param(1),
+            dst: Buf::Grad(2),
+            width,
+        },
+        rows,
+        (&grad, &mask, width),
+    );
+    let want: Vec<f32> = grad
+        .iter()
+        .zip(&mask)
+        .map(|(g, m)| if *m > 0.0 { *g } else { 0.0 })
+        .collect();
+    assert_eq!(got, want, "{device:?} relu_grad");
+    let dropout = DropoutMask {
+        rate: 0.4,
+        stream: 2,
+        width,
+    };
+    let got = run_op(
+        ctx,
+        Op::Dropout {
+            src: Buf::Param(0),
+            dst: Buf::Grad(2),
+            mask: dropout,
+        },
+        rows,
+        (&x, &[0.0], width),
+    );
+    let kept = got.iter().filter(|v| **v != 0.0).count();
+    assert!(
+        (20..50).contains(&kept),
+        "{device:?} dropout kept {kept} of 60"
+    );
+    for (i, (g, v)) in got.iter().zip(&x).enumerate() {
+        // Step 0 of a run seeded 0 (what `Setup::open` runs).
+        let want = if dropout.keeps(0, 0, i) {
+            v * dropout.scale()
+        } else {
+            0.0
+        };
+        assert_eq!(*g, want, "{device:?} dropout {i}");
+    }
+}
+
 /// Runs `test` on every adapter of `device`'s kind.
 fn on_every(device: TestDevice, test: fn(TestDevice, &Option<GpuContext>)) {
     for ctx in device.contexts() {
@@ -724,6 +1028,8 @@ device_tests!(
     column_sums,
     optimizer_updates,
     gather,
+    image_ops,
+    elementwise_ops,
 );
 
 /// Every kernel's WGSL, in every variant, parses and validates with naga (no

@@ -2,8 +2,9 @@
 //! limits before anything is built: each refusal is one line naming the limit,
 //! what asked for it and how much.
 
+use super::kernels::image::{self, ImageOp, ImageParams};
 use super::kernels::matmul::{self, MatmulCaps, MatmulKernel};
-use super::kernels::{all_slots, gather, softmax_xent, Shape};
+use super::kernels::{all_slots, elementwise, gather, softmax_xent, Shape};
 use super::shader::{Access, LINEAR_WORKGROUP};
 use super::GpuError;
 use crate::backend::Split;
@@ -30,33 +31,8 @@ fn at_most(limit: &'static str, allowed: u64, needed: u64, what: String) -> Resu
     Ok(())
 }
 
-/// Fails with the first op of `plan` that has no kernel yet.
-fn check_kernels(plan: &Plan) -> Result<(), GpuError> {
-    for op in plan.all_ops() {
-        let has_kernel = match *op {
-            Op::Gather { .. } | Op::SoftmaxXent { .. } | Op::Softmax { .. } | Op::Update => true,
-            Op::Matmul(mm) => mm.positions == 1,
-            Op::ColumnSums { positions, .. } => positions == 1,
-            Op::AddBias { .. }
-            | Op::Relu { .. }
-            | Op::ReluGrad { .. }
-            | Op::Im2col { .. }
-            | Op::Col2im { .. }
-            | Op::MaxPool { .. }
-            | Op::MaxPoolGrad { .. }
-            | Op::Dropout { .. } => false,
-        };
-        if !has_kernel {
-            return Err(GpuError::NoKernel(op.name()));
-        }
-    }
-    Ok(())
-}
-
-/// Fails with the first op of `plan` without a kernel, or the first limit
-/// that `plan` over `data` exceeds.
+/// Fails with the first limit that `plan` over `data` exceeds.
 pub(crate) fn check(offer: &Offer, plan: &Plan, data: &Splits) -> Result<(), GpuError> {
-    check_kernels(plan)?;
     let l = offer.limits;
     if !offer.compute_shaders {
         return Err(GpuError::Unsupported("compute shaders".into()));
@@ -164,15 +140,36 @@ fn check_grids(allowed: u64, plan: &Plan) -> Result<(), GpuError> {
             ),
             // One workgroup; a grid-stride loop clamped to the limit.
             Op::SoftmaxXent { .. } | Op::Softmax { .. } | Op::Update => continue,
-            // Refused by `check_kernels`.
-            Op::AddBias { .. }
-            | Op::Relu { .. }
-            | Op::ReluGrad { .. }
-            | Op::Im2col { .. }
-            | Op::Col2im { .. }
-            | Op::MaxPool { .. }
-            | Op::MaxPoolGrad { .. }
-            | Op::Dropout { .. } => continue,
+            Op::AddBias {
+                cols, positions, ..
+            } => (
+                format!("a bias over {positions} x {cols} values"),
+                elementwise::groups(positions * cols, plan.batch),
+            ),
+            Op::Relu { width, .. } | Op::ReluGrad { width, .. } => (
+                format!("a relu over {width} values"),
+                elementwise::groups(width, plan.batch),
+            ),
+            Op::Dropout { mask, .. } => (
+                format!("a dropout over {} values", mask.width),
+                elementwise::groups(mask.width, plan.batch),
+            ),
+            Op::Im2col { conv, .. } | Op::Col2im { conv, .. } => (
+                format!(
+                    "the windows of a {}x{} convolution",
+                    conv.kernel, conv.kernel
+                ),
+                image::groups(
+                    ImageParams::conv(ImageOp::Im2col, &conv)
+                        .count
+                        .max(conv.input.len() as u32),
+                    plan.batch,
+                ),
+            ),
+            Op::MaxPool { pool, .. } | Op::MaxPoolGrad { pool, .. } => (
+                format!("a {}x{} max-pool", pool.size, pool.size),
+                image::groups(pool.input.len() as u32, plan.batch),
+            ),
         };
         at_most(limit, allowed, x.max(y).max(z) as u64, what)?;
     }

@@ -24,7 +24,9 @@ use super::{check_order, Counters, DeviceError, Executor, Metrics, Profile, RunS
 use crate::data::Splits;
 use crate::plan::{BatchDim, Buf, Epilogue, MatmulForm, Op, Plan, Program};
 use buffers::{block_on, MetricsReadback, Region, StepTable, Waits};
+use kernels::elementwise::{ElementwiseBindings, ElementwiseOp, ElementwiseParams};
 use kernels::gather::GatherBindings;
+use kernels::image::{ImageBindings, ImageOp, ImageParams};
 use kernels::matmul::{self, MatmulKernel, MatmulOperands};
 use kernels::optimizer::{Hyper, OptimizerBindings, STEPS_BEFORE_OFFSET};
 use kernels::softmax_xent::{XentBindings, XentMode};
@@ -53,8 +55,6 @@ pub enum GpuError {
     Unsupported(String),
     #[error("the GPU reported an error: {0}")]
     Device(String),
-    #[error("the wgpu backend has no {0} kernel yet (convolution, pooling and dropout layers): train this model with --backend cpu")]
-    NoKernel(&'static str),
 }
 
 /// Where each parameter tensor starts in the one parameter buffer (and in the
@@ -128,7 +128,8 @@ pub(crate) struct GpuExecutor {
     input_t: Option<Buffer>,
     /// Bound where a kernel's binding is unused (read-only, and writable).
     unused: [Buffer; 2],
-    /// A row of `batch` ones: column sums are the product `ones · grad`.
+    /// A row of ones, as long as the longest column sum (`batch` rows times
+    /// positions): column sums are the product `ones · grad`.
     ones: Buffer,
     shape: Buffer,
     loss_sums: Buffer,
@@ -175,6 +176,17 @@ pub(crate) fn column_sums_product(batch: usize, cols: usize) -> Product {
         k: batch,
         n: cols,
     }
+}
+
+/// The most rows per example any column sum of `plan` adds.
+fn max_positions(plan: &Plan) -> usize {
+    plan.all_ops()
+        .filter_map(|op| match *op {
+            Op::ColumnSums { positions, .. } => Some(positions),
+            _ => None,
+        })
+        .max()
+        .unwrap_or(1)
 }
 
 impl GpuExecutor {
@@ -297,7 +309,7 @@ impl GpuExecutor {
             ones: buffers::storage_with(
                 &device,
                 "ones",
-                bytemuck::cast_slice(&vec![1.0f32; plan.batch]),
+                bytemuck::cast_slice(&vec![1.0f32; plan.batch * max_positions(&plan)]),
             ),
             waits: Waits::default(),
             ctx,
@@ -384,7 +396,9 @@ impl GpuExecutor {
     fn product_of(&self, program: Program, op: &Op) -> Option<Product> {
         match *op {
             Op::Matmul(ref mm) => Some(self.lowered_product(program, mm)),
-            Op::ColumnSums { cols, .. } => Some(column_sums_product(self.plan.batch, cols)),
+            Op::ColumnSums {
+                cols, positions, ..
+            } => Some(column_sums_product(self.plan.batch * positions, cols)),
             _ => None,
         }
     }
@@ -468,6 +482,7 @@ impl GpuExecutor {
                         self.matmul_kernel(product),
                         product.form,
                         (product.m, product.k, product.n),
+                        mm.positions,
                         MatmulOperands {
                             a,
                             b: self.region(mm.b),
@@ -498,12 +513,18 @@ impl GpuExecutor {
                     false,
                     XentMode::Probabilities,
                 ),
-                Op::ColumnSums { src, dst, cols, .. } => {
-                    let product = column_sums_product(plan.batch, cols);
+                Op::ColumnSums {
+                    src,
+                    dst,
+                    cols,
+                    positions,
+                } => {
+                    let product = column_sums_product(plan.batch * positions, cols);
                     k.matmul(
                         self.matmul_kernel(product),
                         product.form,
                         (product.m, product.k, product.n),
+                        positions,
                         MatmulOperands {
                             a: whole(&self.ones),
                             b: self.region(src),
@@ -512,14 +533,62 @@ impl GpuExecutor {
                         },
                     )
                 }
-                Op::AddBias { .. }
-                | Op::Relu { .. }
-                | Op::ReluGrad { .. }
-                | Op::Im2col { .. }
-                | Op::Col2im { .. }
-                | Op::MaxPool { .. }
-                | Op::MaxPoolGrad { .. }
-                | Op::Dropout { .. } => unreachable!("refused by checks::check_kernels"),
+                Op::AddBias {
+                    buf,
+                    bias,
+                    cols,
+                    positions,
+                } => self.elementwise(
+                    ElementwiseOp::AddBias,
+                    (whole(unused_read), bind(bias), bind(buf)),
+                    ElementwiseParams::new(positions * cols, cols),
+                ),
+                Op::Relu { src, dst, width } => self.elementwise(
+                    ElementwiseOp::Relu,
+                    (bind(src), whole(unused_read), bind(dst)),
+                    ElementwiseParams::new(width, 1),
+                ),
+                Op::ReluGrad {
+                    grad,
+                    mask,
+                    dst,
+                    width,
+                } => self.elementwise(
+                    ElementwiseOp::ReluGrad,
+                    (bind(grad), bind(mask), bind(dst)),
+                    ElementwiseParams::new(width, 1),
+                ),
+                Op::Dropout { src, dst, mask } => self.elementwise(
+                    ElementwiseOp::Dropout,
+                    (bind(src), whole(unused_read), bind(dst)),
+                    ElementwiseParams::dropout(&mask, self.settings.seed),
+                ),
+                Op::Im2col { src, dst, conv } => self.image(
+                    ImageOp::Im2col,
+                    (src, None, dst),
+                    ImageParams::conv(ImageOp::Im2col, &conv),
+                ),
+                Op::Col2im { src, dst, conv } => self.image(
+                    ImageOp::Col2im,
+                    (src, None, dst),
+                    ImageParams::conv(ImageOp::Col2im, &conv),
+                ),
+                Op::MaxPool { src, dst, pool } => self.image(
+                    ImageOp::MaxPool,
+                    (src, None, dst),
+                    ImageParams::pool(ImageOp::MaxPool, &pool, false),
+                ),
+                Op::MaxPoolGrad {
+                    grad,
+                    src,
+                    dst,
+                    pool,
+                    relu,
+                } => self.image(
+                    ImageOp::MaxPoolGrad,
+                    (src, Some(grad), dst),
+                    ImageParams::pool(ImageOp::MaxPoolGrad, &pool, relu),
+                ),
                 Op::Update => k.optimizer(
                     &self
                         .settings
@@ -538,6 +607,54 @@ impl GpuExecutor {
                 ),
             })
             .collect()
+    }
+
+    /// An element-wise launch over `(src, aux, dst)`.
+    fn elementwise(
+        &self,
+        op: ElementwiseOp,
+        (src, aux, dst): (
+            wgpu::BindingResource<'_>,
+            wgpu::BindingResource<'_>,
+            wgpu::BindingResource<'_>,
+        ),
+        params: ElementwiseParams,
+    ) -> Launch {
+        let width = params.width as usize;
+        let params = self.kernels.uniform("elementwise", &params);
+        self.kernels.elementwise(
+            op,
+            ElementwiseBindings {
+                src,
+                aux,
+                dst,
+                hyper: whole(&self.hyper),
+                params: params.as_entire_binding(),
+            },
+            width,
+            self.plan.batch,
+        )
+    }
+
+    /// An image launch reading `src` (and `grad`) into `dst`.
+    fn image(
+        &self,
+        op: ImageOp,
+        (src, grad, dst): (Buf, Option<Buf>, Buf),
+        params: ImageParams,
+    ) -> Launch {
+        let uniform = self.kernels.uniform("image", &params);
+        self.kernels.image(
+            op,
+            ImageBindings {
+                src: self.region(src).binding(),
+                grad: grad.map_or_else(|| whole(&self.unused[0]), |g| self.region(g).binding()),
+                dst: self.region(dst).binding(),
+                params: uniform.as_entire_binding(),
+            },
+            &params,
+            self.plan.batch,
+        )
     }
 
     fn xent_bindings<'a>(

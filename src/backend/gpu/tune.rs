@@ -315,10 +315,12 @@ pub(crate) fn measure(
     let mut table = StepTable::new(device, &kernels.ctx.step_layout, ctx.step_stride(), 1);
     table.fill(&ctx.queue, rows, rows, &mut counters);
     let launch = |kernel, form, c: &wgpu::Buffer| {
+        // The step's rows are the full product's: one row per "example".
         kernels.matmul(
             kernel,
             form,
             (m, k, n),
+            1,
             MatmulOperands {
                 a: a_buf.as_entire_binding(),
                 b: Region::whole(&b_buf),

@@ -459,11 +459,14 @@ pub(crate) struct MatmulOperands<'a> {
 impl Kernels {
     /// Binds `kernel` computing `form` at `m x k x n` (the full batch).
     #[allow(clippy::too_many_arguments)]
+    /// A launch of `kernel` computing `form` at `m x k x n` (the full
+    /// batch), the batch dimension counting `positions` rows per example.
     pub fn matmul(
         &self,
         kernel: MatmulKernel,
         form: MatmulForm,
         (m, k, n): (usize, usize, usize),
+        positions: usize,
         operands: MatmulOperands,
     ) -> Launch {
         let device = &self.ctx.device;
@@ -474,7 +477,7 @@ impl Kernels {
                 m: m as u32,
                 k: k as u32,
                 n: n as u32,
-                pad: 0,
+                positions: positions as u32,
             },
         );
         let texture = matches!(kernel, MatmulKernel::Subgroup { texture: true, .. })

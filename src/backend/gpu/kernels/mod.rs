@@ -4,7 +4,9 @@
 //! `Kernels::gather`, ...) that turns buffers into a [`Launch`]. Training,
 //! profiling, the benches and the tests all launch through it.
 
+pub(crate) mod elementwise;
 pub(crate) mod gather;
+pub(crate) mod image;
 pub(crate) mod matmul;
 pub(crate) mod optimizer;
 pub(crate) mod softmax_xent;
@@ -18,12 +20,13 @@ use wgpu::{BindGroup, BindGroupLayout, ComputePass, ComputePipeline, Device, Sha
 use super::shader::{self, uniform_struct};
 
 uniform_struct! {
-    /// A matrix problem's sizes at the full batch (`matmul_*.wgsl`).
+    /// A matrix problem's sizes at the full batch (`matmul_*.wgsl`), and the
+    /// rows of its batch dimension per example (a convolution's positions).
     pub(crate) struct Dims {
         m: u32,
         k: u32,
         n: u32,
-        pad: u32,
+        positions: u32,
     }
 }
 
@@ -134,6 +137,8 @@ pub(crate) struct KernelContext {
 pub(crate) struct Kernels {
     pub ctx: KernelContext,
     pub gather: gather::Gather,
+    pub elementwise: elementwise::Elementwise,
+    pub image: image::Image,
     pub matmul: matmul::Matmuls,
     pub softmax_xent: softmax_xent::SoftmaxXent,
     pub optimizer: optimizer::Optimizer,
@@ -147,6 +152,8 @@ impl Kernels {
                 step_layout: shader::step_layout(device),
             },
             gather: gather::Gather::new(device),
+            elementwise: elementwise::Elementwise::new(device),
+            image: image::Image::new(device),
             matmul: matmul::Matmuls::new(device, caps),
             softmax_xent: softmax_xent::SoftmaxXent::new(device),
             optimizer: optimizer::Optimizer::new(device),
@@ -160,9 +167,11 @@ impl Kernels {
 }
 
 /// Every kernel's bindings, by kernel name.
-pub(crate) fn all_slots() -> [(&'static str, &'static [shader::Slot]); 5] {
+pub(crate) fn all_slots() -> [(&'static str, &'static [shader::Slot]); 7] {
     [
         ("gather", gather::GatherBindings::SLOTS),
+        ("elementwise", elementwise::ElementwiseBindings::SLOTS),
+        ("image", image::ImageBindings::SLOTS),
         ("softmax_xent", softmax_xent::XentBindings::SLOTS),
         ("matmul", matmul::MatmulBindings::SLOTS),
         (
@@ -183,6 +192,8 @@ pub(crate) fn blocks(n: usize, per: u32) -> u32 {
 pub(crate) fn all_sources() -> Vec<(String, String)> {
     let mut out = vec![
         ("gather".to_string(), gather::source()),
+        ("elementwise".to_string(), elementwise::source()),
+        ("image".to_string(), image::source()),
         ("softmax_xent".to_string(), softmax_xent::source()),
         ("optimizer".to_string(), optimizer::source()),
     ];

@@ -6,27 +6,8 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
 
-fn gpu_mnist(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_gpu-mnist"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn ok(out: Output) -> Output {
-    assert!(out.status.success(), "{}", stderr(&out));
-    out
-}
+use common::{gpu_mnist, ok, stderr, stdout};
 
 /// The number after `key` in `text` (`test_acc: 0.9791`).
 fn number_after(text: &str, key: &str) -> f64 {

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 use std::path::PathBuf;
+use std::process::{Command, Output};
 use std::sync::{Arc, OnceLock};
 
 use gpu_mnist::data::{DataSet, Splits, FASHION_MNIST, MNIST};
@@ -82,4 +83,26 @@ pub fn gpu() -> Option<Device> {
         eprintln!("notice: skipping a GPU test: no {api:?} adapter");
         None
     }
+}
+
+/// Runs the `gpu-mnist` binary with `args`.
+pub fn gpu_mnist(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_gpu-mnist"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `out`, once it is known to have succeeded (else its stderr is the panic).
+pub fn ok(out: Output) -> Output {
+    assert!(out.status.success(), "{}", stderr(&out));
+    out
 }

@@ -3,7 +3,7 @@
 //! and its gradient. Each invocation writes one value, gathering what it
 //! needs (no atomics), summing in the CPU's order.
 
-use super::{blocks, Family, Kernels, Launch};
+use super::{blocks, op_constants, Family, Kernels, Launch};
 use crate::backend::gpu::shader::{self, bindings, uniform_struct, LINEAR_WORKGROUP};
 use crate::plan::{ConvGeometry, PoolGeometry};
 
@@ -109,16 +109,7 @@ bindings! {
 }
 
 pub(crate) fn source() -> String {
-    let ops: String = ImageOp::ALL
-        .iter()
-        .map(|op| {
-            format!(
-                "const OP_{}: u32 = {}u;\n",
-                op.name().to_uppercase(),
-                *op as u32
-            )
-        })
-        .collect();
+    let ops = op_constants(ImageOp::ALL.map(|op| (op.name(), op as u32)));
     shader::source(
         &[ImageParams::WGSL, &ops],
         ImageBindings::SLOTS,

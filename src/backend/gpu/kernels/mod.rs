@@ -182,6 +182,13 @@ pub(crate) fn all_slots() -> [(&'static str, &'static [shader::Slot]); 7] {
     ]
 }
 
+/// WGSL constants `OP_{NAME}` for the values of a kernel's `OP` override.
+pub(crate) fn op_constants(ops: impl IntoIterator<Item = (&'static str, u32)>) -> String {
+    ops.into_iter()
+        .map(|(name, code)| format!("const OP_{}: u32 = {code}u;\n", name.to_uppercase()))
+        .collect()
+}
+
 /// Workgroups of `per` invocations covering `n`, at least one.
 pub(crate) fn blocks(n: usize, per: u32) -> u32 {
     (n.div_ceil(per as usize) as u32).max(1)

@@ -123,19 +123,16 @@ fn resuming_continues_exactly_on_the_gpu() {
     }
 }
 
-/// A convolution, a pool and dropout, whose mask depends on the step: the
-/// resumed run draws the masks the straight run drew.
+/// A convolution, a pool and dropout, whose mask depends on the step.
+const CONV_STACK: &[&str] = &[
+    "--layers",
+    "conv2d(8,3,relu),maxpool(2),flatten,dropout(0.3),dense(10,softmax)",
+];
+
+/// The resumed run draws the masks the straight run drew.
 #[test]
 fn a_convnet_with_dropout_resumes_exactly_on_the_cpu() {
-    resume_is_exact(
-        "cpu",
-        &[
-            "--layers",
-            "conv2d(8,3,relu),maxpool(2),flatten,dropout(0.3),dense(10,softmax)",
-        ],
-        4,
-        &["rmsprop"],
-    );
+    resume_is_exact("cpu", CONV_STACK, 4, &["rmsprop"]);
 }
 
 #[test]

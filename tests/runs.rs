@@ -136,6 +136,13 @@ fn a_convnet_with_dropout_resumes_exactly_on_the_cpu() {
 }
 
 #[test]
+fn a_convnet_with_dropout_resumes_exactly_on_the_gpu() {
+    if common::gpu().is_some() {
+        resume_is_exact("vulkan", CONV_STACK, 4, &["rmsprop"]);
+    }
+}
+
+#[test]
 fn resuming_refuses_a_different_run_saying_what_differs() {
     let Some(data) = common::mnist_dir() else {
         return;

@@ -1,9 +1,11 @@
 //! Kernel choice by measurement. For each product a plan needs, every
 //! candidate kernel the device can run is run once on random data and
-//! compared with the first candidate, the simple kernel that is right
-//! everywhere (one that disagrees beyond the conformance tolerance is dropped,
-//! with a warning naming it), then timed (timestamp queries where the adapter
-//! has them, else host timing); the fastest is kept. Choices are remembered
+//! compared with the product computed on the host in f64 (one that disagrees
+//! beyond the conformance tolerance is dropped, with a warning naming it: the
+//! simple kernel too, since a driver can miscompile it, as lavapipe does
+//! loops of 32,768 iterations or more), then timed (timestamp queries where
+//! the adapter has them, else host timing); the fastest is kept. When no
+//! candidate is right, the product is refused with one line. Choices are remembered
 //! for the process and cached per adapter, driver and product in the user
 //! cache directory (`kernels.json`, written atomically; a corrupt file is
 //! ignored and rebuilt), so a second run starts at once.
@@ -344,21 +346,45 @@ pub(crate) fn measure(
             b[kk * n + j]
         }
     };
+    // The f64 product with its epilogue, and sum |a*b| per output: the scale
+    // of each output's rounding error.
+    let mut want = vec![0.0f64; m * n];
     let mut magnitude = vec![0.0f64; m * n];
     for i in 0..m {
         for kk in 0..k {
-            let x = at(i, kk).abs() as f64;
-            for (j, mag) in magnitude[i * n..(i + 1) * n].iter_mut().enumerate() {
-                *mag += x * bt(kk, j).abs() as f64;
+            let x = at(i, kk) as f64;
+            let row = i * n..(i + 1) * n;
+            for ((j, w), mag) in want[row.clone()]
+                .iter_mut()
+                .enumerate()
+                .zip(&mut magnitude[row])
+            {
+                let y = bt(kk, j) as f64;
+                *w += x * y;
+                *mag += (x * y).abs();
             }
         }
     }
-    // Both sides carry rounding error, which grows as the square root of K
-    // in practice: twice the conformance bound at the MLP's K (785), and 12
+    for (idx, w) in want.iter_mut().enumerate() {
+        let col = idx % n;
+        *w = match form.epilogue {
+            Epilogue::None => *w,
+            Epilogue::Bias => *w + extra[col] as f64,
+            Epilogue::BiasRelu => (*w + extra[col] as f64).max(0.0),
+            Epilogue::ReluMask => {
+                if extra[idx] > 0.0 {
+                    *w
+                } else {
+                    0.0
+                }
+            }
+        };
+    }
+    // f32 sums carry rounding error growing as the square root of K in
+    // practice: twice the conformance bound at the MLP's K (785), and 12
     // unit roundoffs per sqrt(K) past it (a convolution's weight gradient
     // sums 43,264 products at batch 64). A wrong kernel errs by whole units.
     let relative = 2e-5f64.max(12.0 * (k as f64).sqrt() * f64::from(f32::EPSILON) / 2.0);
-    let mut reference: Option<Vec<f32>> = None;
     let mut trials = Vec::new();
     for &(kernel, bound_form) in candidates {
         let c = buffers::storage(device, "c", (4 * m * n) as u64);
@@ -374,23 +400,16 @@ pub(crate) fn measure(
         let read = buffers::read(device, &ctx.queue, waits, Region::whole(&c), &mut counters);
         let values = buffers::f32s(&block_on(device, waits, read)??);
         let values = &values[..m * n];
-        let agrees = match &reference {
-            None => true,
-            Some(r) => r
-                .iter()
-                .zip(values)
-                .zip(&magnitude)
-                .all(|((&r, &v), &mag)| (r as f64 - v as f64).abs() <= relative * mag + 2e-6),
-        };
-        if reference.is_none() {
-            reference = Some(values.to_vec());
-        }
+        let agrees = want
+            .iter()
+            .zip(values)
+            .zip(&magnitude)
+            .all(|((&w, &v), &mag)| (w - v as f64).abs() <= relative * mag + 2e-6);
         if !agrees {
             log::warn!(
-                "dropping matmul kernel {} for {}: its results disagree with {}",
+                "dropping matmul kernel {} for {}: its results disagree with the host's",
                 kernel.name(),
                 product.key(),
-                candidates[0].0.name()
             );
             trials.push(Trial {
                 kernel: kernel.name(),
@@ -422,7 +441,13 @@ pub(crate) fn measure(
         .filter_map(|t| t.ms.map(|ms| (ms, &t.kernel)))
         .min_by(|x, y| x.0.total_cmp(&y.0))
         .map(|(_, name)| name.clone())
-        .unwrap_or_else(|| candidates[0].0.name());
+        .ok_or_else(|| {
+            GpuError::Unsupported(format!(
+                "the {} product: no matmul kernel computes it correctly ({} tried)",
+                product.key(),
+                candidates.len()
+            ))
+        })?;
     Ok(Choice {
         product: product.key(),
         kernel: best,

@@ -385,6 +385,9 @@ pub(crate) fn fastest(
 }
 
 /// Every kernel that computes `form` at this shape on this device, simplest first.
+/// A reduction at least this long has split-K among its candidates.
+const LONG_REDUCTION: usize = 4096;
+
 pub(crate) fn candidates(
     form: MatmulForm,
     m: usize,
@@ -393,8 +396,12 @@ pub(crate) fn candidates(
     caps: MatmulCaps,
 ) -> Vec<MatmulKernel> {
     let (split_rows, split_cols) = MatmulKernel::SplitK.tile();
-    // Too few outputs to occupy a GPU, and a reduction worth splitting.
-    let narrow = (n <= split_cols || m <= split_rows) && k >= 64;
+    // Too few outputs to occupy a GPU, and a reduction worth splitting; or a
+    // reduction so long (a convolution's weight gradient over the batch's
+    // positions) that splitting it is the parallelism there is, and the
+    // only form whose loops stay short: lavapipe miscompiles loops of
+    // 32,768 iterations or more, as the tuner's check against the host shows.
+    let narrow = (n <= split_cols || m <= split_rows || k >= LONG_REDUCTION) && k >= 64;
     let vec4 = vec4_fits(form, m, k, n);
     let grid_fits = |kernel: &MatmulKernel| {
         let (x, y, _) = groups(*kernel, m, n);

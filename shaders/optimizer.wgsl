@@ -4,9 +4,8 @@
 // parameter is not finite. Four parameters per vec4 load: on lavapipe the
 // loads are the cost. Bindings and `Hyper`: src/backend/gpu/kernels/optimizer.rs.
 
-// 0 sgd, 1 sgd + momentum, 2 sgd + nesterov momentum, 3 rmsprop, 4 adam,
-// 5 rmsprop + momentum.
-override RULE: u32 = 3u;
+// One of the RULE_* constants, generated from `Rule` in the Rust module.
+override RULE: u32 = RULE_RMSPROP;
 
 @compute @workgroup_size(LINEAR_WORKGROUP, 1, 1)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
@@ -17,19 +16,19 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     for (var i = gid.x; i < hyper.count4; i += groups.x * LINEAR_WORKGROUP) {
         let g = grads[i];
         switch RULE {
-            case 0u: {
+            case RULE_SGD: {
                 params[i] -= hyper.lr * g;
             }
-            case 1u, 2u: {
+            case RULE_SGD_MOMENTUM, RULE_SGD_NESTEROV: {
                 let v = hyper.momentum * state1[i] - hyper.lr * g;
                 state1[i] = v;
-                params[i] += select(v, hyper.momentum * v - hyper.lr * g, RULE == 2u);
+                params[i] += select(v, hyper.momentum * v - hyper.lr * g, RULE == RULE_SGD_NESTEROV);
             }
-            case 3u, 5u: {
+            case RULE_RMSPROP, RULE_RMSPROP_MOMENTUM: {
                 let v = hyper.rho * state1[i] + (1.0 - hyper.rho) * g * g;
                 state1[i] = v;
                 let increment = hyper.lr * g / sqrt(v + vec4<f32>(hyper.epsilon));
-                if RULE == 5u {
+                if RULE == RULE_RMSPROP_MOMENTUM {
                     let u = hyper.momentum * state2[i] + increment;
                     state2[i] = u;
                     params[i] -= u;
@@ -37,13 +36,15 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
                     params[i] -= increment;
                 }
             }
-            default: {
+            case RULE_ADAM: {
                 let m = state1[i] + (g - state1[i]) * (1.0 - hyper.beta1);
                 let v = state2[i] + (g * g - state2[i]) * (1.0 - hyper.beta2);
                 state1[i] = m;
                 state2[i] = v;
                 params[i] -= adam_lr * m / (sqrt(v) + vec4<f32>(hyper.epsilon));
             }
+            // Every rule has its case; WGSL requires a default.
+            default: {}
         }
         // A parameter that is no longer a number need not show in the loss (a
         // relu can map NaN to 0), so it makes the step's loss NaN itself: the

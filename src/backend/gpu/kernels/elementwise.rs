@@ -4,7 +4,7 @@
 //! `plan::dropout_hash` computes it on the host).
 
 use super::optimizer::Hyper;
-use super::{blocks, op_constants, Family, Kernels, Launch};
+use super::{blocks, override_constants, Family, Kernels, Launch};
 use crate::backend::gpu::shader::{self, bindings, uniform_struct, LINEAR_WORKGROUP};
 use crate::plan::DropoutMask;
 
@@ -94,7 +94,7 @@ bindings! {
 }
 
 pub(crate) fn source() -> String {
-    let ops = op_constants(ElementwiseOp::ALL.map(|op| (op.name(), op as u32)));
+    let ops = override_constants("OP", ElementwiseOp::ALL.map(|op| (op.name(), op as u32)));
     shader::source(
         &[Hyper::WGSL, ElementwiseParams::WGSL, &ops],
         ElementwiseBindings::SLOTS,

@@ -3,7 +3,7 @@
 //! and its gradient. Each invocation writes one value, gathering what it
 //! needs (no atomics), summing in the CPU's order.
 
-use super::{blocks, op_constants, Family, Kernels, Launch};
+use super::{blocks, override_constants, Family, Kernels, Launch};
 use crate::backend::gpu::shader::{self, bindings, uniform_struct, LINEAR_WORKGROUP};
 use crate::plan::{ConvGeometry, PoolGeometry};
 
@@ -109,7 +109,7 @@ bindings! {
 }
 
 pub(crate) fn source() -> String {
-    let ops = op_constants(ImageOp::ALL.map(|op| (op.name(), op as u32)));
+    let ops = override_constants("OP", ImageOp::ALL.map(|op| (op.name(), op as u32)));
     shader::source(
         &[ImageParams::WGSL, &ops],
         ImageBindings::SLOTS,

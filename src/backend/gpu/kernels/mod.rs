@@ -182,10 +182,15 @@ pub(crate) fn all_slots() -> [(&'static str, &'static [shader::Slot]); 7] {
     ]
 }
 
-/// WGSL constants `OP_{NAME}` for the values of a kernel's `OP` override.
-pub(crate) fn op_constants(ops: impl IntoIterator<Item = (&'static str, u32)>) -> String {
-    ops.into_iter()
-        .map(|(name, code)| format!("const OP_{}: u32 = {code}u;\n", name.to_uppercase()))
+/// WGSL constants `{PREFIX}_{NAME}` for the values of a kernel's override
+/// (`OP`, `RULE`), so the shader names each value the host defines.
+pub(crate) fn override_constants(
+    prefix: &str,
+    values: impl IntoIterator<Item = (&'static str, u32)>,
+) -> String {
+    values
+        .into_iter()
+        .map(|(name, code)| format!("const {prefix}_{}: u32 = {code}u;\n", name.to_uppercase()))
         .collect()
 }
 

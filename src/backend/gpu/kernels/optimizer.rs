@@ -1,6 +1,6 @@
 //! One optimizer update over every parameter at once (`optimizer.wgsl`).
 
-use super::{blocks, Family, Kernels, Launch};
+use super::{blocks, override_constants, Family, Kernels, Launch};
 use crate::backend::gpu::shader::{self, bindings, uniform_struct, LINEAR_WORKGROUP};
 use crate::optim::{OptimizerKind, OptimizerSpec};
 
@@ -41,15 +41,48 @@ impl Hyper {
     }
 }
 
-/// The `RULE` override of `optimizer.wgsl`.
-fn rule(spec: &OptimizerSpec) -> u32 {
-    match spec.kind {
-        OptimizerKind::Sgd if spec.momentum == 0.0 => 0,
-        OptimizerKind::Sgd if spec.nesterov => 2,
-        OptimizerKind::Sgd => 1,
-        OptimizerKind::Rmsprop if spec.momentum == 0.0 => 3,
-        OptimizerKind::Rmsprop => 5,
-        OptimizerKind::Adam => 4,
+/// The update rule (the `RULE` override of `optimizer.wgsl`, whose
+/// `RULE_*` constants are generated from this list).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Rule {
+    Sgd = 0,
+    SgdMomentum = 1,
+    SgdNesterov = 2,
+    Rmsprop = 3,
+    Adam = 4,
+    RmspropMomentum = 5,
+}
+
+impl Rule {
+    const ALL: [Rule; 6] = [
+        Rule::Sgd,
+        Rule::SgdMomentum,
+        Rule::SgdNesterov,
+        Rule::Rmsprop,
+        Rule::Adam,
+        Rule::RmspropMomentum,
+    ];
+
+    fn of(spec: &OptimizerSpec) -> Self {
+        match spec.kind {
+            OptimizerKind::Sgd if spec.momentum == 0.0 => Rule::Sgd,
+            OptimizerKind::Sgd if spec.nesterov => Rule::SgdNesterov,
+            OptimizerKind::Sgd => Rule::SgdMomentum,
+            OptimizerKind::Rmsprop if spec.momentum == 0.0 => Rule::Rmsprop,
+            OptimizerKind::Rmsprop => Rule::RmspropMomentum,
+            OptimizerKind::Adam => Rule::Adam,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Rule::Sgd => "sgd",
+            Rule::SgdMomentum => "sgd_momentum",
+            Rule::SgdNesterov => "sgd_nesterov",
+            Rule::Rmsprop => "rmsprop",
+            Rule::Adam => "adam",
+            Rule::RmspropMomentum => "rmsprop_momentum",
+        }
     }
 }
 
@@ -66,14 +99,15 @@ bindings! {
 }
 
 pub(crate) fn source() -> String {
+    let rules = override_constants("RULE", Rule::ALL.map(|r| (r.name(), r as u32)));
     shader::source(
-        &[Hyper::WGSL],
+        &[Hyper::WGSL, &rules],
         OptimizerBindings::SLOTS,
         &[include_str!("../../../../shaders/optimizer.wgsl")],
     )
 }
 
-pub(crate) struct Optimizer(Family<u32>);
+pub(crate) struct Optimizer(Family<Rule>);
 
 impl Optimizer {
     pub fn new(device: &wgpu::Device) -> Self {
@@ -97,10 +131,10 @@ impl Kernels {
         max_groups: u32,
     ) -> Launch {
         let family = &self.optimizer.0;
-        let rule = rule(spec);
+        let rule = Rule::of(spec);
         Launch {
             label: format!("optimizer ({count} parameters)"),
-            pipeline: family.pipeline(&self.ctx, rule, &[("RULE", rule as f64)]),
+            pipeline: family.pipeline(&self.ctx, rule, &[("RULE", rule as u32 as f64)]),
             bind_group: shader::bind_group(&self.ctx.device, &family.layout, bindings.resources()),
             groups: (
                 blocks((count / 4) as usize, LINEAR_WORKGROUP).min(max_groups),

@@ -97,7 +97,7 @@ fn max_pool_grad(r: u32, i: u32) {
     let ox = (pixel % params.width) / params.size;
     var value = 0.0;
     if oy < params.out_height && ox < params.out_width && first_max(r, oy, ox, ch) == i {
-        let relu_zero = params.relu == 1u && src[r * image_len() + i] <= 0.0;
+        let relu_zero = params.relu == 1u && !(src[r * image_len() + i] > 0.0);
         if !relu_zero {
             value = grad[r * pooled_len() + (oy * params.out_width + ox) * c + ch];
         }

@@ -130,6 +130,10 @@ pub enum ModelError {
     Empty,
     #[error("the model's input shape {shape:?} has no elements")]
     NoInputs { shape: Vec<usize> },
+    #[error("the model's input shape {shape:?} has {elements} values, more than the {MAX_PARAMETERS} supported")]
+    InputTooLarge { shape: Vec<usize>, elements: u128 },
+    #[error("the model has {layers} layers, more than the {MAX_LAYERS} supported")]
+    TooManyLayers { layers: usize },
     #[error("layer {index} ({kind}) has a size of 0")]
     ZeroUnits { index: usize, kind: &'static str },
     #[error("layer {index}: softmax is only supported on the last layer (fused with the loss)")]
@@ -174,6 +178,10 @@ pub enum ModelError {
 /// end in an allocation failure (an abort) rather than an error. It bounds a
 /// layer's output per example too.
 pub const MAX_PARAMETERS: u128 = 1 << 28;
+
+/// The most layers a model may have: far past any sensible network, and a
+/// bound on what a hostile file can make the plan build.
+pub const MAX_LAYERS: usize = 1000;
 
 /// A parameter tensor's name (`conv2d_0.kernel`) and shape, in Keras' layout:
 /// a Dense kernel is `[fan_in, units]`, a Conv2D kernel
@@ -337,16 +345,20 @@ impl ModelSpec {
             .iter()
             .try_fold(1u128, |n, &d| n.checked_mul(d as u128))
             .unwrap_or(u128::MAX);
-        if input_elements == 0 {
+        if self.input_shape.is_empty() || input_elements == 0 {
             return Err(ModelError::NoInputs {
                 shape: self.input_shape.clone(),
             });
         }
         if input_elements > MAX_PARAMETERS {
-            return Err(ModelError::TooWide {
-                index: 0,
-                kind: "input",
+            return Err(ModelError::InputTooLarge {
+                shape: self.input_shape.clone(),
                 elements: input_elements,
+            });
+        }
+        if self.layers.len() > MAX_LAYERS {
+            return Err(ModelError::TooManyLayers {
+                layers: self.layers.len(),
             });
         }
         let last = self.layers.len().checked_sub(1).ok_or(ModelError::Empty)?;
@@ -552,7 +564,7 @@ impl ModelSpec {
             .map(|(layer, input)| match *layer {
                 Layer::Dense { units, .. } => {
                     let fan_in: u128 = input.iter().map(|&d| d as u128).product();
-                    (fan_in + 1) * units as u128
+                    (fan_in + 1).saturating_mul(units as u128)
                 }
                 Layer::Conv2D {
                     filters,
@@ -560,12 +572,16 @@ impl ModelSpec {
                     ..
                 } => {
                     let channels = *input.last().unwrap_or(&0) as u128;
+                    // Saturating: a file may give sizes whose product passes u128.
                     let k = kernel_size as u128;
-                    (k * k * channels + 1) * filters as u128
+                    k.saturating_mul(k)
+                        .saturating_mul(channels)
+                        .saturating_add(1)
+                        .saturating_mul(filters as u128)
                 }
                 Layer::MaxPooling2D { .. } | Layer::Flatten | Layer::Dropout { .. } => 0,
             })
-            .sum()
+            .fold(0u128, u128::saturating_add)
     }
 
     /// Multiply-add FLOPs (2 per MAC) of one training sample: the products of

@@ -420,7 +420,7 @@ impl Plan {
             logits: inference.logits,
         });
         let (train, eval, predict) = (fuse::fuse(train), fuse::fuse(eval), fuse::fuse(predict));
-        let used: Vec<Buf> = [&train, &eval, &predict]
+        let used: std::collections::HashSet<Buf> = [&train, &eval, &predict]
             .into_iter()
             .flatten()
             .flat_map(|op| op.reads().into_iter().chain(op.writes()))

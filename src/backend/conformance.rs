@@ -885,7 +885,7 @@ fn image_ops(device: TestDevice, ctx: &Option<GpuContext>) {
             for o in 0..6 {
                 for c in 0..2 {
                     let best = first_max(&window(r, o, c));
-                    if !(relu && x[best] <= 0.0) {
+                    if !relu || x[best] > 0.0 {
                         want[best] = grad[r * 12 + o * 2 + c];
                     }
                 }

@@ -86,7 +86,10 @@ pub fn export_pytorch(
             }
             Layer::MaxPooling2D { pool_size } => modules.push(format!("nn.MaxPool2d({pool_size})")),
             Layer::Flatten => {
-                flattened = Image::of(&input);
+                // A second Flatten leaves the order the first one chose.
+                if let Some(image) = Image::of(&input) {
+                    flattened = Some(image);
+                }
                 modules.push("nn.Flatten()".into());
             }
             Layer::Dropout { rate } => modules.push(format!("nn.Dropout({rate})")),

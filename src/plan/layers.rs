@@ -35,11 +35,14 @@ pub(super) fn emit(spec: &ModelSpec, batch: usize, training: bool) -> Emitted {
     };
     let inputs = spec.input_shapes();
     let outputs = spec.output_shapes().expect("a validated model");
-    // The buffer the next layer reads, and where its input gradient goes
-    // (none for the model's input).
+    // The buffer the next layer reads, and where its input gradient goes:
+    // none until a layer with parameters, whose gradients need it.
     let mut x = Buf::Input;
     let mut dx: Option<Buf> = None;
+    let mut below_has_params = false;
     let mut dropout_streams = 0;
+    // Each layer's backward ops; the backward pass runs them last layer first.
+    let mut per_layer_backward: Vec<Vec<Op>> = Vec::with_capacity(spec.layers.len());
     for (l, layer) in spec.layers.iter().enumerate() {
         let (input, output) = (&inputs[l], &outputs[l]);
         let output_len: usize = output.iter().product();
@@ -156,10 +159,12 @@ pub(super) fn emit(spec: &ModelSpec, batch: usize, training: bool) -> Emitted {
                 out.widths.push((Buf::OutputGrad(l), output_len));
             }
         }
-        out.backward.splice(0..0, backward);
+        per_layer_backward.push(backward);
+        below_has_params |= matches!(layer, Layer::Dense { .. } | Layer::Conv2D { .. });
         x = Buf::Output(l);
-        dx = Some(Buf::OutputGrad(l));
+        dx = below_has_params.then_some(Buf::OutputGrad(l));
     }
+    out.backward = per_layer_backward.into_iter().rev().flatten().collect();
     let head = spec.layers.len() - 1;
     out.logits = Buf::Pre(head);
     out.logits_grad = Buf::PreGrad(head);

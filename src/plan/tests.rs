@@ -187,3 +187,22 @@ fn dropout_runs_only_in_training() {
     assert_eq!(matmuls(&plan.eval)[1].a, Buf::Output(0));
     assert_eq!(matmuls(&plan.train)[1].a, Buf::Output(1));
 }
+
+#[test]
+fn no_input_gradient_below_the_first_layer_with_parameters() {
+    let spec = ModelSpec::sequential([8, 8, 1])
+        .dropout(0.2)
+        .max_pool(2)
+        .conv2d(4, 3, Activation::Relu)
+        .flatten()
+        .dense(3, Activation::Softmax);
+    let plan = Plan::new(&spec, 5, LossKind::SparseCategorical, 0);
+    let train = names(&plan.train);
+    // The convolution's input gradient, the pool's and the dropout's would
+    // feed nothing: none is computed.
+    for op in ["col2im", "max_pool_grad"] {
+        assert!(!train.contains(&op), "{train:?}");
+    }
+    assert_eq!(train.iter().filter(|&&n| n == "dropout").count(), 1);
+    assert_eq!(matmuls(&plan.train).len(), 5, "{train:?}");
+}

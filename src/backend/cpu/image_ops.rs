@@ -147,7 +147,7 @@ pub fn max_pool_grad(
                             }
                         }
                     }
-                    dx_out[best] = if relu && x[best] <= 0.0 { 0.0 } else { g };
+                    dx_out[best] = if relu && !(x[best] > 0.0) { 0.0 } else { g };
                 }
             }
         });

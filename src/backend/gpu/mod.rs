@@ -960,11 +960,12 @@ impl Executor for GpuExecutor {
                 if let Some(product) = self.product_of(program, op) {
                     let choice = tune::recorded(&self.ctx, product).unwrap_or_else(|| {
                         let kernel = self.matmul_kernel(product).name();
-                        // The only candidate: nothing was measured.
+                        // A kernel forced by a test: nothing was measured.
                         tune::Choice {
                             product: product.key(),
                             kernel,
                             trials: Vec::new(),
+                            host_checked: false,
                         }
                     });
                     if !out.iter().any(|c| c.product == choice.product) {

@@ -51,8 +51,8 @@ impl Product {
     }
 }
 
-/// A candidate's outcome: milliseconds per launch, or `None` when it
-/// disagreed with the simple kernel.
+/// A candidate's outcome: milliseconds per launch, or `None` when its
+/// results disagreed with the host's f64 product.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Trial {
     pub kernel: String,
@@ -65,6 +65,11 @@ pub struct Choice {
     pub product: String,
     pub kernel: String,
     pub trials: Vec<Trial>,
+    /// Whether the candidates were checked against the host's product
+    /// (cached choices of earlier versions were checked only against the
+    /// simple kernel, which a driver can miscompile: they are measured again).
+    #[serde(default)]
+    pub host_checked: bool,
 }
 
 /// Choices made in this process, by adapter and product.
@@ -215,9 +220,6 @@ pub(crate) fn choose(
     candidates: &[MatmulKernel],
 ) -> Result<MatmulKernel, GpuError> {
     let by_name = |name: &str| candidates.iter().copied().find(|k| k.name() == name);
-    if candidates.len() == 1 {
-        return Ok(candidates[0]);
-    }
     let key = format!("{} | {}", adapter_key(ctx), product.key());
     let mut memo = MEMO.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(kernel) = memo.get(&key).and_then(|c| by_name(&c.kernel)) {
@@ -243,7 +245,7 @@ fn cached_or_measured(
     let cache = path.as_deref().map(read_cache);
     // A choice made among other candidates (by another version) is stale.
     let names: Vec<String> = candidates.iter().map(|k| k.name()).collect();
-    let known = |c: &&Choice| c.trials.iter().map(|t| &t.kernel).eq(names.iter());
+    let known = |c: &&Choice| c.host_checked && c.trials.iter().map(|t| &t.kernel).eq(names.iter());
     if let Some(choice) = cache
         .as_ref()
         .and_then(|c| c.choices.get(&key))
@@ -289,8 +291,8 @@ pub(crate) fn random(n: usize, seed: u64) -> Vec<f32> {
 }
 
 /// Runs each candidate (a kernel, and the form it is bound with: the
-/// product's, except where a test injects a wrong one) once against the first,
-/// then times the ones that agree.
+/// product's, except where a test injects a wrong one) once and compares its
+/// results with the host's f64 product, then times the ones that agree.
 pub(crate) fn measure(
     ctx: &GpuContext,
     waits: &DeviceWaits,
@@ -452,6 +454,7 @@ pub(crate) fn measure(
         product: product.key(),
         kernel: best,
         trials,
+        host_checked: true,
     })
 }
 
@@ -539,6 +542,7 @@ mod tests {
             product: "NN".into(),
             kernel: "scalar".into(),
             trials: Vec::new(),
+            host_checked: true,
         };
         let choices = BTreeMap::from([("key".to_string(), choice)]);
         let file = CacheFile {

@@ -384,10 +384,10 @@ pub(crate) fn fastest(
     }
 }
 
-/// Every kernel that computes `form` at this shape on this device, simplest first.
 /// A reduction at least this long has split-K among its candidates.
 const LONG_REDUCTION: usize = 4096;
 
+/// Every kernel that computes `form` at this shape on this device, simplest first.
 pub(crate) fn candidates(
     form: MatmulForm,
     m: usize,
@@ -464,8 +464,6 @@ pub(crate) struct MatmulOperands<'a> {
 }
 
 impl Kernels {
-    /// Binds `kernel` computing `form` at `m x k x n` (the full batch).
-    #[allow(clippy::too_many_arguments)]
     /// A launch of `kernel` computing `form` at `m x k x n` (the full
     /// batch), the batch dimension counting `positions` rows per example.
     pub fn matmul(

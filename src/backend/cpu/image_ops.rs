@@ -147,7 +147,9 @@ pub fn max_pool_grad(
                             }
                         }
                     }
-                    dx_out[best] = if relu && !(x[best] > 0.0) { 0.0 } else { g };
+                    // As relu's derivative elsewhere: kept only where the output is > 0
+                    // (a NaN output keeps nothing).
+                    dx_out[best] = if !relu || x[best] > 0.0 { g } else { 0.0 };
                 }
             }
         });

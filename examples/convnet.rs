@@ -8,22 +8,14 @@
 use std::sync::Arc;
 
 use gpu_mnist::data::MNIST;
-use gpu_mnist::{
-    Activation, Device, Init, LossKind, ModelSpec, Params, Split, TrainConfig, Trainer,
-};
+use gpu_mnist::{Device, Init, LossKind, ModelSpec, Params, Split, TrainConfig, Trainer};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = std::env::args().nth(1).map(std::path::PathBuf::from);
     let data = Arc::new(MNIST.load(dir.as_deref(), Some(&mut |_| {}))?);
-    let model = ModelSpec::sequential([28, 28, 1])
-        .conv2d(32, 3, Activation::Relu)
-        .max_pool(2)
-        .conv2d(64, 3, Activation::Relu)
-        .max_pool(2)
-        .conv2d(64, 3, Activation::Relu)
-        .flatten()
-        .dense(64, Activation::Relu)
-        .dense(10, Activation::Softmax);
+    // The same as `ModelSpec::sequential([28, 28, 1]).conv2d(32, 3,
+    // Activation::Relu).max_pool(2)...` layer by layer (see `ModelSpec`).
+    let model = ModelSpec::convnet(28, 28, 10);
     let params = Params::init(&model, Init::Glorot, 1);
     let config = TrainConfig {
         batch_size: 64,

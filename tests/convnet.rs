@@ -7,7 +7,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{gpu_mnist, ok, stderr, stdout};
+use common::{gpu_mnist, ok, stdout};
 
 /// The number after `key` in `text` (`test_acc: 0.9791`).
 fn number_after(text: &str, key: &str) -> f64 {
@@ -210,15 +210,7 @@ fn stacks_that_cannot_work_are_usage_errors() {
             "cannot be used with",
         ),
     ];
-    for (flags, message) in cases {
-        let mut args = vec!["train", "--backend", "cpu"];
-        args.extend_from_slice(flags);
-        let out = gpu_mnist(&args);
-        assert_eq!(out.status.code(), Some(2), "{flags:?}");
-        let err = stderr(&out);
-        assert!(err.contains(message), "{flags:?}: {err}");
-        assert!(!err.contains("panicked"), "{err}");
-    }
+    common::assert_train_usage_errors(&cases);
 }
 
 /// A checkpoint written by the version before layers owned their tensors

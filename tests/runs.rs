@@ -396,15 +396,7 @@ fn bad_validation_and_checkpoint_flags_get_one_line() {
         (&["--early-stopping", "3"], "--validation-split"),
         (&["--checkpoint-every", "1"], "--save"),
     ];
-    for (flags, message) in cases {
-        let mut args = vec!["train", "--backend", "cpu"];
-        args.extend_from_slice(flags);
-        let out = gpu_mnist(&args);
-        assert_eq!(out.status.code(), Some(2), "{flags:?}");
-        let err = stderr(&out);
-        assert!(err.contains(message), "{flags:?}: {err}");
-        assert!(!err.contains("panicked"), "{err}");
-    }
+    common::assert_train_usage_errors(&cases);
 }
 
 /// Starts `train` on the CPU with `extra` flags, waits for its first epoch's

@@ -46,6 +46,7 @@ pub(super) fn emit(spec: &ModelSpec, batch: usize, training: bool) -> Emitted {
     for (l, layer) in spec.layers.iter().enumerate() {
         let (input, output) = (&inputs[l], &outputs[l]);
         let output_len: usize = output.iter().product();
+        let tensors_before = out.tensors.len();
         let mut backward = Vec::new();
         match *layer {
             Layer::Dense { units, activation } => {
@@ -74,6 +75,7 @@ pub(super) fn emit(spec: &ModelSpec, batch: usize, training: bool) -> Emitted {
                     Image::of(input).expect("a validated conv input"),
                     kernel_size,
                     padding,
+                    output,
                 );
                 let patches = Buf::Patches(l);
                 out.widths.push((patches, conv.positions() * conv.patch()));
@@ -105,12 +107,11 @@ pub(super) fn emit(spec: &ModelSpec, batch: usize, training: bool) -> Emitted {
                 }
             }
             Layer::MaxPooling2D { pool_size } => {
-                let input = Image::of(input).expect("a validated pool input");
                 let pool = PoolGeometry {
-                    input,
+                    input: Image::of(input).expect("a validated pool input"),
                     size: pool_size,
-                    out_height: input.height / pool_size,
-                    out_width: input.width / pool_size,
+                    out_height: output[0],
+                    out_width: output[1],
                 };
                 out.forward.push(Op::MaxPool {
                     src: x,
@@ -126,8 +127,7 @@ pub(super) fn emit(spec: &ModelSpec, batch: usize, training: bool) -> Emitted {
                         relu: false,
                     });
                 }
-                out.widths.push((Buf::Output(l), output_len));
-                out.widths.push((Buf::OutputGrad(l), output_len));
+                out.widths.extend(output_buffers(l, output_len));
             }
             // Channels-last data is already flat: the next layer reads the
             // same buffer.
@@ -155,12 +155,11 @@ pub(super) fn emit(spec: &ModelSpec, batch: usize, training: bool) -> Emitted {
                         mask,
                     });
                 }
-                out.widths.push((Buf::Output(l), output_len));
-                out.widths.push((Buf::OutputGrad(l), output_len));
+                out.widths.extend(output_buffers(l, output_len));
             }
         }
         per_layer_backward.push(backward);
-        below_has_params |= matches!(layer, Layer::Dense { .. } | Layer::Conv2D { .. });
+        below_has_params |= out.tensors.len() > tensors_before;
         x = Buf::Output(l);
         dx = below_has_params.then_some(Buf::OutputGrad(l));
     }
@@ -171,20 +170,26 @@ pub(super) fn emit(spec: &ModelSpec, batch: usize, training: bool) -> Emitted {
     out
 }
 
-/// The windows of a stride-1 convolution; `same` pads `(k - 1) / 2` before
-/// and the rest after, as Keras does.
-fn conv_geometry(input: Image, kernel: usize, padding: Padding) -> ConvGeometry {
-    let (pad, out_height, out_width) = match padding {
-        Padding::Valid => (0, input.height - kernel + 1, input.width - kernel + 1),
-        Padding::Same => ((kernel - 1) / 2, input.height, input.width),
+/// A layer's output and the gradient at it, `width` values per example.
+fn output_buffers(layer: usize, width: usize) -> [(Buf, usize); 2] {
+    [(Buf::Output(layer), width), (Buf::OutputGrad(layer), width)]
+}
+
+/// The windows of a stride-1 convolution with the output shape the model
+/// gives it (`ModelSpec::output_shapes` owns that formula); `same` pads
+/// `(k - 1) / 2` before and the rest after, as Keras does.
+fn conv_geometry(input: Image, kernel: usize, padding: Padding, output: &[usize]) -> ConvGeometry {
+    let pad = match padding {
+        Padding::Valid => 0,
+        Padding::Same => (kernel - 1) / 2,
     };
     ConvGeometry {
         input,
         kernel,
         pad_top: pad,
         pad_left: pad,
-        out_height,
-        out_width,
+        out_height: output[0],
+        out_width: output[1],
     }
 }
 
@@ -257,8 +262,7 @@ impl Affine {
                 dst: dz,
                 width,
             });
-            out.widths
-                .extend([(Buf::Output(l), width), (Buf::OutputGrad(l), width)]);
+            out.widths.extend(output_buffers(l, width));
         }
         backward.extend([
             product(

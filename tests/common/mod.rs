@@ -106,3 +106,17 @@ pub fn ok(out: Output) -> Output {
     assert!(out.status.success(), "{}", stderr(&out));
     out
 }
+
+/// `train --backend cpu` with each case's flags is a usage error (exit 2)
+/// whose message contains the case's text, and no panic.
+pub fn assert_train_usage_errors(cases: &[(&[&str], &str)]) {
+    for &(flags, message) in cases {
+        let mut args = vec!["train", "--backend", "cpu"];
+        args.extend_from_slice(flags);
+        let out = gpu_mnist(&args);
+        assert_eq!(out.status.code(), Some(2), "{flags:?}");
+        let err = stderr(&out);
+        assert!(err.contains(message), "{flags:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}

@@ -289,8 +289,7 @@ pub(crate) enum Op {
 }
 
 impl Op {
-    /// The op's name, for the plan's tests.
-    #[cfg(test)]
+    /// The op's name, as profiles and the plan's tests show it.
     pub fn name(&self) -> &'static str {
         match self {
             Op::Gather { .. } => "gather",

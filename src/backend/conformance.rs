@@ -527,7 +527,9 @@ fn softmax_cross_entropy(device: TestDevice, ctx: &Option<GpuContext>) {
 }
 
 fn column_sums(device: TestDevice, ctx: &Option<GpuContext>) {
-    for (rows, cols) in [(1, 1), (3, 7), (128, 512), (127, 10), (1000, 65)] {
+    // The CPU splits columns across threads from 65,536 values: 1100 x 65
+    // splits in blocks that are not whole multiples of 16.
+    for (rows, cols) in [(1, 1), (3, 7), (128, 512), (127, 10), (1100, 65)] {
         let values = Lcg(rows as u64).vec((rows + 1) * cols);
         // On wgpu, the product ones · values in every kernel that fits it.
         let kernels: Vec<Option<MatmulKernel>> = match ctx {
@@ -747,7 +749,7 @@ fn coarse(len: usize, seed: u64) -> Vec<f32> {
 /// and a column, ties in the pool's windows.
 fn image_ops(device: TestDevice, ctx: &Option<GpuContext>) {
     use crate::model::Image;
-    use crate::plan::{ConvGeometry, PoolGeometry};
+    use crate::plan::ConvGeometry;
     let rows = 3;
     let image = Image {
         height: 5,
@@ -823,22 +825,50 @@ fn image_ops(device: TestDevice, ctx: &Option<GpuContext>) {
         }
     }
 
-    let input = Image {
-        height: 5,
-        width: 7,
-        channels: 2,
-    };
+    // Windows with rows and columns left over, then windows tiling an
+    // input of more channels than the CPU handles at once, with NaNs.
+    for (height, width, channels) in [(5, 7, 2), (4, 4, 18)] {
+        max_pool_ops(
+            device,
+            ctx,
+            rows,
+            Image {
+                height,
+                width,
+                channels,
+            },
+        );
+    }
+}
+
+/// Max-pool (2x2) and its gradient over `input` against the first maximum
+/// of each window.
+fn max_pool_ops(
+    device: TestDevice,
+    ctx: &Option<GpuContext>,
+    rows: usize,
+    input: crate::model::Image,
+) {
+    use crate::plan::PoolGeometry;
+    let (h, w, c) = (input.height, input.width, input.channels);
     let pool = PoolGeometry {
         input,
         size: 2,
-        out_height: 2,
-        out_width: 3,
+        out_height: h / 2,
+        out_width: w / 2,
     };
-    let x = coarse(rows * input.len(), 3);
-    let window = |r: usize, o: usize, c: usize| -> Vec<usize> {
-        let (oy, ox) = (o / 3, o % 3);
+    let outputs = pool.out_height * pool.out_width;
+    let mut x = coarse(rows * input.len(), 3);
+    if c > 16 {
+        // A NaN first in its window (the maximum then, as no value compares
+        // greater) and one later in another (never the maximum).
+        x[0] = f32::NAN;
+        x[(w + 1) * c + 5] = f32::NAN;
+    }
+    let window = |r: usize, o: usize, ch: usize| -> Vec<usize> {
+        let (oy, ox) = (o / pool.out_width, o % pool.out_width);
         (0..4)
-            .map(|d| r * input.len() + ((oy * 2 + d / 2) * 7 + ox * 2 + d % 2) * 2 + c)
+            .map(|d| r * input.len() + ((oy * 2 + d / 2) * w + ox * 2 + d % 2) * c + ch)
             .collect()
     };
     let first_max = |at: &[usize]| -> usize {
@@ -857,10 +887,14 @@ fn image_ops(device: TestDevice, ctx: &Option<GpuContext>) {
         (&x, &[0.0], pool.output_len()),
     );
     for r in 0..rows {
-        for o in 0..6 {
-            for c in 0..2 {
-                let want = x[first_max(&window(r, o, c))];
-                assert_eq!(got[r * 12 + o * 2 + c], want, "{device:?} max_pool");
+        for o in 0..outputs {
+            for ch in 0..c {
+                let want = x[first_max(&window(r, o, ch))];
+                let got = got[(r * outputs + o) * c + ch];
+                assert!(
+                    got == want || (got.is_nan() && want.is_nan()),
+                    "{device:?} max_pool {input:?}: {got} vs {want}"
+                );
             }
         }
     }
@@ -882,16 +916,16 @@ fn image_ops(device: TestDevice, ctx: &Option<GpuContext>) {
         );
         let mut want = vec![0.0f32; rows * input.len()];
         for r in 0..rows {
-            for o in 0..6 {
-                for c in 0..2 {
-                    let best = first_max(&window(r, o, c));
+            for o in 0..outputs {
+                for ch in 0..c {
+                    let best = first_max(&window(r, o, ch));
                     if !relu || x[best] > 0.0 {
-                        want[best] = grad[r * 12 + o * 2 + c];
+                        want[best] = grad[(r * outputs + o) * c + ch];
                     }
                 }
             }
         }
-        assert_eq!(got, want, "{device:?} max_pool_grad relu {relu}");
+        assert_eq!(got, want, "{device:?} max_pool_grad {input:?} relu {relu}");
     }
 }
 

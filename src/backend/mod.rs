@@ -204,8 +204,8 @@ pub(crate) trait Executor {
         Ok(Vec::new())
     }
 
-    /// Time per kernel of one (real) training step, where the device runs
-    /// kernels; `None` for the CPU.
+    /// Time per kernel (per op on the CPU) of real training steps; `None`
+    /// where the device cannot time them.
     fn profile_step(&mut self) -> Result<Option<Profile>, DeviceError> {
         Ok(None)
     }

@@ -12,11 +12,14 @@ mod gradcheck;
 use std::collections::HashMap;
 use std::ops::ControlFlow;
 use std::sync::Arc;
+use std::time::Instant;
 
 use ndarray::{ArrayView2, ArrayViewMut2};
 use rayon::prelude::*;
 
-use super::{check_order, Counters, DeviceError, Executor, Metrics, RunSettings, Split};
+use super::{
+    check_order, Counters, DeviceError, Executor, KernelTime, Metrics, Profile, RunSettings, Split,
+};
 use crate::data::{Dataset, Splits};
 use crate::optim::OptimizerSpec;
 use crate::plan::{Buf, Epilogue, Matmul, Op, Plan, Program};
@@ -116,99 +119,106 @@ impl CpuExecutor {
     /// Runs `ops` once over the examples `indices` of `source`; returns the
     /// loss sum and correct count of the step (zero without a loss op).
     fn step(&mut self, ops: &[Op], source: &Dataset, indices: &[u32]) -> (f64, u64) {
-        let rows = indices.len();
         self.labels.clear();
         self.labels
             .extend(indices.iter().map(|&i| source.labels[i as usize]));
         let mut metrics = (0.0, 0);
         for op in ops {
-            match *op {
-                Op::Gather { one_hot } => self.gather(source, indices, one_hot),
-                Op::Matmul(mm) => self.matmul(&mm, rows),
-                Op::SoftmaxXent {
-                    logits,
-                    grad,
-                    dense_targets,
-                } => metrics = self.softmax_xent(logits, grad, dense_targets, rows),
-                Op::Softmax { logits } => {
-                    let mut probs = self.take(Buf::Probs);
-                    let classes = self.plan.classes;
-                    ops::softmax(
-                        view(self.get(logits), rows, classes),
-                        view_mut(&mut probs, rows, classes),
-                    );
-                    self.bufs.insert(Buf::Probs, probs);
-                }
-                Op::ColumnSums {
-                    src,
-                    dst,
-                    cols,
-                    positions,
-                } => {
-                    let mut sums = self.take(dst);
-                    ops::column_sums(
-                        view(self.get(src), rows * positions, cols),
-                        (&mut sums[..]).into(),
-                    );
-                    self.bufs.insert(dst, sums);
-                }
-                Op::AddBias {
-                    buf,
-                    bias,
-                    cols,
-                    positions,
-                } => {
-                    let mut values = self.take(buf);
-                    ops::add_bias(
-                        self.get(bias),
-                        false,
-                        view_mut(&mut values, rows * positions, cols),
-                    );
-                    self.bufs.insert(buf, values);
-                }
-                Op::Relu { src, dst, width } => self.unary(src, dst, rows * width, |src, dst| {
-                    ops::relu(src, dst);
-                }),
-                Op::ReluGrad {
-                    grad,
-                    mask,
-                    dst,
-                    width,
-                } => {
-                    let mut out = self.take(dst);
-                    let n = rows * width;
-                    ops::relu_grad(&self.get(grad)[..n], &self.get(mask)[..n], &mut out[..n]);
-                    self.bufs.insert(dst, out);
-                }
-                Op::Im2col { src, dst, conv } => self.unary(src, dst, 0, |src, dst| {
-                    image_ops::im2col(src, dst, &conv, rows);
-                }),
-                Op::Col2im { src, dst, conv } => self.unary(src, dst, 0, |src, dst| {
-                    image_ops::col2im(src, dst, &conv, rows);
-                }),
-                Op::MaxPool { src, dst, pool } => self.unary(src, dst, 0, |src, dst| {
-                    image_ops::max_pool(src, dst, &pool, rows);
-                }),
-                Op::MaxPoolGrad {
-                    grad,
-                    src,
-                    dst,
-                    pool,
-                    relu,
-                } => {
-                    let mut out = self.take(dst);
-                    let (grad, src) = (self.get(grad), self.get(src));
-                    image_ops::max_pool_grad(grad, src, &mut out, &pool, relu, rows);
-                    self.bufs.insert(dst, out);
-                }
-                Op::Dropout { src, dst, mask } => {
-                    let (seed, step) = (self.settings.seed, self.counters.steps);
-                    self.unary(src, dst, rows * mask.width, |src, dst| {
-                        ops::dropout(src, dst, &mask, seed, step);
-                    })
-                }
-                Op::Update => self.update(),
+            if let Some(m) = self.run_op(op, source, indices) {
+                metrics = m;
             }
+        }
+        metrics
+    }
+
+    /// Runs one op of a step over the examples `indices`; returns the loss
+    /// sum and correct count when the op is the loss.
+    fn run_op(&mut self, op: &Op, source: &Dataset, indices: &[u32]) -> Option<(f64, u64)> {
+        let rows = indices.len();
+        let mut metrics = None;
+        match *op {
+            Op::Gather { one_hot } => self.gather(source, indices, one_hot),
+            Op::Matmul(mm) => self.matmul(&mm, rows),
+            Op::SoftmaxXent {
+                logits,
+                grad,
+                dense_targets,
+            } => metrics = Some(self.softmax_xent(logits, grad, dense_targets, rows)),
+            Op::Softmax { logits } => {
+                let mut probs = self.take(Buf::Probs);
+                let classes = self.plan.classes;
+                ops::softmax(
+                    view(self.get(logits), rows, classes),
+                    view_mut(&mut probs, rows, classes),
+                );
+                self.bufs.insert(Buf::Probs, probs);
+            }
+            Op::ColumnSums {
+                src,
+                dst,
+                cols,
+                positions,
+            } => {
+                let mut sums = self.take(dst);
+                ops::column_sums(&self.get(src)[..rows * positions * cols], cols, &mut sums);
+                self.bufs.insert(dst, sums);
+            }
+            Op::AddBias {
+                buf,
+                bias,
+                cols,
+                positions,
+            } => {
+                let mut values = self.take(buf);
+                ops::add_bias(
+                    self.get(bias),
+                    false,
+                    view_mut(&mut values, rows * positions, cols),
+                );
+                self.bufs.insert(buf, values);
+            }
+            Op::Relu { src, dst, width } => self.unary(src, dst, rows * width, |src, dst| {
+                ops::relu(src, dst);
+            }),
+            Op::ReluGrad {
+                grad,
+                mask,
+                dst,
+                width,
+            } => {
+                let mut out = self.take(dst);
+                let n = rows * width;
+                ops::relu_grad(&self.get(grad)[..n], &self.get(mask)[..n], &mut out[..n]);
+                self.bufs.insert(dst, out);
+            }
+            Op::Im2col { src, dst, conv } => self.unary(src, dst, 0, |src, dst| {
+                image_ops::im2col(src, dst, &conv, rows);
+            }),
+            Op::Col2im { src, dst, conv } => self.unary(src, dst, 0, |src, dst| {
+                image_ops::col2im(src, dst, &conv, rows);
+            }),
+            Op::MaxPool { src, dst, pool } => self.unary(src, dst, 0, |src, dst| {
+                image_ops::max_pool(src, dst, &pool, rows);
+            }),
+            Op::MaxPoolGrad {
+                grad,
+                src,
+                dst,
+                pool,
+                relu,
+            } => {
+                let mut out = self.take(dst);
+                let (grad, src) = (self.get(grad), self.get(src));
+                image_ops::max_pool_grad(grad, src, &mut out, &pool, relu, rows);
+                self.bufs.insert(dst, out);
+            }
+            Op::Dropout { src, dst, mask } => {
+                let (seed, step) = (self.settings.seed, self.counters.steps);
+                self.unary(src, dst, rows * mask.width, |src, dst| {
+                    ops::dropout(src, dst, &mask, seed, step);
+                })
+            }
+            Op::Update => self.update(),
         }
         metrics
     }
@@ -464,5 +474,47 @@ impl Executor for CpuExecutor {
 
     fn set_steps(&mut self, steps: u64) {
         self.counters.steps = steps;
+    }
+
+    fn profile_step(&mut self) -> Result<Option<Profile>, DeviceError> {
+        // Real training steps on the first batches of the training split:
+        // one step's times are too short to read on a busy host.
+        const STEPS: usize = 10;
+        let data = self.data.clone();
+        let source = &data.train;
+        let ops = self.plan.train.clone();
+        let mut ms = vec![0.0; ops.len()];
+        let batch = self.plan.batch.min(source.len);
+        for step in 0..STEPS {
+            let first = (step * batch) % (source.len - batch + 1);
+            let indices: Vec<u32> = (first as u32..(first + batch) as u32).collect();
+            self.labels.clear();
+            self.labels
+                .extend(indices.iter().map(|&i| source.labels[i as usize]));
+            for (op, total) in ops.iter().zip(&mut ms) {
+                let start = Instant::now();
+                self.run_op(op, source, &indices);
+                *total += start.elapsed().as_secs_f64() * 1e3 / STEPS as f64;
+            }
+            self.counters.steps += 1;
+        }
+        let kernels = ops
+            .iter()
+            .zip(ms)
+            .map(|(op, ms)| KernelTime {
+                label: match op {
+                    Op::Matmul(mm) => {
+                        let (m, k) = mm.step_mk(batch);
+                        format!("matmul {m}x{k}x{} {:?}", mm.n, mm.form.epilogue)
+                    }
+                    _ => op.name().into(),
+                },
+                ms,
+            })
+            .collect();
+        Ok(Some(Profile {
+            method: "host timing, mean of 10 training steps",
+            kernels,
+        }))
     }
 }

@@ -2,8 +2,7 @@
 //! read like the book. Every function writes into caller-owned buffers, so a
 //! training step allocates nothing.
 
-use ndarray::linalg::general_mat_mul;
-use ndarray::{ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis, Zip};
+use ndarray::{ArrayView2, ArrayViewMut2, Axis, Zip};
 use rayon::prelude::*;
 
 use crate::data::{pixel, Dataset};
@@ -59,6 +58,43 @@ pub fn matmul_relu_mask(
     });
 }
 
+/// `c = a · b` on the calling thread, for views of any strides.
+fn sgemm(a: ArrayView2<f32>, b: ArrayView2<f32>, c: &mut ArrayViewMut2<f32>) {
+    let (m, k, n) = (a.nrows(), a.ncols(), b.ncols());
+    assert_eq!(
+        (b.nrows(), c.nrows(), c.ncols()),
+        (k, m, n),
+        "product shapes"
+    );
+    let (sa, sb) = (a.strides(), b.strides());
+    let (c_row, c_col) = (c.strides()[0], c.strides()[1]);
+    // SAFETY: the views are valid for their shapes and strides, checked
+    // above to agree; `c` is borrowed mutably and overlaps neither operand.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            c_col,
+            c_row,
+            false,
+            a.as_ptr(),
+            sa[1],
+            sa[0],
+            b.as_ptr(),
+            sb[1],
+            sb[0],
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
 /// Products below this many multiply-adds run on one thread.
 const PARALLEL_MACS: usize = 1 << 16;
 
@@ -77,7 +113,7 @@ fn par_gemm(
     let (m, k, n) = (a.nrows(), a.ncols(), b.ncols());
     let threads = rayon::current_num_threads();
     if threads == 1 || m * k * n < PARALLEL_MACS {
-        general_mat_mul(1.0, &a, &b, 0.0, &mut c);
+        sgemm(a, b, &mut c);
         epilogue(c, 0..m);
         return;
     }
@@ -86,13 +122,7 @@ fn par_gemm(
         let blocks: Vec<_> = c.axis_chunks_iter_mut(Axis(0), block).enumerate().collect();
         blocks.into_par_iter().for_each(|(i, mut c)| {
             let rows = i * block..i * block + c.nrows();
-            general_mat_mul(
-                1.0,
-                &a.slice(ndarray::s![rows.clone(), ..]),
-                &b,
-                0.0,
-                &mut c,
-            );
+            sgemm(a.slice(ndarray::s![rows.clone(), ..]), b, &mut c);
             epilogue(c, rows);
         });
     } else {
@@ -100,7 +130,7 @@ fn par_gemm(
         let blocks: Vec<_> = c.axis_chunks_iter_mut(Axis(1), block).enumerate().collect();
         blocks.into_par_iter().for_each(|(i, mut c)| {
             let cols = i * block..i * block + c.ncols();
-            general_mat_mul(1.0, &a, &b.slice(ndarray::s![.., cols]), 0.0, &mut c);
+            sgemm(a, b.slice(ndarray::s![.., cols]), &mut c);
         });
         epilogue(c, 0..m);
     }
@@ -134,11 +164,34 @@ pub fn dropout(src: &[f32], dst: &mut [f32], mask: &DropoutMask, seed: u64, step
     }
 }
 
-/// Column sums of `grad` into `out` (the bias gradient).
-pub fn column_sums(grad: ArrayView2<f32>, mut out: ArrayViewMut1<f32>) {
-    out.fill(0.0);
-    for row in grad.rows() {
-        out += &row;
+/// Column sums of the `cols`-wide rows of `grad` into `out` (the bias
+/// gradient), summed in row order; the columns split across rayon's
+/// threads when there are many rows.
+pub fn column_sums(grad: &[f32], cols: usize, out: &mut [f32]) {
+    let threads = rayon::current_num_threads();
+    if threads == 1 || grad.len() < PARALLEL_MACS || cols < 2 * 16 {
+        return column_block_sums(grad, cols, 0, out);
+    }
+    // Column blocks of whole 64-byte lines, so threads share no line.
+    let block = cols.div_ceil(threads).next_multiple_of(16);
+    out.par_chunks_mut(block)
+        .enumerate()
+        .for_each(|(i, out)| column_block_sums(grad, cols, i * block, out));
+}
+
+/// The sums of columns `first..first + out.len()` of `grad`'s rows.
+#[multiversion::multiversion(targets("x86_64+avx512f", "x86_64+avx2+fma", "aarch64+neon"))]
+fn column_block_sums(grad: &[f32], cols: usize, first: usize, out: &mut [f32]) {
+    // Sixteen columns at a time, summed in registers rather than in `out`.
+    for (j, out) in out.chunks_mut(16).enumerate() {
+        let at = first + 16 * j;
+        let mut sums = [0.0f32; 16];
+        for row in grad.chunks_exact(cols) {
+            for (s, v) in sums.iter_mut().zip(&row[at..at + out.len()]) {
+                *s += v;
+            }
+        }
+        out.copy_from_slice(&sums[..out.len()]);
     }
 }
 

@@ -31,6 +31,9 @@ pub enum Error {
     /// epoch's last step; [`crate::Trainer::state`] holds the partial epoch.
     #[error("interrupted at epoch {epoch}, step {step} of {steps}")]
     Interrupted { epoch: usize, step: u64, steps: u64 },
+    /// [`crate::Observer::after_epoch`] failed; its error, unchanged.
+    #[error("{0}")]
+    Observer(crate::train::ObserverError),
 }
 
 impl From<crate::backend::gpu::GpuError> for Error {

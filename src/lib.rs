@@ -76,6 +76,6 @@ pub use model::{
 };
 pub use optim::{OptimizerKind, OptimizerSpec};
 pub use train::{
-    EarlyStopping, EpochOrder, EpochRecord, History, Observer, PartialEpoch, TrainConfig,
-    TrainState, Trainer,
+    EarlyStopping, EpochOrder, EpochRecord, History, Observer, ObserverError, PartialEpoch,
+    TrainConfig, TrainState, Trainer,
 };

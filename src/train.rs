@@ -66,7 +66,14 @@ pub struct History {
     pub fit_seconds: f64,
     /// With early stopping: the epoch whose weights the model was left with.
     pub best_epoch: Option<usize>,
+    /// Early stopping's patience ran out (the fit ended at that epoch).
+    #[serde(default)]
+    pub stopped_early: bool,
 }
+
+/// What an [`Observer`] failed with: any error, handed back unchanged inside
+/// [`Error::Observer`].
+pub type ObserverError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Hears about training as it happens (Keras' callbacks). Every method has a
 /// default that does nothing; `()` is the observer that hears nothing.
@@ -76,6 +83,17 @@ pub trait Observer {
     /// The epoch's running metrics, every `report_every` steps.
     fn progress(&mut self, _epoch: usize, _running: &Metrics) {}
     fn epoch_end(&mut self, _record: &EpochRecord) {}
+    /// Called by [`Trainer::fit_with`] once an epoch is counted, before early
+    /// stopping looks at it, with the trainer at hand: the place to keep what
+    /// a run saves (histories, checkpoints, Keras' `ModelCheckpoint`). An
+    /// error ends the fit there as [`Error::Observer`].
+    fn after_epoch(
+        &mut self,
+        _trainer: &mut Trainer,
+        _record: &EpochRecord,
+    ) -> Result<(), ObserverError> {
+        Ok(())
+    }
     /// Asked at every progress report: true stops training there (with
     /// [`Error::Interrupted`]; the partial epoch can be saved and resumed).
     fn stop(&mut self) -> bool {
@@ -359,9 +377,13 @@ impl Trainer {
         let mut history = History::default();
         for _ in 0..epochs {
             let record = self.train_epoch(observer)?;
+            observer
+                .after_epoch(self, &record)
+                .map_err(Error::Observer)?;
             history.epochs.push(record.clone());
             if let Some(stopping) = &mut early_stopping {
                 if stopping.update(&record, self)? {
+                    history.stopped_early = true;
                     break;
                 }
             }
@@ -513,5 +535,65 @@ mod tests {
         assert_ne!(EpochOrder::new(100, true, 6).next_epoch(), &first[..]);
         let mut plain = EpochOrder::new(5, false, 5);
         assert_eq!(plain.next_epoch(), &[0, 1, 2, 3, 4]);
+    }
+
+    /// Records what `after_epoch` saw, and fails at epoch `fail_at`.
+    struct Recorder {
+        seen: Vec<(usize, usize)>,
+        fail_at: usize,
+    }
+
+    impl Observer for Recorder {
+        fn after_epoch(
+            &mut self,
+            trainer: &mut Trainer,
+            record: &EpochRecord,
+        ) -> Result<(), ObserverError> {
+            self.seen.push((record.epoch, trainer.epochs_done()));
+            if record.epoch == self.fail_at {
+                return Err(format!("cannot write epoch {}", record.epoch).into());
+            }
+            Ok(())
+        }
+    }
+
+    fn small_trainer() -> Trainer {
+        use crate::test_util::synthetic;
+        let data = Splits::new(synthetic(64, 12, 3, 0.3, 1), synthetic(16, 12, 3, 0.3, 2));
+        let spec = ModelSpec::mlp(12, &[8], 3);
+        let params = Params::init(&spec, crate::model::Init::Glorot, 1);
+        let config = TrainConfig {
+            batch_size: 16,
+            ..TrainConfig::default()
+        };
+        Trainer::new(&Device::Cpu, &spec, &params, Arc::new(data), config).unwrap()
+    }
+
+    #[test]
+    fn after_epoch_sees_each_counted_epoch_and_its_error_ends_the_fit() {
+        let mut trainer = small_trainer();
+        let mut recorder = Recorder {
+            seen: Vec::new(),
+            fail_at: 0,
+        };
+        let history = trainer.fit(3, &mut recorder).unwrap();
+        assert_eq!(recorder.seen, [(1, 1), (2, 2), (3, 3)]);
+        assert_eq!(history.epochs.len(), 3);
+        assert!(!history.stopped_early);
+
+        let mut failing = Recorder {
+            seen: Vec::new(),
+            fail_at: 5,
+        };
+        match trainer.fit(4, &mut failing) {
+            Err(Error::Observer(e)) => assert_eq!(e.to_string(), "cannot write epoch 5"),
+            other => panic!("expected the observer's error, got {other:?}"),
+        }
+        assert_eq!(
+            failing.seen,
+            [(4, 4), (5, 5)],
+            "the fit ends at the failure"
+        );
+        assert_eq!(trainer.epochs_done(), 5);
     }
 }

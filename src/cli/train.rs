@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use gpu_mnist::checkpoint::{self, Checkpoint};
 use gpu_mnist::{
-    EarlyStopping, EpochRecord, ModelSpec, Observer, Params, Split, TrainConfig, TrainState,
-    Trainer,
+    EarlyStopping, EpochRecord, Metrics, ModelSpec, Observer, Params, Split, TrainConfig,
+    TrainState, Trainer,
 };
 
 use super::args::TrainArgs;
@@ -65,7 +65,7 @@ pub fn train(args: &TrainArgs) -> Result<(), CliError> {
     let config = args.config();
     let device = args.device.open()?;
     let data = Arc::new(data);
-    let (mut trainer, mut history) = match (&args.resume, &args.init_from) {
+    let (mut trainer, history) = match (&args.resume, &args.init_from) {
         (Some(path), _) => {
             let trained_on = TrainedOn {
                 dataset: args.data.dataset.0.name,
@@ -109,9 +109,6 @@ pub fn train(args: &TrainArgs) -> Result<(), CliError> {
         );
     }
     let mut lines = EpochLines::new(total_epochs);
-    let mut stopping = args
-        .early_stopping
-        .map(|patience| EarlyStopping::new(patience as usize));
     let mut metadata = HashMap::from([
         ("format".to_string(), "gpu-mnist".to_string()),
         (
@@ -125,58 +122,52 @@ pub fn train(args: &TrainArgs) -> Result<(), CliError> {
     if let Some(fingerprint) = fingerprint {
         metadata.insert(EXAMPLES_KEY.to_string(), fingerprint);
     }
-    let start = std::time::Instant::now();
     // From here on, Ctrl-C and SIGTERM stop the run at its next read-back.
     let interrupts = Interrupts::install()?;
     let mut silent = ();
-    for _ in 0..args.epochs {
-        let inner: &mut dyn Observer = if args.quiet { &mut silent } else { &mut lines };
-        let mut observer = Interruptible {
-            inner,
+    let mut recorder = RunFiles {
+        inner: Interruptible {
+            inner: if args.quiet { &mut silent } else { &mut lines },
             interrupts: &interrupts,
-        };
-        let record = match trainer.train_epoch(&mut observer) {
-            Err(gpu_mnist::Error::Interrupted { epoch, step, steps }) => {
-                let signal = interrupts.received().expect("only signals stop a run");
-                let saved = match interrupted_checkpoint(args) {
-                    Some(path) => {
-                        save(&mut trainer, &path, &spec, &config, &history, &metadata)
-                            .map_err(|e| unsaved(signal, e))?;
-                        Some(path)
-                    }
-                    None => None,
-                };
-                let remaining = total_epochs - (epoch - 1);
-                return Err(
-                    interrupted_message(signal, (epoch, step, steps), saved, remaining).into(),
-                );
-            }
-            result => result?,
-        };
-        history.push(record.clone());
-        write_epoch_files(args, &history)?;
-        if let (Some(every), Some(path)) = (args.checkpoint_every, &args.save) {
-            if (record.epoch - epochs_before).is_multiple_of(every as usize) {
-                save(&mut trainer, path, &spec, &config, &history, &metadata)?;
-            }
-        }
-        if let Some(stopping) = &mut stopping {
-            if stopping.update(&record, &mut trainer)? {
-                if !args.quiet {
-                    outln!(
-                        "early stopping: no lower val_loss for {} epochs",
-                        args.early_stopping.unwrap_or_default()
-                    );
-                }
-                break;
-            }
-        }
-    }
-    let fit_seconds = start.elapsed().as_secs_f64();
-    let best_epoch = match &stopping {
-        Some(stopping) => stopping.restore_best(&mut trainer)?,
-        None => None,
+        },
+        args,
+        spec: &spec,
+        config: &config,
+        metadata: &metadata,
+        history,
+        epochs_before,
     };
+    let stopping = args
+        .early_stopping
+        .map(|patience| EarlyStopping::new(patience as usize));
+    let fitted = trainer.fit_with(args.epochs as usize, stopping, &mut recorder);
+    let history = recorder.history;
+    let fitted = match fitted {
+        Ok(fitted) => fitted,
+        Err(gpu_mnist::Error::Interrupted { epoch, step, steps }) => {
+            let signal = interrupts.received().expect("only signals stop a run");
+            let saved = match interrupted_checkpoint(args) {
+                Some(path) => {
+                    save(&mut trainer, &path, &spec, &config, &history, &metadata)
+                        .map_err(|e| unsaved(signal, e))?;
+                    Some(path)
+                }
+                None => None,
+            };
+            let remaining = total_epochs - (epoch - 1);
+            return Err(interrupted_message(signal, (epoch, step, steps), saved, remaining).into());
+        }
+        // The run's own files failed to write: its message, as it was.
+        Err(gpu_mnist::Error::Observer(e)) => return Err(e),
+        Err(e) => return Err(e.into()),
+    };
+    let (fit_seconds, best_epoch) = (fitted.fit_seconds, fitted.best_epoch);
+    if fitted.stopped_early && !args.quiet {
+        outln!(
+            "early stopping: no lower val_loss for {} epochs",
+            args.early_stopping.unwrap_or_default()
+        );
+    }
     if let (Some(epoch), false) = (best_epoch, args.quiet) {
         outln!("restored the weights of epoch {epoch} (lowest val_loss)");
     }
@@ -240,6 +231,55 @@ pub fn train(args: &TrainArgs) -> Result<(), CliError> {
 
 /// Where an interrupted run is saved: `--save`, else beside the first other
 /// output asked for; none when no output was asked for.
+/// The observer of a CLI run: reports progress through `inner` and, after
+/// every epoch, writes the history files and the periodic checkpoint.
+struct RunFiles<'a> {
+    inner: Interruptible<'a>,
+    args: &'a TrainArgs,
+    spec: &'a ModelSpec,
+    config: &'a TrainConfig,
+    metadata: &'a HashMap<String, String>,
+    /// Every epoch of the run, those before a `--resume` included.
+    history: Vec<EpochRecord>,
+    epochs_before: usize,
+}
+
+impl Observer for RunFiles<'_> {
+    fn epoch_begin(&mut self, epoch: usize, steps: u64) {
+        self.inner.epoch_begin(epoch, steps);
+    }
+
+    fn progress(&mut self, epoch: usize, running: &Metrics) {
+        self.inner.progress(epoch, running);
+    }
+
+    fn epoch_end(&mut self, record: &EpochRecord) {
+        self.inner.epoch_end(record);
+    }
+
+    fn stop(&mut self) -> bool {
+        self.inner.stop()
+    }
+
+    fn after_epoch(&mut self, trainer: &mut Trainer, record: &EpochRecord) -> Result<(), CliError> {
+        self.history.push(record.clone());
+        write_epoch_files(self.args, &self.history)?;
+        if let (Some(every), Some(path)) = (self.args.checkpoint_every, &self.args.save) {
+            if (record.epoch - self.epochs_before).is_multiple_of(every as usize) {
+                save(
+                    trainer,
+                    path,
+                    self.spec,
+                    self.config,
+                    &self.history,
+                    self.metadata,
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
+
 fn interrupted_checkpoint(args: &TrainArgs) -> Option<PathBuf> {
     if let Some(path) = &args.save {
         return Some(path.clone());

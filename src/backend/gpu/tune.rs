@@ -255,26 +255,42 @@ fn cached_or_measured(
     }
     let forms: Vec<_> = candidates.iter().map(|&k| (k, product.form)).collect();
     let choice = measure(ctx, waits, kernels, product, &forms)?;
-    if let (Some(path), Some(mut cache)) = (path, cache.filter(|c| c.ours)) {
-        cache.choices.insert(key, choice.clone());
-        let file = CacheFile {
-            format: CACHE_FORMAT.into(),
-            choices: cache.choices,
-        };
-        let written = serde_json::to_vec_pretty(&file)
-            .map_err(std::io::Error::other)
-            .and_then(|bytes| {
-                // The cache's own directory is made on first use.
-                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(dir)?;
-                }
-                crate::atomic_file::write_atomically(&path, &bytes)
-            });
-        if let Err(e) = written {
+    if let (Some(path), true) = (path, cache.is_some_and(|c| c.ours)) {
+        if let Err(e) = save_choice(&path, key, &choice) {
             warn_once(&path, &format!("cannot write it: {e}"));
         }
     }
     Ok(choice)
+}
+
+/// Adds `choice` to the cache file at `path`. Measuring takes seconds, in
+/// which another process (a second run, a parallel test) may save its own
+/// choices: under an exclusive lock on `<path>.lock` the file is read again
+/// and the choice joins what it holds now.
+fn save_choice(path: &std::path::Path, key: String, choice: &Choice) -> std::io::Result<()> {
+    // The cache's own directory is made on first use.
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push(".lock");
+    let lock = std::fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(lock_path)?;
+    lock.lock()?;
+    let mut cache = read_cache(path);
+    if !cache.ours {
+        return Ok(());
+    }
+    cache.choices.insert(key, choice.clone());
+    let file = CacheFile {
+        format: CACHE_FORMAT.into(),
+        choices: cache.choices,
+    };
+    let bytes = serde_json::to_vec_pretty(&file).map_err(std::io::Error::other)?;
+    crate::atomic_file::write_atomically(path, &bytes)
 }
 
 /// Deterministic inputs in [-1, 1).
@@ -534,6 +550,43 @@ mod tests {
         )
         .unwrap();
         assert!(choice.trials.iter().all(|t| t.ms.is_some()), "{choice:?}");
+    }
+
+    #[test]
+    fn choices_measured_at_once_by_two_processes_are_both_kept() {
+        if vulkan().is_none() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kernels.json");
+        // Two devices measuring two products at the same time, as two runs
+        // sharing the user's cache do: neither may drop the other's choice.
+        let keys: Vec<String> = std::thread::scope(|scope| {
+            let runs: Vec<_> = [product(40, 24, 128), product(72, 16, 64)]
+                .into_iter()
+                .map(|p| {
+                    let path = path.clone();
+                    scope.spawn(move || {
+                        let (ctx, kernels) = vulkan().unwrap();
+                        let candidates =
+                            matmul::candidates(p.form, p.m, p.k, p.n, ctx.matmul_caps());
+                        let waits = DeviceWaits::default();
+                        cached_or_measured(&ctx, &waits, &kernels, p, &candidates, Some(path))
+                            .unwrap();
+                        format!("{} | {}", adapter_key(&ctx), p.key())
+                    })
+                })
+                .collect();
+            runs.into_iter().map(|r| r.join().unwrap()).collect()
+        });
+        let file: CacheFile = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        for key in &keys {
+            assert!(
+                file.choices.contains_key(key),
+                "{key} lost: {:?}",
+                file.choices.keys()
+            );
+        }
     }
 
     #[test]

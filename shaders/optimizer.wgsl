@@ -1,8 +1,9 @@
 // One optimizer update over every parameter at once (parameters, gradients and
-// state each live in one buffer, padded to a multiple of 4 floats), with Keras'
-// formulas, as in src/optim.rs. It also marks the step's loss when an updated
-// parameter is not finite. Four parameters per vec4 load: on lavapipe the
-// loads are the cost. Bindings and `Hyper`: src/backend/gpu/kernels/optimizer.rs.
+// each state slot live in one buffer, padded to a multiple of 4 floats; the
+// slots follow one another in `state`), with Keras' formulas, as in
+// src/optim.rs. It also marks the step's loss when an updated parameter is not
+// finite. Four parameters per vec4 load: on lavapipe the loads are the cost.
+// Bindings and `Hyper`: src/backend/gpu/kernels/optimizer.rs.
 
 // One of the RULE_* constants, generated from `Rule` in the Rust module.
 override RULE: u32 = RULE_RMSPROP;
@@ -15,32 +16,34 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     // A grid-stride loop, so any parameter count fits the dispatch limits.
     for (var i = gid.x; i < hyper.count4; i += groups.x * LINEAR_WORKGROUP) {
         let g = grads[i];
+        // This vec4's place in the optimizer's second state slot.
+        let j = hyper.count4 + i;
         switch RULE {
             case RULE_SGD: {
                 params[i] -= hyper.lr * g;
             }
             case RULE_SGD_MOMENTUM, RULE_SGD_NESTEROV: {
-                let v = hyper.momentum * state1[i] - hyper.lr * g;
-                state1[i] = v;
+                let v = hyper.momentum * state[i] - hyper.lr * g;
+                state[i] = v;
                 params[i] += select(v, hyper.momentum * v - hyper.lr * g, RULE == RULE_SGD_NESTEROV);
             }
             case RULE_RMSPROP, RULE_RMSPROP_MOMENTUM: {
-                let v = hyper.rho * state1[i] + (1.0 - hyper.rho) * g * g;
-                state1[i] = v;
+                let v = hyper.rho * state[i] + (1.0 - hyper.rho) * g * g;
+                state[i] = v;
                 let increment = hyper.lr * g / sqrt(v + vec4<f32>(hyper.epsilon));
                 if RULE == RULE_RMSPROP_MOMENTUM {
-                    let u = hyper.momentum * state2[i] + increment;
-                    state2[i] = u;
+                    let u = hyper.momentum * state[j] + increment;
+                    state[j] = u;
                     params[i] -= u;
                 } else {
                     params[i] -= increment;
                 }
             }
             case RULE_ADAM: {
-                let m = state1[i] + (g - state1[i]) * (1.0 - hyper.beta1);
-                let v = state2[i] + (g * g - state2[i]) * (1.0 - hyper.beta2);
-                state1[i] = m;
-                state2[i] = v;
+                let m = state[i] + (g - state[i]) * (1.0 - hyper.beta1);
+                let v = state[j] + (g * g - state[j]) * (1.0 - hyper.beta2);
+                state[i] = m;
+                state[j] = v;
                 params[i] -= adam_lr * m / (sqrt(v) + vec4<f32>(hyper.epsilon));
             }
             // Every rule has its case; WGSL requires a default.

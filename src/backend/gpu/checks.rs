@@ -105,6 +105,12 @@ pub(crate) fn check(offer: &Offer, plan: &Plan, data: &Splits) -> Result<(), Gpu
         f32_bytes(params),
         "the parameters".into(),
     )?;
+    at_most(
+        "max_storage_buffer_binding_size",
+        binding,
+        f32_bytes(params * plan.state_slots),
+        format!("the optimizer's {} state slots", plan.state_slots),
+    )?;
     for split in Split::ALL {
         if let Some(set) = split.of(data) {
             at_most(
@@ -239,6 +245,23 @@ mod tests {
             let e = check(&offer(&limits), &book(batch), &data()).unwrap_err();
             assert!(e.to_string().contains(message), "{e}");
         }
+        // Adam's two state slots are bound as one buffer: twice the parameters.
+        let limits = wgpu::Limits {
+            max_storage_buffer_binding_size: 2 << 20,
+            ..defaults.clone()
+        };
+        check(&offer(&limits), &book(128), &data()).unwrap();
+        let adam = Plan::new(
+            &ModelSpec::mlp(784, &[512], 10),
+            128,
+            LossKind::SparseCategorical,
+            2,
+        );
+        let e = check(&offer(&limits), &adam, &data()).unwrap_err();
+        assert!(
+            e.to_string().contains("the optimizer's 2 state slots: max_storage_buffer_binding_size must be at least 3256400, this adapter allows 2097152"),
+            "{e}"
+        );
         let mut no_compute = offer(&defaults);
         no_compute.compute_shaders = false;
         let e = check(&no_compute, &book(128), &data()).unwrap_err();

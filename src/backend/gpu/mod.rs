@@ -86,9 +86,15 @@ impl ParamLayout {
     }
 
     fn region<'a>(&self, buffer: &'a Buffer, tensor: usize) -> Region<'a> {
+        self.slot_region(buffer, 0, tensor)
+    }
+
+    /// Tensor `tensor` of slot `slot` in a buffer of slots laid out one
+    /// after another (`total` floats each, a multiple of the alignment).
+    fn slot_region<'a>(&self, buffer: &'a Buffer, slot: usize, tensor: usize) -> Region<'a> {
         Region {
             buffer,
-            offset: 4 * self.offsets[tensor],
+            offset: 4 * (slot as u64 * self.total + self.offsets[tensor]),
             size: 4 * self.lens[tensor],
         }
     }
@@ -120,7 +126,9 @@ pub(crate) struct GpuExecutor {
     layout: ParamLayout,
     params: Buffer,
     grads: Buffer,
-    state: [Buffer; 2],
+    /// The optimizer's state slots, one after another, each in the
+    /// parameters' layout (as many as the optimizer keeps).
+    state: Buffer,
     hyper: Buffer,
     batch: HashMap<Buf, Buffer>,
     /// The batch transposed (`features x batch`), when the first layer's
@@ -223,14 +231,11 @@ impl GpuExecutor {
         let params_buf = buffers::storage_with(&device, "params", bytemuck::cast_slice(&flat));
         counters.bytes_to_device += 4 * flat.len() as u64;
         let grads = buffers::storage(&device, "grads", f32_bytes(flat.len()));
-        let state_len = |slot: usize| {
-            if plan.state_slots > slot {
-                f32_bytes(flat.len())
-            } else {
-                0
-            }
-        };
-        let state = [0, 1].map(|s| buffers::storage(&device, "optimizer state", state_len(s)));
+        let state = buffers::storage(
+            &device,
+            "optimizer state",
+            f32_bytes(plan.state_slots * flat.len()),
+        );
         let hyper = match settings.optimizer {
             Some(spec) => Hyper::new(&spec, layout.total, 0),
             None => Hyper::default(),
@@ -442,7 +447,7 @@ impl GpuExecutor {
         match buf {
             Buf::Param(t) => self.layout.region(&self.params, t),
             Buf::Grad(t) => self.layout.region(&self.grads, t),
-            Buf::State { slot, tensor } => self.layout.region(&self.state[slot], tensor),
+            Buf::State { slot, tensor } => self.layout.slot_region(&self.state, slot, tensor),
             other => Region::whole(&self.batch[&other]),
         }
     }
@@ -597,8 +602,7 @@ impl GpuExecutor {
                     OptimizerBindings {
                         params: whole(&self.params),
                         grads: whole(&self.grads),
-                        state1: whole(&self.state[0]),
-                        state2: whole(&self.state[1]),
+                        state: whole(&self.state),
                         loss_sums: whole(&self.loss_sums),
                         hyper: whole(&self.hyper),
                     },

@@ -255,19 +255,27 @@ fn cached_or_measured(
     }
     let forms: Vec<_> = candidates.iter().map(|&k| (k, product.form)).collect();
     let choice = measure(ctx, waits, kernels, product, &forms)?;
-    if let (Some(path), true) = (path, cache.is_some_and(|c| c.ours)) {
-        if let Err(e) = save_choice(&path, key, &choice) {
-            warn_once(&path, &format!("cannot write it: {e}"));
-        }
+    match path.filter(|_| cache.is_some_and(|c| c.ours)) {
+        Some(path) => Ok(
+            settle(&path, key, choice.clone(), known).unwrap_or_else(|e| {
+                warn_once(&path, &format!("cannot write it: {e}"));
+                choice
+            }),
+        ),
+        None => Ok(choice),
     }
-    Ok(choice)
 }
 
-/// Adds `choice` to the cache file at `path`. Measuring takes seconds, in
-/// which another process (a second run, a parallel test) may save its own
-/// choices: under an exclusive lock on `<path>.lock` the file is read again
-/// and the choice joins what it holds now.
-fn save_choice(path: &std::path::Path, key: String, choice: &Choice) -> std::io::Result<()> {
+/// The choice every process uses for `key`: the cache file's, when another
+/// process saved one while this one measured (so that two runs started
+/// together still compute alike), else `choice`, added to the file. Under an
+/// exclusive lock on `<path>.lock`, the file is read again and written whole.
+fn settle(
+    path: &std::path::Path,
+    key: String,
+    choice: Choice,
+    known: impl Fn(&&Choice) -> bool,
+) -> std::io::Result<Choice> {
     // The cache's own directory is made on first use.
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
@@ -281,8 +289,11 @@ fn save_choice(path: &std::path::Path, key: String, choice: &Choice) -> std::io:
         .open(lock_path)?;
     lock.lock()?;
     let mut cache = read_cache(path);
+    if let Some(saved) = cache.choices.get(&key).filter(&known) {
+        return Ok(saved.clone());
+    }
     if !cache.ours {
-        return Ok(());
+        return Ok(choice);
     }
     cache.choices.insert(key, choice.clone());
     let file = CacheFile {
@@ -290,7 +301,8 @@ fn save_choice(path: &std::path::Path, key: String, choice: &Choice) -> std::io:
         choices: cache.choices,
     };
     let bytes = serde_json::to_vec_pretty(&file).map_err(std::io::Error::other)?;
-    crate::atomic_file::write_atomically(path, &bytes)
+    crate::atomic_file::write_atomically(path, &bytes)?;
+    Ok(choice)
 }
 
 /// Deterministic inputs in [-1, 1).
@@ -553,16 +565,22 @@ mod tests {
     }
 
     #[test]
-    fn choices_measured_at_once_by_two_processes_are_both_kept() {
+    fn runs_measuring_at_once_keep_every_choice_and_agree_on_each() {
         if vulkan().is_none() {
             return;
         }
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("kernels.json");
-        // Two devices measuring two products at the same time, as two runs
-        // sharing the user's cache do: neither may drop the other's choice.
-        let keys: Vec<String> = std::thread::scope(|scope| {
-            let runs: Vec<_> = [product(40, 24, 128), product(72, 16, 64)]
+        // Three devices measuring at the same time, as runs sharing the
+        // user's cache do: none may drop another's choice, and the two
+        // measuring the same product must settle on one choice.
+        let products = [
+            product(40, 24, 128),
+            product(72, 16, 64),
+            product(40, 24, 128),
+        ];
+        let runs: Vec<(String, Choice)> = std::thread::scope(|scope| {
+            let runs: Vec<_> = products
                 .into_iter()
                 .map(|p| {
                     let path = path.clone();
@@ -571,21 +589,18 @@ mod tests {
                         let candidates =
                             matmul::candidates(p.form, p.m, p.k, p.n, ctx.matmul_caps());
                         let waits = DeviceWaits::default();
-                        cached_or_measured(&ctx, &waits, &kernels, p, &candidates, Some(path))
-                            .unwrap();
-                        format!("{} | {}", adapter_key(&ctx), p.key())
+                        let choice =
+                            cached_or_measured(&ctx, &waits, &kernels, p, &candidates, Some(path))
+                                .unwrap();
+                        (format!("{} | {}", adapter_key(&ctx), p.key()), choice)
                     })
                 })
                 .collect();
             runs.into_iter().map(|r| r.join().unwrap()).collect()
         });
         let file: CacheFile = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-        for key in &keys {
-            assert!(
-                file.choices.contains_key(key),
-                "{key} lost: {:?}",
-                file.choices.keys()
-            );
+        for (key, choice) in &runs {
+            assert_eq!(file.choices.get(key), Some(choice), "{key}");
         }
     }
 

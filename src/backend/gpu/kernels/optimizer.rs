@@ -90,8 +90,9 @@ bindings! {
     pub(crate) struct OptimizerBindings {
         params: ReadWrite "array<vec4<f32>>",
         grads: Read "array<vec4<f32>>",
-        state1: ReadWrite "array<vec4<f32>>",
-        state2: ReadWrite "array<vec4<f32>>",
+        /// The optimizer's slots one after another: slot `s` of vec4 `i` at
+        /// `s * count4 + i`.
+        state: ReadWrite "array<vec4<f32>>",
         /// Per-step losses, made NaN when a parameter stops being finite.
         loss_sums: ReadWrite "array<f32>",
         hyper: Uniform "Hyper",

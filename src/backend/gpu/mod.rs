@@ -148,7 +148,7 @@ pub(crate) struct GpuExecutor {
     counters: Counters,
     /// Examples in each split, by `Split as usize` (0 where there is none).
     lens: [usize; 3],
-    /// The kernel measured fastest for each product (see `tune.rs`).
+    /// The kernel measured fastest for each product (see `tune/mod.rs`).
     choices: HashMap<Product, MatmulKernel>,
     /// A matmul kernel to use wherever it fits instead of the fastest (the
     /// conformance tests run every candidate through the training wiring).

@@ -6,9 +6,10 @@
 //! loops of 32,768 iterations or more), then timed (timestamp queries where
 //! the adapter has them, else host timing); the fastest is kept. When no
 //! candidate is right, the product is refused with one line. Choices are remembered
-//! for the process and cached per adapter, driver and product in the user
-//! cache directory (`kernels.json`, written atomically; a corrupt file is
-//! ignored and rebuilt), so a second run starts at once.
+//! for the process and cached per adapter, driver and product in a file (see
+//! [`cache`]), so a second run starts at once.
+
+pub(crate) mod cache;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -20,9 +21,6 @@ use super::kernels::Kernels;
 use super::{profile, record_steps, GpuContext, GpuError};
 use crate::backend::Counters;
 use crate::plan::{BatchDim, Epilogue, MatmulForm};
-
-/// Environment variable naming the cache file instead of the default.
-pub const CACHE_ENV: &str = "GPU_MNIST_KERNEL_CACHE";
 
 /// One product at the full batch: what a choice is made for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -75,124 +73,12 @@ pub struct Choice {
 /// Choices made in this process, by adapter and product.
 static MEMO: Mutex<BTreeMap<String, Choice>> = Mutex::new(BTreeMap::new());
 
-/// The cache file: `$GPU_MNIST_KERNEL_CACHE`, else `kernels.json` in the user
-/// cache directory.
-pub fn cache_path() -> Option<PathBuf> {
-    match std::env::var_os(CACHE_ENV).filter(|v| !v.is_empty()) {
-        Some(path) => Some(PathBuf::from(path)),
-        None => Some(crate::user_cache_dir()?.join("kernels.json")),
-    }
-}
-
-/// Far more than any number of adapters and shapes needs.
-const MAX_CACHE_BYTES: u64 = 16 << 20;
-
-/// The cache file: choices by adapter and product, under a format line by
-/// which the cache tells its own file (whole or damaged) from any other file
-/// the variable might name, which it never replaces or removes.
-#[derive(Default, serde::Serialize, serde::Deserialize)]
-struct CacheFile {
-    format: String,
-    choices: BTreeMap<String, Choice>,
-}
-
-const CACHE_FORMAT: &str = "gpu-mnist kernel choices";
-
-/// What the cache path holds.
-struct Cached {
-    choices: BTreeMap<String, Choice>,
-    /// Nothing, or the cache's own file (even damaged): it may be written.
-    ours: bool,
-}
-
-/// One warning per process: the cache is read once per matmul shape.
-fn warn_once(path: &std::path::Path, why: &str) {
-    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-    if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
-        log::warn!("kernel cache {}: {why}", path.display());
-    }
-}
-
-fn read_cache(path: &std::path::Path) -> Cached {
-    let fresh = |ours| Cached {
-        choices: BTreeMap::new(),
-        ours,
-    };
-    let bytes = match crate::input_file::read_bounded(path, MAX_CACHE_BYTES) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return fresh(true),
-        Err(e) => {
-            warn_once(path, &format!("{e}; choices are measured and not saved"));
-            return fresh(false);
-        }
-    };
-    match recognise(&bytes) {
-        Contents::Cache(choices) => Cached {
-            choices,
-            ours: true,
-        },
-        Contents::Damaged => {
-            warn_once(
-                path,
-                "damaged; choices are measured again and the file rebuilt",
-            );
-            fresh(true)
-        }
-        Contents::Foreign => {
-            warn_once(
-                path,
-                "is some other file, left as it is; choices are measured and not saved",
-            );
-            fresh(false)
-        }
-    }
-}
-
-/// What a file at the cache path turns out to be.
-enum Contents {
-    Cache(BTreeMap<String, Choice>),
-    /// Empty, or cut short: the format line is there, the rest is not.
-    Damaged,
-    Foreign,
-}
-
-fn recognise(bytes: &[u8]) -> Contents {
-    match serde_json::from_slice::<CacheFile>(bytes) {
-        Ok(file) if file.format == CACHE_FORMAT => return Contents::Cache(file.choices),
-        _ => {}
-    }
-    // Earlier versions wrote the choices alone: kept, and rewritten in this
-    // format with the next choice made.
-    if let Ok(choices) = serde_json::from_slice(bytes) {
-        return Contents::Cache(choices);
-    }
-    let head = &bytes[..bytes.len().min(256)];
-    let marked = head
-        .windows(CACHE_FORMAT.len())
-        .any(|w| w == CACHE_FORMAT.as_bytes());
-    if marked || head.iter().all(u8::is_ascii_whitespace) {
-        Contents::Damaged
-    } else {
-        Contents::Foreign
-    }
-}
-
 /// Forgets every choice, in this process and in the cache file, so the next
 /// device opened measures again (`--retune`). A file at the cache path that
 /// is not a cache is refused, not removed.
 pub fn forget_choices() -> std::io::Result<()> {
     MEMO.lock().unwrap_or_else(|e| e.into_inner()).clear();
-    let Some(path) = cache_path() else {
-        return Ok(());
-    };
-    match crate::input_file::read_bounded(&path, MAX_CACHE_BYTES) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Ok(bytes) if !matches!(recognise(&bytes), Contents::Foreign) => std::fs::remove_file(path),
-        _ => Err(std::io::Error::other(format!(
-            "{} is not a kernel cache; not removing it (check {CACHE_ENV})",
-            path.display()
-        ))),
-    }
+    cache::path().map_or(Ok(()), |path| cache::forget(&path))
 }
 
 /// The choice remembered for `product` on this device, with its trials.
@@ -225,7 +111,7 @@ pub(crate) fn choose(
     if let Some(kernel) = memo.get(&key).and_then(|c| by_name(&c.kernel)) {
         return Ok(kernel);
     }
-    let choice = cached_or_measured(ctx, waits, kernels, product, candidates, cache_path())?;
+    let choice = cached_or_measured(ctx, waits, kernels, product, candidates, cache::path())?;
     let kernel = by_name(&choice.kernel).expect("the choice is a candidate");
     memo.insert(key, choice);
     Ok(kernel)
@@ -242,67 +128,20 @@ fn cached_or_measured(
     path: Option<PathBuf>,
 ) -> Result<Choice, GpuError> {
     let key = format!("{} | {}", adapter_key(ctx), product.key());
-    let cache = path.as_deref().map(read_cache);
     // A choice made among other candidates (by another version) is stale.
     let names: Vec<String> = candidates.iter().map(|k| k.name()).collect();
-    let known = |c: &&Choice| c.host_checked && c.trials.iter().map(|t| &t.kernel).eq(names.iter());
-    if let Some(choice) = cache
-        .as_ref()
-        .and_then(|c| c.choices.get(&key))
-        .filter(known)
-    {
-        return Ok(choice.clone());
-    }
+    let known = |c: &Choice| c.host_checked && c.trials.iter().map(|t| &t.kernel).eq(names.iter());
+    let writable = match path.as_deref().map(|p| cache::lookup(p, &key, known)) {
+        Some(cache::Lookup::Saved(choice)) => return Ok(choice),
+        Some(cache::Lookup::Unsaved { writable }) => writable,
+        None => false,
+    };
     let forms: Vec<_> = candidates.iter().map(|&k| (k, product.form)).collect();
     let choice = measure(ctx, waits, kernels, product, &forms)?;
-    match path.filter(|_| cache.is_some_and(|c| c.ours)) {
-        Some(path) => Ok(
-            settle(&path, key, choice.clone(), known).unwrap_or_else(|e| {
-                warn_once(&path, &format!("cannot write it: {e}"));
-                choice
-            }),
-        ),
+    match path.filter(|_| writable) {
+        Some(path) => Ok(cache::settle(&path, key, choice, known)),
         None => Ok(choice),
     }
-}
-
-/// The choice every process uses for `key`: the cache file's, when another
-/// process saved one while this one measured (so that two runs started
-/// together still compute alike), else `choice`, added to the file. Under an
-/// exclusive lock on `<path>.lock`, the file is read again and written whole.
-fn settle(
-    path: &std::path::Path,
-    key: String,
-    choice: Choice,
-    known: impl Fn(&&Choice) -> bool,
-) -> std::io::Result<Choice> {
-    // The cache's own directory is made on first use.
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
-    }
-    let mut lock_path = path.as_os_str().to_owned();
-    lock_path.push(".lock");
-    let lock = std::fs::File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(lock_path)?;
-    lock.lock()?;
-    let mut cache = read_cache(path);
-    if let Some(saved) = cache.choices.get(&key).filter(&known) {
-        return Ok(saved.clone());
-    }
-    if !cache.ours {
-        return Ok(choice);
-    }
-    cache.choices.insert(key, choice.clone());
-    let file = CacheFile {
-        format: CACHE_FORMAT.into(),
-        choices: cache.choices,
-    };
-    let bytes = serde_json::to_vec_pretty(&file).map_err(std::io::Error::other)?;
-    crate::atomic_file::write_atomically(path, &bytes)?;
-    Ok(choice)
 }
 
 /// Deterministic inputs in [-1, 1).
@@ -488,6 +327,7 @@ pub(crate) fn measure(
 
 #[cfg(test)]
 mod tests {
+    use super::cache::CacheFile;
     use super::*;
     use crate::backend::gpu::kernels::matmul;
 
@@ -602,36 +442,6 @@ mod tests {
         for (key, choice) in &runs {
             assert_eq!(file.choices.get(key), Some(choice), "{key}");
         }
-    }
-
-    #[test]
-    fn the_cache_tells_its_files_from_others() {
-        let choice = Choice {
-            product: "NN".into(),
-            kernel: "scalar".into(),
-            trials: Vec::new(),
-            host_checked: true,
-        };
-        let choices = BTreeMap::from([("key".to_string(), choice)]);
-        let file = CacheFile {
-            format: CACHE_FORMAT.into(),
-            choices: choices.clone(),
-        };
-        let whole = serde_json::to_vec_pretty(&file).unwrap();
-        assert!(matches!(recognise(&whole), Contents::Cache(c) if c == choices));
-        // An earlier version's file: the choices alone.
-        let older = serde_json::to_vec(&choices).unwrap();
-        assert!(matches!(recognise(&older), Contents::Cache(c) if c == choices));
-        assert!(matches!(
-            recognise(&whole[..whole.len() / 2]),
-            Contents::Damaged
-        ));
-        assert!(matches!(recognise(b""), Contents::Damaged));
-        assert!(matches!(recognise(br#"{"epochs": []}"#), Contents::Foreign));
-        assert!(matches!(
-            recognise(b"\x10\0\0\0\0\0\0\0{}"),
-            Contents::Foreign
-        ));
     }
 
     #[test]

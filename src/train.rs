@@ -509,8 +509,9 @@ impl Trainer {
         self.engine.counters()
     }
 
-    /// Time per kernel of one training step (GPU devices; `None` on the CPU).
-    /// The step trains for real.
+    /// Time per kernel (op) of a training step: on a GPU each kernel of one
+    /// step, timed on the device; on the CPU each op's host time, the mean of
+    /// 10 steps. The steps train for real.
     pub fn profile_step(&mut self) -> Result<Option<Profile>, Error> {
         Ok(self.engine.exec.profile_step()?)
     }

@@ -353,7 +353,7 @@ pub struct BenchArgs {
     pub optimizer: OptimizerArg,
     #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
     pub seed: u64,
-    /// Add the time of each kernel of one step (each op on the CPU).
+    /// Add the time of each kernel of one step (on the CPU, each op's mean over 10 steps).
     #[arg(long)]
     pub profile: bool,
     /// Also write the report as JSON to this file.

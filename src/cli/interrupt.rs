@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 #[cfg(unix)]
 use signal_hook::iterator::Signals;
 
-use gpu_mnist::{EpochRecord, Metrics, Observer};
+use gpu_mnist::{EpochRecord, Metrics, Observer, ObserverError, Trainer};
 
 /// A signal that asked the run to stop, and the exit status it calls for
 /// (128 + the signal's number, as shells report it).
@@ -125,7 +125,15 @@ impl Observer for Interruptible<'_> {
         self.inner.epoch_end(record);
     }
 
+    fn after_epoch(
+        &mut self,
+        trainer: &mut Trainer,
+        record: &EpochRecord,
+    ) -> Result<(), ObserverError> {
+        self.inner.after_epoch(trainer, record)
+    }
+
     fn stop(&mut self) -> bool {
-        self.interrupts.received().is_some()
+        self.interrupts.received().is_some() || self.inner.stop()
     }
 }

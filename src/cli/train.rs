@@ -229,8 +229,6 @@ pub fn train(args: &TrainArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-/// Where an interrupted run is saved: `--save`, else beside the first other
-/// output asked for; none when no output was asked for.
 /// The observer of a CLI run: reports progress through `inner` and, after
 /// every epoch, writes the history files and the periodic checkpoint.
 struct RunFiles<'a> {
@@ -280,6 +278,8 @@ impl Observer for RunFiles<'_> {
     }
 }
 
+/// Where an interrupted run is saved: `--save`, else beside the first other
+/// output asked for; none when no output was asked for.
 fn interrupted_checkpoint(args: &TrainArgs) -> Option<PathBuf> {
     if let Some(path) = &args.save {
         return Some(path.clone());

@@ -496,7 +496,6 @@ impl Executor for CpuExecutor {
                 self.run_op(op, source, &indices);
                 *total += start.elapsed().as_secs_f64() * 1e3 / STEPS as f64;
             }
-            self.counters.steps += 1;
         }
         let kernels = ops
             .iter()

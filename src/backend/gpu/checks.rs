@@ -6,7 +6,7 @@ use super::kernels::image::{self, ImageOp, ImageParams};
 use super::kernels::matmul::{self, MatmulCaps, MatmulKernel};
 use super::kernels::{all_slots, elementwise, gather, softmax_xent, Shape};
 use super::shader::{Access, LINEAR_WORKGROUP};
-use super::GpuError;
+use super::{GpuError, ParamLayout};
 use crate::backend::Split;
 use crate::data::Splits;
 use crate::plan::{Op, Plan};
@@ -98,7 +98,12 @@ pub(crate) fn check(offer: &Offer, plan: &Plan, data: &Splits) -> Result<(), Gpu
             format!("a batch of {} rows ({buf:?})", plan.batch),
         )?;
     }
-    let params: usize = (0..plan.tensors.len()).map(|t| plan.tensor_len(t)).sum();
+    // The buffers as the executor lays them out: each tensor aligned.
+    let params = ParamLayout::new(
+        (0..plan.tensors.len()).map(|t| plan.tensor_len(t)),
+        l.min_storage_buffer_offset_alignment as u64,
+    )
+    .total as usize;
     at_most(
         "max_storage_buffer_binding_size",
         binding,
@@ -259,7 +264,7 @@ mod tests {
         );
         let e = check(&offer(&limits), &adam, &data()).unwrap_err();
         assert!(
-            e.to_string().contains("the optimizer's 2 state slots: max_storage_buffer_binding_size must be at least 3256400, this adapter allows 2097152"),
+            e.to_string().contains("the optimizer's 2 state slots: max_storage_buffer_binding_size must be at least 3256832, this adapter allows 2097152"),
             "{e}"
         );
         let mut no_compute = offer(&defaults);

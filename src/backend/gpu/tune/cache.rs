@@ -191,8 +191,8 @@ fn settle_locked(
     Ok(choice)
 }
 
-/// `<path>.lock`, created if need be and locked exclusively (released when
-/// the file is dropped).
+/// `<path>.lock`, created if need be and locked exclusively where the file
+/// system can (released when the file is dropped).
 fn lock(path: &Path) -> std::io::Result<std::fs::File> {
     // The cache's own directory is made on first use.
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -205,8 +205,12 @@ fn lock(path: &Path) -> std::io::Result<std::fs::File> {
         .truncate(false)
         .write(true)
         .open(lock_path)?;
-    lock.lock()?;
-    Ok(lock)
+    match lock.lock() {
+        // A file system without locks (some network mounts) still gets the
+        // re-read, as without a lock.
+        Err(e) if e.kind() == std::io::ErrorKind::Unsupported => Ok(lock),
+        locked => locked.map(|()| lock),
+    }
 }
 
 /// Writes `choices` to `path` in the cache's format, atomically.

@@ -130,7 +130,12 @@ fn cached_or_measured(
     let key = format!("{} | {}", adapter_key(ctx), product.key());
     // A choice made among other candidates (by another version) is stale.
     let names: Vec<String> = candidates.iter().map(|k| k.name()).collect();
-    let known = |c: &Choice| c.host_checked && c.trials.iter().map(|t| &t.kernel).eq(names.iter());
+    // A hand-edited file may name a kernel that is not among them.
+    let known = |c: &Choice| {
+        c.host_checked
+            && names.contains(&c.kernel)
+            && c.trials.iter().map(|t| &t.kernel).eq(names.iter())
+    };
     let writable = match path.as_deref().map(|p| cache::lookup(p, &key, known)) {
         Some(cache::Lookup::Saved(choice)) => return Ok(choice),
         Some(cache::Lookup::Unsaved { writable }) => writable,
@@ -467,6 +472,13 @@ mod tests {
         let second =
             cached_or_measured(&ctx, &waits, &kernels, p, &candidates, Some(path.clone())).unwrap();
         assert_eq!(second.kernel, "scalar");
+        // A hand-edited choice naming no candidate is measured again.
+        file.choices.get_mut(&key).unwrap().kernel = "no-such-kernel".into();
+        std::fs::write(&path, serde_json::to_vec(&file).unwrap()).unwrap();
+        let edited =
+            cached_or_measured(&ctx, &waits, &kernels, p, &candidates, Some(path.clone())).unwrap();
+        assert_ne!(edited.kernel, "no-such-kernel");
+        file.choices.insert(key.clone(), edited);
         // A choice made among other candidates (an older version's) is measured again.
         file.choices.get_mut(&key).unwrap().trials.pop();
         std::fs::write(&path, serde_json::to_vec(&file).unwrap()).unwrap();

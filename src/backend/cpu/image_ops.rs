@@ -154,6 +154,12 @@ const POOL_LANES: usize = 16;
 /// too where that maximum is not positive (relu's derivative, `src` being a
 /// relu's output). Runs on [`POOL_LANES`] channels at a time with selects
 /// rather than branches, so it vectorises.
+///
+/// With `sums`, also the column sums of the result (the bias gradient of the
+/// convolution below the pool): each window sends its gradient to exactly one
+/// position, so they are the sums of what the windows send, added up as they
+/// are sent, per example into `sums.partials` (`rows x channels`, then
+/// summed in example order into `sums.out`), sparing a pass over the result.
 pub fn max_pool_grad(
     grad: &[f32],
     src: &[f32],
@@ -161,13 +167,39 @@ pub fn max_pool_grad(
     pool: &PoolGeometry,
     relu: bool,
     rows: usize,
+    sums: Option<ChannelSums>,
 ) {
     let (in_len, out_len) = (pool.input.len(), pool.output_len());
-    dst[..rows * in_len]
+    let examples = dst[..rows * in_len]
         .par_chunks_mut(in_len)
         .zip(src[..rows * in_len].par_chunks(in_len))
-        .zip(grad[..rows * out_len].par_chunks(out_len))
-        .for_each(|((dx_out, x), dy_in)| max_pool_grad_example(dy_in, x, dx_out, pool, relu));
+        .zip(grad[..rows * out_len].par_chunks(out_len));
+    let Some(ChannelSums { partials, out }) = sums else {
+        return examples.for_each(|((dx_out, x), dy_in)| {
+            max_pool_grad_example(dy_in, x, dx_out, pool, relu, &mut []);
+        });
+    };
+    let c = pool.input.channels;
+    examples
+        .zip(partials[..rows * c].par_chunks_mut(c))
+        .for_each(|(((dx_out, x), dy_in), sums)| {
+            sums.fill(0.0);
+            max_pool_grad_example(dy_in, x, dx_out, pool, relu, sums);
+        });
+    out.fill(0.0);
+    for example in partials[..rows * c].chunks_exact(c) {
+        for (o, s) in out.iter_mut().zip(example) {
+            *o += s;
+        }
+    }
+}
+
+/// Where [`max_pool_grad`] adds up the gradient it sends, per channel.
+pub struct ChannelSums<'a> {
+    /// Scratch of at least `rows x channels`.
+    pub partials: &'a mut [f32],
+    /// `channels` sums.
+    pub out: &'a mut [f32],
 }
 
 #[multiversion::multiversion(targets("x86_64+avx512f", "x86_64+avx2+fma", "aarch64+neon"))]
@@ -177,6 +209,7 @@ fn max_pool_grad_example(
     dx_out: &mut [f32],
     pool: &PoolGeometry,
     relu: bool,
+    sums: &mut [f32],
 ) {
     let c = pool.input.channels;
     // Windows tile the whole input unless rows or columns are left over.
@@ -206,6 +239,11 @@ fn max_pool_grad_example(
             for ((k, &m), &g) in kept.iter_mut().zip(&max).zip(&g[first..first + lanes]) {
                 *k = if !relu || m > 0.0 { g } else { 0.0 };
             }
+            if !sums.is_empty() {
+                for (s, k) in sums[first..first + lanes].iter_mut().zip(&kept) {
+                    *s += k;
+                }
+            }
             // The first position equal to the maximum takes the
             // gradient; a NaN first value (the maximum then) keeps
             // it, as no later value compares greater.
@@ -226,6 +264,60 @@ fn max_pool_grad_example(
                     }
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Image;
+    use crate::test_util::Lcg;
+
+    /// The sums the pool gradient adds up as it routes equal the column sums
+    /// of what it wrote (an f64 reference), and asking for them changes
+    /// nothing it writes: with leftover rows and columns, more channels than
+    /// one lane group, and relu's mask on and off.
+    #[test]
+    fn the_pool_gradients_channel_sums_are_its_column_sums() {
+        let (rows, input) = (
+            3,
+            Image {
+                height: 5,
+                width: 7,
+                channels: 18,
+            },
+        );
+        let pool = PoolGeometry {
+            input,
+            size: 2,
+            out_height: 2,
+            out_width: 3,
+        };
+        let mut rng = Lcg(7);
+        let x: Vec<f32> = (0..rows * input.len()).map(|_| rng.signed()).collect();
+        let dy: Vec<f32> = (0..rows * pool.output_len())
+            .map(|_| rng.signed())
+            .collect();
+        for relu in [false, true] {
+            let mut plain = vec![f32::NAN; x.len()];
+            max_pool_grad(&dy, &x, &mut plain, &pool, relu, rows, None);
+            let mut routed = vec![f32::NAN; x.len()];
+            let (mut partials, mut out) = (vec![f32::NAN; rows * 18], vec![f32::NAN; 18]);
+            let sums = ChannelSums {
+                partials: &mut partials,
+                out: &mut out,
+            };
+            max_pool_grad(&dy, &x, &mut routed, &pool, relu, rows, Some(sums));
+            assert_eq!(plain, routed, "relu {relu}");
+            for (ch, &sum) in out.iter().enumerate() {
+                let reference: f64 = plain.iter().skip(ch).step_by(18).map(|&v| v as f64).sum();
+                assert!(
+                    (sum as f64 - reference).abs() < 1e-5,
+                    "channel {ch}: {sum} vs {reference}"
+                );
+            }
+            assert!(out.iter().any(|&s| s != 0.0));
         }
     }
 }

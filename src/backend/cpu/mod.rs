@@ -42,7 +42,44 @@ pub(crate) struct CpuExecutor {
     sparse_input: bool,
     /// Whether every op that reads the batch has a sparse form.
     sparse_capable: bool,
+    /// Convolution bias gradients the max-pool gradient above them adds up
+    /// as it routes (by the pool gradient's output), and its scratch.
+    pool_bias_grads: HashMap<Buf, Buf>,
+    pool_partials: Vec<f32>,
     counters: Counters,
+}
+
+/// The `ColumnSums` of `ops` that the `MaxPoolGrad` writing their input can
+/// compute instead (see [`image_ops::max_pool_grad`]): the column sums of a
+/// pool gradient over its channels and positions, with nothing writing that
+/// gradient in between. By the pool gradient's output, the sums' output.
+fn pool_bias_grads(ops: &[Op]) -> HashMap<Buf, Buf> {
+    let mut fused = HashMap::new();
+    for (i, op) in ops.iter().enumerate() {
+        let Op::MaxPoolGrad { dst, pool, .. } = *op else {
+            continue;
+        };
+        let input = pool.input;
+        for later in &ops[i + 1..] {
+            match *later {
+                Op::ColumnSums {
+                    src,
+                    dst: sums,
+                    cols,
+                    positions,
+                } if src == dst
+                    && cols == input.channels
+                    && positions == input.height * input.width =>
+                {
+                    fused.insert(dst, sums);
+                    break;
+                }
+                _ if later.writes().contains(&dst) => break,
+                _ => {}
+            }
+        }
+    }
+    fused
 }
 
 /// Whether the CPU has a sparse form of `op` when it reads the batch: only
@@ -93,6 +130,14 @@ impl CpuExecutor {
         let sparse_capable = [&plan.train, &plan.eval, &plan.predict]
             .iter()
             .all(|ops| ops.iter().all(sparse_form));
+        let pool_bias_grads = pool_bias_grads(&plan.train);
+        let widest = plan.train.iter().filter_map(|op| match op {
+            Op::MaxPoolGrad { dst, pool, .. } if pool_bias_grads.contains_key(dst) => {
+                Some(pool.input.channels)
+            }
+            _ => None,
+        });
+        let pool_partials = vec![0.0; plan.batch * widest.max().unwrap_or(0)];
         Self {
             labels: Vec::with_capacity(plan.batch),
             plan,
@@ -102,6 +147,8 @@ impl CpuExecutor {
             sparse: sparse::SparseBatch::default(),
             sparse_input: false,
             sparse_capable,
+            pool_bias_grads,
+            pool_partials,
             counters: Counters::default(),
         }
     }
@@ -159,9 +206,12 @@ impl CpuExecutor {
                 cols,
                 positions,
             } => {
-                let mut sums = self.take(dst);
-                ops::column_sums(&self.get(src)[..rows * positions * cols], cols, &mut sums);
-                self.bufs.insert(dst, sums);
+                // Else the pool gradient that wrote `src` added them up.
+                if !self.pool_bias_grads.contains_key(&src) {
+                    let mut sums = self.take(dst);
+                    ops::column_sums(&self.get(src)[..rows * positions * cols], cols, &mut sums);
+                    self.bufs.insert(dst, sums);
+                }
             }
             Op::AddBias {
                 buf,
@@ -208,9 +258,18 @@ impl CpuExecutor {
                 relu,
             } => {
                 let mut out = self.take(dst);
-                let (grad, src) = (self.get(grad), self.get(src));
-                image_ops::max_pool_grad(grad, src, &mut out, &pool, relu, rows);
+                let bias_grad = self.pool_bias_grads.get(&dst).copied();
+                let mut sums = bias_grad.map(|b| self.take(b));
+                let channel_sums = sums.as_mut().map(|out| image_ops::ChannelSums {
+                    partials: &mut self.pool_partials,
+                    out,
+                });
+                let (grad, src) = (self.bufs[&grad].as_slice(), self.bufs[&src].as_slice());
+                image_ops::max_pool_grad(grad, src, &mut out, &pool, relu, rows, channel_sums);
                 self.bufs.insert(dst, out);
+                if let (Some(b), Some(sums)) = (bias_grad, sums) {
+                    self.bufs.insert(b, sums);
+                }
             }
             Op::Dropout { src, dst, mask } => {
                 let (seed, step) = (self.settings.seed, self.counters.steps);

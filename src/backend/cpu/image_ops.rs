@@ -155,11 +155,10 @@ const POOL_LANES: usize = 16;
 /// relu's output). Runs on [`POOL_LANES`] channels at a time with selects
 /// rather than branches, so it vectorises.
 ///
-/// With `sums`, also the column sums of the result (the bias gradient of the
-/// convolution below the pool): each window sends its gradient to exactly one
-/// position, so they are the sums of what the windows send, added up as they
-/// are sent, per example into `sums.partials` (`rows x channels`, then
-/// summed in example order into `sums.out`), sparing a pass over the result.
+/// With `sums`, also what the convolution below the pool derives from that
+/// gradient, added up as each window sends its gradient to its one position
+/// (three quarters of the result are zeros), sparing passes over the result:
+/// see [`PoolGradSums`].
 pub fn max_pool_grad(
     grad: &[f32],
     src: &[f32],
@@ -167,39 +166,93 @@ pub fn max_pool_grad(
     pool: &PoolGeometry,
     relu: bool,
     rows: usize,
-    sums: Option<ChannelSums>,
+    sums: Option<PoolGradSums>,
 ) {
     let (in_len, out_len) = (pool.input.len(), pool.output_len());
     let examples = dst[..rows * in_len]
         .par_chunks_mut(in_len)
         .zip(src[..rows * in_len].par_chunks(in_len))
         .zip(grad[..rows * out_len].par_chunks(out_len));
-    let Some(ChannelSums { partials, out }) = sums else {
+    let Some(sums) = sums else {
         return examples.for_each(|((dx_out, x), dy_in)| {
-            max_pool_grad_example(dy_in, x, dx_out, pool, relu, &mut []);
+            max_pool_grad_example(dy_in, x, dx_out, pool, relu, None);
         });
     };
     let c = pool.input.channels;
+    let kernel_rows = sums.kernel.as_ref().map_or(0, |k| k.rows);
+    // Per example: the channel sums, then the kernel rows' sums.
+    let per_example = c * (1 + kernel_rows);
+    let positions = pool.input.height * pool.input.width;
+    let patches = sums.kernel.as_ref().map(|k| k.patches);
     examples
-        .zip(partials[..rows * c].par_chunks_mut(c))
-        .for_each(|(((dx_out, x), dy_in), sums)| {
-            sums.fill(0.0);
-            max_pool_grad_example(dy_in, x, dx_out, pool, relu, sums);
+        .zip(sums.partials[..rows * per_example].par_chunks_mut(per_example))
+        .enumerate()
+        .for_each(|(e, (((dx_out, x), dy_in), partial))| {
+            partial.fill(0.0);
+            let per_example_patches = patches.map(|p| {
+                let len = positions * kernel_rows;
+                &p[e * len..(e + 1) * len]
+            });
+            let routed = Routed {
+                partial,
+                patches: per_example_patches,
+                kernel_rows,
+                write_result: sums.write_result,
+            };
+            max_pool_grad_example(dy_in, x, dx_out, pool, relu, Some(routed));
         });
-    out.fill(0.0);
-    for example in partials[..rows * c].chunks_exact(c) {
-        for (o, s) in out.iter_mut().zip(example) {
-            *o += s;
+    let mut outputs: Vec<&mut [f32]> = vec![sums.bias];
+    if let Some(kernel) = sums.kernel {
+        outputs.push(kernel.out);
+    }
+    // Summed in example order, so the result does not depend on the threads.
+    let mut at = 0;
+    for out in outputs {
+        let len = out.len();
+        out.fill(0.0);
+        for example in sums.partials[..rows * per_example].chunks_exact(per_example) {
+            for (o, s) in out.iter_mut().zip(&example[at..at + len]) {
+                *o += s;
+            }
         }
+        at += len;
     }
 }
 
-/// Where [`max_pool_grad`] adds up the gradient it sends, per channel.
-pub struct ChannelSums<'a> {
-    /// Scratch of at least `rows x channels`.
+/// What [`max_pool_grad`] adds up for the convolution below the pool.
+pub struct PoolGradSums<'a> {
+    /// Scratch of at least `rows x channels x (1 + kernel rows)`.
     pub partials: &'a mut [f32],
-    /// `channels` sums.
+    /// The column sums of the result over its positions: the convolution's
+    /// bias gradient (`channels`).
+    pub bias: &'a mut [f32],
+    /// Its kernel gradient too.
+    pub kernel: Option<KernelGrad<'a>>,
+    /// Whether the result itself is wanted: not when nothing but these sums
+    /// reads it (below the first layer, no input gradient is computed).
+    pub write_result: bool,
+}
+
+/// `patchesᵀ · result`: the kernel gradient of a convolution from its
+/// windows, for the first layer's few rows (`kernel x kernel x channels in`),
+/// where a product would read the whole result for a quarter of nonzeros.
+pub struct KernelGrad<'a> {
+    /// The convolution's windows, `rows x positions x self.rows`.
+    pub patches: &'a [f32],
+    /// Values of a window (the kernel gradient's rows).
+    pub rows: usize,
+    /// `rows x channels`.
     pub out: &'a mut [f32],
+}
+
+/// One example's share of [`PoolGradSums`].
+struct Routed<'a> {
+    /// Its channel sums, then its kernel rows' sums.
+    partial: &'a mut [f32],
+    /// Its windows, `positions x kernel_rows`, when the kernel's sums are asked.
+    patches: Option<&'a [f32]>,
+    kernel_rows: usize,
+    write_result: bool,
 }
 
 #[multiversion::multiversion(targets("x86_64+avx512f", "x86_64+avx2+fma", "aarch64+neon"))]
@@ -209,13 +262,14 @@ fn max_pool_grad_example(
     dx_out: &mut [f32],
     pool: &PoolGeometry,
     relu: bool,
-    sums: &mut [f32],
+    mut routed: Option<Routed>,
 ) {
     let c = pool.input.channels;
+    let write_result = routed.as_ref().is_none_or(|r| r.write_result);
     // Windows tile the whole input unless rows or columns are left over.
     let tiled = pool.out_height * pool.size == pool.input.height
         && pool.out_width * pool.size == pool.input.width;
-    if !tiled {
+    if !tiled && write_result {
         dx_out.fill(0.0);
     }
     for (o, g) in dy_in.chunks_exact(c).enumerate() {
@@ -239,8 +293,8 @@ fn max_pool_grad_example(
             for ((k, &m), &g) in kept.iter_mut().zip(&max).zip(&g[first..first + lanes]) {
                 *k = if !relu || m > 0.0 { g } else { 0.0 };
             }
-            if !sums.is_empty() {
-                for (s, k) in sums[first..first + lanes].iter_mut().zip(&kept) {
+            if let Some(r) = routed.as_mut() {
+                for (s, k) in r.partial[first..first + lanes].iter_mut().zip(&kept) {
                     *s += k;
                 }
             }
@@ -252,15 +306,34 @@ fn max_pool_grad_example(
                 for dx in 0..pool.size {
                     let at = window_at(pool, oy, ox, dy, dx) + first;
                     let corner = dy == 0 && dx == 0;
+                    let mut sent = [0.0f32; POOL_LANES];
                     let lane = taken.iter_mut().zip(&max).zip(&kept);
-                    for ((d, &v), ((t, &m), &k)) in dx_out[at..at + lanes]
-                        .iter_mut()
-                        .zip(&x[at..at + lanes])
-                        .zip(lane)
+                    for ((d, &v), ((t, &m), &k)) in
+                        sent.iter_mut().zip(&x[at..at + lanes]).zip(lane)
                     {
                         let hit = !*t && (v == m || (corner && v.is_nan()));
                         *d = if hit { k } else { 0.0 };
                         *t |= hit;
+                    }
+                    if write_result {
+                        dx_out[at..at + lanes].copy_from_slice(&sent[..lanes]);
+                    }
+                    if let Some(Routed {
+                        partial,
+                        patches: Some(patches),
+                        kernel_rows,
+                        ..
+                    }) = routed.as_mut()
+                    {
+                        // This position's window values times what it was sent.
+                        let position = (at - first) / c;
+                        let window = &patches[position * *kernel_rows..][..*kernel_rows];
+                        for (j, &w) in window.iter().enumerate() {
+                            let row = &mut partial[c * (1 + j) + first..][..lanes];
+                            for (s, &d) in row.iter_mut().zip(&sent) {
+                                *s = w.mul_add(d, *s);
+                            }
+                        }
                     }
                 }
             }
@@ -275,11 +348,12 @@ mod tests {
     use crate::test_util::Lcg;
 
     /// The sums the pool gradient adds up as it routes equal the column sums
-    /// of what it wrote (an f64 reference), and asking for them changes
-    /// nothing it writes: with leftover rows and columns, more channels than
-    /// one lane group, and relu's mask on and off.
+    /// of what it wrote and the kernel gradient from it (f64 references), and
+    /// asking for them changes nothing it writes (or, told to, it writes
+    /// nothing): with leftover rows and columns, more channels than one lane
+    /// group, and relu's mask on and off.
     #[test]
-    fn the_pool_gradients_channel_sums_are_its_column_sums() {
+    fn the_pool_gradients_sums_equal_the_column_sums_and_the_kernel_product() {
         let (rows, input) = (
             3,
             Image {
@@ -304,9 +378,11 @@ mod tests {
             max_pool_grad(&dy, &x, &mut plain, &pool, relu, rows, None);
             let mut routed = vec![f32::NAN; x.len()];
             let (mut partials, mut out) = (vec![f32::NAN; rows * 18], vec![f32::NAN; 18]);
-            let sums = ChannelSums {
+            let sums = PoolGradSums {
                 partials: &mut partials,
-                out: &mut out,
+                bias: &mut out,
+                kernel: None,
+                write_result: true,
             };
             max_pool_grad(&dy, &x, &mut routed, &pool, relu, rows, Some(sums));
             assert_eq!(plain, routed, "relu {relu}");
@@ -318,6 +394,40 @@ mod tests {
                 );
             }
             assert!(out.iter().any(|&s| s != 0.0));
+
+            // The kernel gradient `patchesᵀ · result` from the routed
+            // values, the result itself left unwritten.
+            let k = 5;
+            let positions = 5 * 7;
+            let patches: Vec<f32> = (0..rows * positions * k).map(|_| rng.signed()).collect();
+            let mut untouched = vec![7.0f32; x.len()];
+            let mut partials = vec![f32::NAN; rows * 18 * (1 + k)];
+            let (mut bias, mut kernel) = (vec![f32::NAN; 18], vec![f32::NAN; k * 18]);
+            let sums = PoolGradSums {
+                partials: &mut partials,
+                bias: &mut bias,
+                kernel: Some(KernelGrad {
+                    patches: &patches,
+                    rows: k,
+                    out: &mut kernel,
+                }),
+                write_result: false,
+            };
+            max_pool_grad(&dy, &x, &mut untouched, &pool, relu, rows, Some(sums));
+            assert!(untouched.iter().all(|&v| v == 7.0));
+            assert_eq!(bias, out);
+            for j in 0..k {
+                for ch in 0..18 {
+                    let reference: f64 = (0..rows * positions)
+                        .map(|p| patches[p * k + j] as f64 * plain[p * 18 + ch] as f64)
+                        .sum();
+                    let got = kernel[j * 18 + ch] as f64;
+                    assert!(
+                        (got - reference).abs() < 1e-5,
+                        "({j}, {ch}): {got} vs {reference}"
+                    );
+                }
+            }
         }
     }
 }

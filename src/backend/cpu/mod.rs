@@ -8,8 +8,9 @@ pub(crate) mod sparse;
 
 #[cfg(test)]
 mod gradcheck;
+mod pool_routes;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Instant;
@@ -42,44 +43,12 @@ pub(crate) struct CpuExecutor {
     sparse_input: bool,
     /// Whether every op that reads the batch has a sparse form.
     sparse_capable: bool,
-    /// Convolution bias gradients the max-pool gradient above them adds up
-    /// as it routes (by the pool gradient's output), and its scratch.
-    pool_bias_grads: HashMap<Buf, Buf>,
+    /// What the max-pool gradients compute besides their own result (by
+    /// their output), the outputs of the ops skipped for it, and their scratch.
+    pool_routes: HashMap<Buf, pool_routes::PoolRoute>,
+    routed: HashSet<Buf>,
     pool_partials: Vec<f32>,
     counters: Counters,
-}
-
-/// The `ColumnSums` of `ops` that the `MaxPoolGrad` writing their input can
-/// compute instead (see [`image_ops::max_pool_grad`]): the column sums of a
-/// pool gradient over its channels and positions, with nothing writing that
-/// gradient in between. By the pool gradient's output, the sums' output.
-fn pool_bias_grads(ops: &[Op]) -> HashMap<Buf, Buf> {
-    let mut fused = HashMap::new();
-    for (i, op) in ops.iter().enumerate() {
-        let Op::MaxPoolGrad { dst, pool, .. } = *op else {
-            continue;
-        };
-        let input = pool.input;
-        for later in &ops[i + 1..] {
-            match *later {
-                Op::ColumnSums {
-                    src,
-                    dst: sums,
-                    cols,
-                    positions,
-                } if src == dst
-                    && cols == input.channels
-                    && positions == input.height * input.width =>
-                {
-                    fused.insert(dst, sums);
-                    break;
-                }
-                _ if later.writes().contains(&dst) => break,
-                _ => {}
-            }
-        }
-    }
-    fused
 }
 
 /// Whether the CPU has a sparse form of `op` when it reads the batch: only
@@ -130,11 +99,11 @@ impl CpuExecutor {
         let sparse_capable = [&plan.train, &plan.eval, &plan.predict]
             .iter()
             .all(|ops| ops.iter().all(sparse_form));
-        let pool_bias_grads = pool_bias_grads(&plan.train);
+        let pool_routes = pool_routes::routes(&plan.train);
         let widest = plan.train.iter().filter_map(|op| match op {
-            Op::MaxPoolGrad { dst, pool, .. } if pool_bias_grads.contains_key(dst) => {
-                Some(pool.input.channels)
-            }
+            Op::MaxPoolGrad { dst, pool, .. } => pool_routes
+                .get(dst)
+                .map(|route| pool.input.channels * (1 + route.kernel.map_or(0, |k| k.rows))),
             _ => None,
         });
         let pool_partials = vec![0.0; plan.batch * widest.max().unwrap_or(0)];
@@ -147,7 +116,8 @@ impl CpuExecutor {
             sparse: sparse::SparseBatch::default(),
             sparse_input: false,
             sparse_capable,
-            pool_bias_grads,
+            routed: pool_routes::computed(&pool_routes),
+            pool_routes,
             pool_partials,
             counters: Counters::default(),
         }
@@ -185,7 +155,10 @@ impl CpuExecutor {
         let mut metrics = None;
         match *op {
             Op::Gather { one_hot } => self.gather(source, indices, one_hot),
-            Op::Matmul(mm) => self.matmul(&mm, rows),
+            // Else the pool gradient above it computed it (the first layer's
+            // kernel gradient).
+            Op::Matmul(mm) if !self.routed.contains(&mm.c) => self.matmul(&mm, rows),
+            Op::Matmul(_) => {}
             Op::SoftmaxXent {
                 logits,
                 grad,
@@ -207,7 +180,7 @@ impl CpuExecutor {
                 positions,
             } => {
                 // Else the pool gradient that wrote `src` added them up.
-                if !self.pool_bias_grads.contains_key(&src) {
+                if !self.routed.contains(&dst) {
                     let mut sums = self.take(dst);
                     ops::column_sums(&self.get(src)[..rows * positions * cols], cols, &mut sums);
                     self.bufs.insert(dst, sums);
@@ -257,18 +230,31 @@ impl CpuExecutor {
                 pool,
                 relu,
             } => {
+                let route = self.pool_routes.get(&dst).copied();
                 let mut out = self.take(dst);
-                let bias_grad = self.pool_bias_grads.get(&dst).copied();
-                let mut sums = bias_grad.map(|b| self.take(b));
-                let channel_sums = sums.as_mut().map(|out| image_ops::ChannelSums {
+                let mut bias = route.map(|r| self.take(r.bias));
+                let mut kernel = route.and_then(|r| r.kernel).map(|k| (k, self.take(k.grad)));
+                let positions = pool.input.height * pool.input.width;
+                let write_result = kernel.is_none();
+                let sums = bias.as_mut().map(|bias| image_ops::PoolGradSums {
                     partials: &mut self.pool_partials,
-                    out,
+                    bias,
+                    kernel: kernel.as_mut().map(|(k, out)| image_ops::KernelGrad {
+                        patches: &self.bufs[&k.patches][..rows * positions * k.rows],
+                        rows: k.rows,
+                        out,
+                    }),
+                    write_result,
                 });
                 let (grad, src) = (self.bufs[&grad].as_slice(), self.bufs[&src].as_slice());
-                image_ops::max_pool_grad(grad, src, &mut out, &pool, relu, rows, channel_sums);
+                image_ops::max_pool_grad(grad, src, &mut out, &pool, relu, rows, sums);
                 self.bufs.insert(dst, out);
-                if let (Some(b), Some(sums)) = (bias_grad, sums) {
-                    self.bufs.insert(b, sums);
+                if let Some(route) = route {
+                    self.bufs
+                        .insert(route.bias, bias.expect("taken with the route"));
+                }
+                if let Some((k, grad)) = kernel {
+                    self.bufs.insert(k.grad, grad);
                 }
             }
             Op::Dropout { src, dst, mask } => {

@@ -103,6 +103,59 @@ pub trait Observer {
 
 impl Observer for () {}
 
+impl<O: Observer + ?Sized> Observer for &mut O {
+    fn epoch_begin(&mut self, epoch: usize, steps: u64) {
+        (**self).epoch_begin(epoch, steps);
+    }
+    fn progress(&mut self, epoch: usize, running: &Metrics) {
+        (**self).progress(epoch, running);
+    }
+    fn epoch_end(&mut self, record: &EpochRecord) {
+        (**self).epoch_end(record);
+    }
+    fn after_epoch(
+        &mut self,
+        trainer: &mut Trainer,
+        record: &EpochRecord,
+    ) -> Result<(), ObserverError> {
+        (**self).after_epoch(trainer, record)
+    }
+    fn stop(&mut self) -> bool {
+        (**self).stop()
+    }
+}
+
+/// Two observers as one, as Keras takes a list of callbacks (nest pairs for
+/// more): both hear everything, the first first; either can stop the run;
+/// the first `after_epoch` error ends it.
+impl<A: Observer, B: Observer> Observer for (A, B) {
+    fn epoch_begin(&mut self, epoch: usize, steps: u64) {
+        self.0.epoch_begin(epoch, steps);
+        self.1.epoch_begin(epoch, steps);
+    }
+    fn progress(&mut self, epoch: usize, running: &Metrics) {
+        self.0.progress(epoch, running);
+        self.1.progress(epoch, running);
+    }
+    fn epoch_end(&mut self, record: &EpochRecord) {
+        self.0.epoch_end(record);
+        self.1.epoch_end(record);
+    }
+    fn after_epoch(
+        &mut self,
+        trainer: &mut Trainer,
+        record: &EpochRecord,
+    ) -> Result<(), ObserverError> {
+        self.0.after_epoch(trainer, record)?;
+        self.1.after_epoch(trainer, record)
+    }
+    fn stop(&mut self) -> bool {
+        // Both asked, so each sees every report.
+        let first = self.0.stop();
+        self.1.stop() || first
+    }
+}
+
 /// The example order of every epoch: a seeded permutation, or `0..n` unshuffled.
 /// Epoch `e`'s order depends only on the seed and `e`, so runs are reproducible.
 pub struct EpochOrder {
@@ -596,5 +649,24 @@ mod tests {
             "the fit ends at the failure"
         );
         assert_eq!(trainer.epochs_done(), 5);
+    }
+
+    #[test]
+    fn a_pair_of_observers_both_hear_and_the_first_error_ends_the_fit() {
+        let mut trainer = small_trainer();
+        let (mut first, mut second) = (
+            Recorder {
+                seen: Vec::new(),
+                fail_at: 2,
+            },
+            Recorder {
+                seen: Vec::new(),
+                fail_at: 0,
+            },
+        );
+        let result = trainer.fit(3, &mut (&mut first, &mut second));
+        assert!(matches!(result, Err(Error::Observer(_))), "{result:?}");
+        assert_eq!(first.seen, [(1, 1), (2, 2)]);
+        assert_eq!(second.seen, [(1, 1)], "not called after the first failed");
     }
 }

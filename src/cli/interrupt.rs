@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 #[cfg(unix)]
 use signal_hook::iterator::Signals;
 
-use gpu_mnist::{EpochRecord, Metrics, Observer, ObserverError, Trainer};
+use gpu_mnist::Observer;
 
 /// A signal that asked the run to stop, and the exit status it calls for
 /// (128 + the signal's number, as shells report it).
@@ -106,34 +106,10 @@ impl Interrupts {
     }
 }
 
-/// An observer that also stops when a signal arrives.
-pub struct Interruptible<'a> {
-    pub inner: &'a mut dyn Observer,
-    pub interrupts: &'a Interrupts,
-}
-
-impl Observer for Interruptible<'_> {
-    fn epoch_begin(&mut self, epoch: usize, steps: u64) {
-        self.inner.epoch_begin(epoch, steps);
-    }
-
-    fn progress(&mut self, epoch: usize, running: &Metrics) {
-        self.inner.progress(epoch, running);
-    }
-
-    fn epoch_end(&mut self, record: &EpochRecord) {
-        self.inner.epoch_end(record);
-    }
-
-    fn after_epoch(
-        &mut self,
-        trainer: &mut Trainer,
-        record: &EpochRecord,
-    ) -> Result<(), ObserverError> {
-        self.inner.after_epoch(trainer, record)
-    }
-
+/// As an observer: stops the run at its next read-back once a signal has
+/// arrived.
+impl Observer for Interrupts {
     fn stop(&mut self) -> bool {
-        self.interrupts.received().is_some() || self.inner.stop()
+        self.received().is_some()
     }
 }

@@ -9,13 +9,13 @@ use std::sync::Arc;
 
 use gpu_mnist::checkpoint::{self, Checkpoint};
 use gpu_mnist::{
-    EarlyStopping, EpochRecord, Metrics, ModelSpec, Observer, Params, Split, TrainConfig,
-    TrainState, Trainer,
+    EarlyStopping, EpochRecord, ModelSpec, Observer, Params, Split, TrainConfig, TrainState,
+    Trainer,
 };
 
 use super::args::TrainArgs;
 use super::commands::{load_data, write_json, CliError, Exit};
-use super::interrupt::{Interruptible, Interrupts, Signal};
+use super::interrupt::{Interrupts, Signal};
 use super::model_args::layers_text;
 use super::outputs::Outputs;
 use super::progress::EpochLines;
@@ -123,13 +123,10 @@ pub fn train(args: &TrainArgs) -> Result<(), CliError> {
         metadata.insert(EXAMPLES_KEY.to_string(), fingerprint);
     }
     // From here on, Ctrl-C and SIGTERM stop the run at its next read-back.
-    let interrupts = Interrupts::install()?;
+    let mut interrupts = Interrupts::install()?;
     let mut silent = ();
-    let mut recorder = RunFiles {
-        inner: Interruptible {
-            inner: if args.quiet { &mut silent } else { &mut lines },
-            interrupts: &interrupts,
-        },
+    let progress: &mut dyn Observer = if args.quiet { &mut silent } else { &mut lines };
+    let mut files = RunFiles {
         args,
         spec: &spec,
         config: &config,
@@ -140,8 +137,9 @@ pub fn train(args: &TrainArgs) -> Result<(), CliError> {
     let stopping = args
         .early_stopping
         .map(|patience| EarlyStopping::new(patience as usize));
-    let fitted = trainer.fit_with(args.epochs as usize, stopping, &mut recorder);
-    let history = recorder.history;
+    let mut observer = (progress, (&mut interrupts, &mut files));
+    let fitted = trainer.fit_with(args.epochs as usize, stopping, &mut observer);
+    let history = files.history;
     let fitted = match fitted {
         Ok(fitted) => fitted,
         Err(gpu_mnist::Error::Interrupted { epoch, step, steps }) => {
@@ -229,10 +227,9 @@ pub fn train(args: &TrainArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-/// The observer of a CLI run: reports progress through `inner` and, after
-/// every epoch, writes the history files and the periodic checkpoint.
+/// The CLI run's files: after every epoch, the history files and the
+/// periodic checkpoint.
 struct RunFiles<'a> {
-    inner: Interruptible<'a>,
     args: &'a TrainArgs,
     spec: &'a ModelSpec,
     config: &'a TrainConfig,
@@ -243,22 +240,6 @@ struct RunFiles<'a> {
 }
 
 impl Observer for RunFiles<'_> {
-    fn epoch_begin(&mut self, epoch: usize, steps: u64) {
-        self.inner.epoch_begin(epoch, steps);
-    }
-
-    fn progress(&mut self, epoch: usize, running: &Metrics) {
-        self.inner.progress(epoch, running);
-    }
-
-    fn epoch_end(&mut self, record: &EpochRecord) {
-        self.inner.epoch_end(record);
-    }
-
-    fn stop(&mut self) -> bool {
-        self.inner.stop()
-    }
-
     fn after_epoch(&mut self, trainer: &mut Trainer, record: &EpochRecord) -> Result<(), CliError> {
         self.history.push(record.clone());
         write_epoch_files(self.args, &self.history)?;

@@ -201,21 +201,22 @@ pub fn max_pool_grad(
             };
             max_pool_grad_example(dy_in, x, dx_out, pool, relu, Some(routed));
         });
-    let mut outputs: Vec<&mut [f32]> = vec![sums.bias];
+    let partials = &sums.partials[..rows * per_example];
+    sum_examples(partials, per_example, 0, sums.bias);
     if let Some(kernel) = sums.kernel {
-        outputs.push(kernel.out);
+        sum_examples(partials, per_example, c, kernel.out);
     }
-    // Summed in example order, so the result does not depend on the threads.
-    let mut at = 0;
-    for out in outputs {
-        let len = out.len();
-        out.fill(0.0);
-        for example in sums.partials[..rows * per_example].chunks_exact(per_example) {
-            for (o, s) in out.iter_mut().zip(&example[at..at + len]) {
-                *o += s;
-            }
+}
+
+/// `out` = the sum over examples of `out.len()` values from offset `at` of
+/// each example's `per_example` partials, in example order (so the result
+/// does not depend on the threads).
+fn sum_examples(partials: &[f32], per_example: usize, at: usize, out: &mut [f32]) {
+    out.fill(0.0);
+    for example in partials.chunks_exact(per_example) {
+        for (o, s) in out.iter_mut().zip(&example[at..]) {
+            *o += s;
         }
-        at += len;
     }
 }
 

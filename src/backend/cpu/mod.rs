@@ -10,7 +10,7 @@ pub(crate) mod sparse;
 mod gradcheck;
 mod pool_routes;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Instant;
@@ -44,9 +44,8 @@ pub(crate) struct CpuExecutor {
     /// Whether every op that reads the batch has a sparse form.
     sparse_capable: bool,
     /// What the max-pool gradients compute besides their own result (by
-    /// their output), the outputs of the ops skipped for it, and their scratch.
+    /// their output), and their scratch.
     pool_routes: HashMap<Buf, pool_routes::PoolRoute>,
-    routed: HashSet<Buf>,
     pool_partials: Vec<f32>,
     counters: Counters,
 }
@@ -116,11 +115,16 @@ impl CpuExecutor {
             sparse: sparse::SparseBatch::default(),
             sparse_input: false,
             sparse_capable,
-            routed: pool_routes::computed(&pool_routes),
             pool_routes,
             pool_partials,
             counters: Counters::default(),
         }
+    }
+
+    /// Whether a max-pool gradient computes `buf` (so the op writing it is
+    /// skipped).
+    fn routed(&self, buf: Buf) -> bool {
+        self.pool_routes.values().any(|r| r.computes(buf))
     }
 
     fn take(&mut self, buf: Buf) -> Vec<f32> {
@@ -157,7 +161,7 @@ impl CpuExecutor {
             Op::Gather { one_hot } => self.gather(source, indices, one_hot),
             // Else the pool gradient above it computed it (the first layer's
             // kernel gradient).
-            Op::Matmul(mm) if !self.routed.contains(&mm.c) => self.matmul(&mm, rows),
+            Op::Matmul(mm) if !self.routed(mm.c) => self.matmul(&mm, rows),
             Op::Matmul(_) => {}
             Op::SoftmaxXent {
                 logits,
@@ -180,7 +184,7 @@ impl CpuExecutor {
                 positions,
             } => {
                 // Else the pool gradient that wrote `src` added them up.
-                if !self.routed.contains(&dst) {
+                if !self.routed(dst) {
                     let mut sums = self.take(dst);
                     ops::column_sums(&self.get(src)[..rows * positions * cols], cols, &mut sums);
                     self.bufs.insert(dst, sums);

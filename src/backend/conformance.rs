@@ -174,7 +174,7 @@ fn assert_close(got: &[f32], want: &[f64], magnitude: &[f64], what: &str) {
     }
 }
 
-const SHAPES: [(usize, usize, usize); 9] = [
+const SHAPES: [(usize, usize, usize); 10] = [
     (1, 1, 1),
     (1, 130, 70),
     (3, 5, 7),
@@ -184,6 +184,8 @@ const SHAPES: [(usize, usize, usize); 9] = [
     (127, 785, 513),
     (128, 784, 512),
     (128, 512, 10),
+    // Deep enough for the CPU to split the depth across threads.
+    (9, 1501, 10),
 ];
 
 /// Every matmul form of a dense layer at every shape, with partial batches:

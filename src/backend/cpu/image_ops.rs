@@ -277,44 +277,49 @@ fn max_pool_grad_example(
         let (oy, ox) = (o / pool.out_width, o % pool.out_width);
         for first in (0..c).step_by(POOL_LANES) {
             let lanes = POOL_LANES.min(c - first);
-            let origin = window_at(pool, oy, ox, 0, 0) + first;
-            let mut max = [0.0f32; POOL_LANES];
-            max[..lanes].copy_from_slice(&x[origin..origin + lanes]);
+            let at = |dy, dx| window_at(pool, oy, ox, dy, dx) + first;
+            let mut max = lanes_of(x, at(0, 0), lanes);
             for dy in 0..pool.size {
                 for dx in 0..pool.size {
-                    let at = window_at(pool, oy, ox, dy, dx) + first;
-                    for (m, &v) in max[..lanes].iter_mut().zip(&x[at..at + lanes]) {
-                        *m = if v > *m { v } else { *m };
+                    let v = lanes_of(x, at(dy, dx), lanes);
+                    for l in 0..POOL_LANES {
+                        max[l] = if v[l] > max[l] { v[l] } else { max[l] };
                     }
                 }
             }
             // As relu's derivative elsewhere: kept only where the
             // output is > 0 (a NaN output keeps nothing).
+            let g = lanes_of(g, first, lanes);
             let mut kept = [0.0f32; POOL_LANES];
-            for ((k, &m), &g) in kept.iter_mut().zip(&max).zip(&g[first..first + lanes]) {
-                *k = if !relu || m > 0.0 { g } else { 0.0 };
+            for l in 0..POOL_LANES {
+                kept[l] = if !relu || max[l] > 0.0 { g[l] } else { 0.0 };
             }
             if let Some(r) = routed.as_mut() {
                 for (s, k) in r.partial[first..first + lanes].iter_mut().zip(&kept) {
                     *s += k;
                 }
             }
-            // The first position equal to the maximum takes the
-            // gradient; a NaN first value (the maximum then) keeps
-            // it, as no later value compares greater.
-            let mut taken = [false; POOL_LANES];
+            // The first position (row-major) equal to the maximum takes the
+            // gradient, found walking backwards; a NaN first value (the
+            // maximum then, equal to nothing) keeps it.
+            let mut winner = [0u32; POOL_LANES];
+            for index in (0..pool.size * pool.size).rev() {
+                let v = lanes_of(x, at(index / pool.size, index % pool.size), lanes);
+                for l in 0..POOL_LANES {
+                    winner[l] = if v[l] == max[l] {
+                        index as u32
+                    } else {
+                        winner[l]
+                    };
+                }
+            }
             for dy in 0..pool.size {
                 for dx in 0..pool.size {
-                    let at = window_at(pool, oy, ox, dy, dx) + first;
-                    let corner = dy == 0 && dx == 0;
+                    let at = at(dy, dx);
+                    let index = (dy * pool.size + dx) as u32;
                     let mut sent = [0.0f32; POOL_LANES];
-                    let lane = taken.iter_mut().zip(&max).zip(&kept);
-                    for ((d, &v), ((t, &m), &k)) in
-                        sent.iter_mut().zip(&x[at..at + lanes]).zip(lane)
-                    {
-                        let hit = !*t && (v == m || (corner && v.is_nan()));
-                        *d = if hit { k } else { 0.0 };
-                        *t |= hit;
+                    for l in 0..POOL_LANES {
+                        sent[l] = if winner[l] == index { kept[l] } else { 0.0 };
                     }
                     if write_result {
                         dx_out[at..at + lanes].copy_from_slice(&sent[..lanes]);
@@ -329,15 +334,36 @@ fn max_pool_grad_example(
                         // This position's window values times what it was sent.
                         let position = (at - first) / c;
                         let window = &patches[position * *kernel_rows..][..*kernel_rows];
-                        for (j, &w) in window.iter().enumerate() {
-                            let row = &mut partial[c * (1 + j) + first..][..lanes];
-                            for (s, &d) in row.iter_mut().zip(&sent) {
-                                *s = w.mul_add(d, *s);
+                        for (row, &w) in partial[c..].chunks_exact_mut(c).zip(window) {
+                            let row = &mut row[first..first + lanes];
+                            if let Ok(row) = <&mut [f32; POOL_LANES]>::try_from(&mut *row) {
+                                for l in 0..POOL_LANES {
+                                    row[l] = w.mul_add(sent[l], row[l]);
+                                }
+                            } else {
+                                for (s, &d) in row.iter_mut().zip(&sent) {
+                                    *s = w.mul_add(d, *s);
+                                }
                             }
                         }
                     }
                 }
             }
+        }
+    }
+}
+
+/// `lanes` values of `src` from `at`, as a whole register's worth (zeros
+/// past `lanes`): whole arrays stay in registers, where selects on a
+/// slice became masked stores that the next read could not forward from.
+#[inline(always)]
+fn lanes_of(src: &[f32], at: usize, lanes: usize) -> [f32; POOL_LANES] {
+    match src.get(at..at + POOL_LANES) {
+        Some(whole) if lanes == POOL_LANES => whole.try_into().expect("POOL_LANES values"),
+        _ => {
+            let mut v = [0.0; POOL_LANES];
+            v[..lanes].copy_from_slice(&src[at..at + lanes]);
+            v
         }
     }
 }

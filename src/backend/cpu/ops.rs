@@ -117,6 +117,11 @@ fn par_gemm(
         epilogue(c, 0..m);
         return;
     }
+    if k >= DEPTH_SPLIT * m.max(n) {
+        depth_split_gemm(a, b, &mut c, threads);
+        epilogue(c, 0..m);
+        return;
+    }
     if m >= n || m >= 64 * threads {
         let block = m.div_ceil(threads);
         let blocks: Vec<_> = c.axis_chunks_iter_mut(Axis(0), block).enumerate().collect();
@@ -134,6 +139,58 @@ fn par_gemm(
         });
         epilogue(c, 0..m);
     }
+}
+
+/// A product at least this many times deeper than either side of its
+/// result splits its depth across threads (see [`depth_split_gemm`]).
+const DEPTH_SPLIT: usize = 16;
+
+thread_local! {
+    /// [`depth_split_gemm`]'s partial results, grown to the largest asked
+    /// (so a step allocates nothing once the first has run).
+    static PARTIALS: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// `c = a · b` for a small result of a deep product (a convolution's kernel
+/// gradient sums over every position of the batch): each thread multiplies
+/// its share of the depth, reading a share of both operands where a split
+/// of the result would have every thread read all of one, and the partial
+/// results add up in thread order (so every run with as many threads agrees).
+fn depth_split_gemm(
+    a: ArrayView2<f32>,
+    b: ArrayView2<f32>,
+    c: &mut ArrayViewMut2<f32>,
+    threads: usize,
+) {
+    let (m, k, n) = (a.nrows(), a.ncols(), b.ncols());
+    let block = k.div_ceil(threads);
+    let mut partials = PARTIALS.take();
+    partials.resize((threads - 1) * m * n, 0.0);
+    let depth = |i: usize| i * block..((i + 1) * block).min(k);
+    let part = |i: usize, c: &mut ArrayViewMut2<f32>| {
+        let range = depth(i);
+        sgemm(
+            a.slice(ndarray::s![.., range.clone()]),
+            b.slice(ndarray::s![range, ..]),
+            c,
+        );
+    };
+    rayon::join(
+        || part(0, c),
+        || {
+            partials
+                .par_chunks_mut(m * n)
+                .enumerate()
+                .for_each(|(i, partial)| {
+                    let mut view = ArrayViewMut2::from_shape((m, n), partial).expect("m x n");
+                    part(i + 1, &mut view);
+                })
+        },
+    );
+    for partial in partials.chunks_exact(m * n) {
+        *c += &ndarray::ArrayView2::from_shape((m, n), partial).expect("m x n");
+    }
+    PARTIALS.set(partials);
 }
 
 /// `dst = grad * relu'(mask)`, `mask` being the relu's output.

@@ -28,7 +28,8 @@ pub enum Error {
     )]
     Diverged { epoch: usize, step: u64, loss: f64 },
     /// An observer asked to stop (see [`crate::Observer::stop`]) before the
-    /// epoch's last step; [`crate::Trainer::state`] holds the partial epoch.
+    /// epoch's last step (`step` 0: before the epoch began);
+    /// [`crate::Trainer::state`] holds the partial epoch.
     #[error("interrupted at epoch {epoch}, step {step} of {steps}")]
     Interrupted { epoch: usize, step: u64, steps: u64 },
     /// [`crate::Observer::after_epoch`] failed; its error, unchanged.

@@ -94,8 +94,10 @@ pub trait Observer {
     ) -> Result<(), ObserverError> {
         Ok(())
     }
-    /// Asked at every progress report: true stops training there (with
-    /// [`Error::Interrupted`]; the partial epoch can be saved and resumed).
+    /// Asked at every progress report, and by [`Trainer::fit_with`] between
+    /// epochs (an epoch may end before its first report): true stops
+    /// training there (with [`Error::Interrupted`]; a partial epoch can be
+    /// saved and resumed).
     fn stop(&mut self) -> bool {
         false
     }
@@ -428,7 +430,16 @@ impl Trainer {
     ) -> Result<History, Error> {
         let start = Instant::now();
         let mut history = History::default();
-        for _ in 0..epochs {
+        for done in 0..epochs {
+            // A stop asked at an epoch's last read-back, or between epochs,
+            // ends the fit before the next one.
+            if done > 0 && observer.stop() {
+                return Err(Error::Interrupted {
+                    epoch: self.epochs_done + 1,
+                    step: 0,
+                    steps: self.steps_per_epoch(),
+                });
+            }
             let record = self.train_epoch(observer)?;
             observer
                 .after_epoch(self, &record)
@@ -455,7 +466,7 @@ impl Trainer {
     pub fn train_epoch(&mut self, observer: &mut dyn Observer) -> Result<EpochRecord, Error> {
         let epoch = self.epochs_done + 1;
         let batch = self.config.batch_size;
-        let steps = self.engine.data().train.len.div_ceil(batch) as u64;
+        let steps = self.steps_per_epoch();
         let (order_position, before) = match self.partial.take() {
             Some(p) if p.epoch == epoch => (p.order_position, p.metrics),
             _ => (self.order.position(), Metrics::default()),
@@ -514,6 +525,14 @@ impl Trainer {
         };
         observer.epoch_end(&record);
         Ok(record)
+    }
+
+    fn steps_per_epoch(&self) -> u64 {
+        self.engine
+            .data()
+            .train
+            .len
+            .div_ceil(self.config.batch_size) as u64
     }
 
     /// One pass of the training step over the training examples `order`

@@ -399,20 +399,22 @@ fn bad_validation_and_checkpoint_flags_get_one_line() {
     common::assert_train_usage_errors(&cases);
 }
 
-/// Starts `train` on the CPU with `extra` flags, waits for its first epoch's
-/// history, then sends it `signals` (names for `kill`), each after its pause
-/// in milliseconds.
+/// Starts `train` (on the CPU unless `extra` names a backend) with `extra`
+/// flags, waits for its first epoch's history, then sends it `signals`
+/// (names for `kill`), each after its pause in milliseconds. A run still
+/// going two minutes later has ignored them: killed, and the test fails.
 fn signalled_run(data: &Path, extra: &[&str], history: &Path, signals: &[(&str, u64)]) -> Output {
-    let mut args = vec![
-        "train",
-        "--backend",
-        "cpu",
+    let mut args = vec!["train"];
+    if !extra.contains(&"--backend") {
+        args.extend(["--backend", "cpu"]);
+    }
+    args.extend([
         "--data-dir",
         data.to_str().unwrap(),
         "--quiet",
         "--history",
         history.to_str().unwrap(),
-    ];
+    ]);
     // Stops come at read-backs: frequent ones unless the test wants otherwise.
     if !extra.contains(&"--report-every") {
         args.extend(["--report-every", "5"]);
@@ -439,7 +441,102 @@ fn signalled_run(data: &Path, extra: &[&str], history: &Path, signals: &[(&str, 
             .unwrap();
         assert!(sent.success());
     }
+    let sent = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if sent.elapsed().as_secs() > 120 {
+            child.kill().unwrap();
+            panic!("the run ignored {signals:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     child.wait_with_output().unwrap()
+}
+
+/// The parameter tensors of a checkpoint, by name.
+fn model_tensors(path: &Path) -> Vec<(String, Vec<u8>)> {
+    let bytes = std::fs::read(path).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut all: Vec<(String, Vec<u8>)> = file
+        .tensors()
+        .into_iter()
+        .filter(|(name, _)| name.starts_with("dense_"))
+        .map(|(name, view)| (name, view.data().to_vec()))
+        .collect();
+    all.sort();
+    all
+}
+
+/// Epochs with fewer steps than `--report-every` have no read-back before
+/// their last: a stop asked during one still ends the run before the next
+/// epoch (it used to be dropped, and the run went on to the end), saves it,
+/// and the saved run resumes to the straight run bit for bit.
+fn a_stop_ends_runs_of_short_epochs(backend: &str) {
+    let Some(data) = common::mnist_dir() else {
+        return;
+    };
+    let short_epochs: [&[&str]; 2] = [
+        &["--train-samples", "2000"],
+        &["--batch-size", "2048", "--train-samples", "8192"],
+    ];
+    for short in short_epochs {
+        let dir = tempfile::tempdir().unwrap();
+        let p = |name: &str| dir.path().join(name);
+        let mut flags = vec!["--backend", backend, "--report-every", "50"];
+        flags.extend_from_slice(short);
+        let mut run = flags.clone();
+        run.extend(["--epochs", "100000"]);
+        let out = signalled_run(&data, &run, &p("h.json"), &[("INT", 0)]);
+        assert_eq!(out.status.code(), Some(130), "{short:?}: {}", stderr(&out));
+        let err = stderr(&out);
+        let saved = p("h.resume.safetensors");
+        assert!(
+            err.contains(&format!("saved the run to {}", saved.display())),
+            "{short:?}: {err}"
+        );
+        // Stopped between epochs: "interrupted by SIGINT at epoch N, step 0 of S".
+        let epoch: usize = err
+            .strip_prefix("interrupted by SIGINT at epoch ")
+            .and_then(|rest| rest.split(',').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{short:?}: {err}"));
+        assert!(err.contains(", step 0 of "), "{short:?}: {err}");
+
+        let train = |extra: &[&str]| {
+            let mut args = vec!["train", "--data-dir", data.to_str().unwrap(), "--quiet"];
+            args.extend_from_slice(&flags);
+            args.extend_from_slice(extra);
+            ok(gpu_mnist(&args))
+        };
+        let resumed = p("resumed.st");
+        let saved_arg = saved.to_str().unwrap();
+        train(&[
+            "--resume",
+            saved_arg,
+            "--epochs",
+            "1",
+            "--save",
+            resumed.to_str().unwrap(),
+        ]);
+        let straight = p("straight.st");
+        let epochs = epoch.to_string();
+        train(&["--epochs", &epochs, "--save", straight.to_str().unwrap()]);
+        assert!(
+            model_tensors(&resumed) == model_tensors(&straight),
+            "{short:?}: parameters differ after {epoch} epochs"
+        );
+    }
+}
+
+#[test]
+fn a_stop_ends_runs_of_short_epochs_on_the_cpu() {
+    a_stop_ends_runs_of_short_epochs("cpu");
+}
+
+#[test]
+fn a_stop_ends_runs_of_short_epochs_on_the_gpu() {
+    if common::gpu().is_some() {
+        a_stop_ends_runs_of_short_epochs("vulkan");
+    }
 }
 
 #[test]
@@ -484,19 +581,10 @@ fn ctrl_c_saves_the_run_and_resuming_it_finishes_the_same_run() {
         &["--epochs", "3", "--save", straight.to_str().unwrap()],
     ));
     assert_eq!(stdout(&resumed), stdout(&uninterrupted));
-    let params = |path: &Path| {
-        let bytes = std::fs::read(path).unwrap();
-        let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-        let mut all: Vec<(String, Vec<u8>)> = file
-            .tensors()
-            .into_iter()
-            .filter(|(name, _)| name.starts_with("dense_"))
-            .map(|(name, view)| (name, view.data().to_vec()))
-            .collect();
-        all.sort();
-        all
-    };
-    assert!(params(&run) == params(&straight), "parameters differ");
+    assert!(
+        model_tensors(&run) == model_tensors(&straight),
+        "parameters differ"
+    );
 }
 
 /// `train` on all of MNIST on the CPU, quiet.

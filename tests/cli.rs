@@ -570,6 +570,23 @@ fn devices_shows_the_kernel_choices_measured_once_then_cached() {
     std::fs::remove_file(&cache).unwrap();
     // --retune measures again.
     assert!(devices(&["--retune"]).status.success());
+    // A hand-edited choice naming no candidate is measured again and
+    // replaced (it used to reach an `expect`).
+    let mut edited: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&cache).unwrap()).unwrap();
+    for choice in edited["choices"].as_object_mut().unwrap().values_mut() {
+        choice["kernel"] = "turbo".into();
+    }
+    std::fs::write(&cache, edited.to_string()).unwrap();
+    let remeasured = devices(&[]);
+    assert!(remeasured.status.success(), "{}", stderr(&remeasured));
+    assert!(
+        stdout(&remeasured).contains("128x784x512"),
+        "{}",
+        stdout(&remeasured)
+    );
+    let rewritten = std::fs::read_to_string(&cache).unwrap();
+    assert!(!rewritten.contains("turbo"), "{rewritten}");
 }
 
 #[test]

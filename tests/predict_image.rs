@@ -246,8 +246,36 @@ fn bad_pictures_get_one_line_naming_the_problem() {
     let huge = dir.path().join("huge.png");
     std::fs::write(&huge, png_header(100_000, 100_000)).unwrap();
 
+    // A JPEG of a test digit, which the image crate's lenient decoding read
+    // as whole when cut or when its header claimed 7000 x 7000.
+    let digit = dir.path().join("digit.jpg");
+    inverted(&rerendered(0).0).save(&digit).unwrap();
+    let whole = std::fs::read(&digit).unwrap();
+    let scan = whole.windows(2).position(|w| w == [0xFF, 0xDA]).unwrap();
+    let cut_jpeg = dir.path().join("cut.jpg");
+    std::fs::write(&cut_jpeg, &whole[..scan + (whole.len() - scan) * 3 / 10]).unwrap();
+    let frame = whole.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
+    let mut claims = whole.clone();
+    claims[frame + 5..frame + 9].copy_from_slice(&[0x1B, 0x58, 0x1B, 0x58]);
+    let claims_more = dir.path().join("claims-more.jpg");
+    std::fs::write(&claims_more, claims).unwrap();
+
     let d = |p: &Path| p.display().to_string();
     let cases = [
+        (
+            &cut_jpeg,
+            format!(
+                "{}: corrupt JPEG image: the file ends before its end-of-image marker (cut short?)",
+                d(&cut_jpeg)
+            ),
+        ),
+        (
+            &claims_more,
+            format!(
+                "{}: corrupt JPEG image: its header claims 7000x7000 pixels",
+                d(&claims_more)
+            ),
+        ),
         (&blank, format!("{}: the image is blank: no ink", d(&blank))),
         (&clear, format!("{}: the image is blank: no ink", d(&clear))),
         (&text, format!("{}: not a PNG or JPEG image", d(&text))),

@@ -4,6 +4,7 @@
 //! ratio kept) to fit 20x20, and placed so its centre of mass is the frame's
 //! centre.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use image::imageops::{self, FilterType};
@@ -78,7 +79,7 @@ fn decode(path: &Path) -> Result<DynamicImage, DigitImageError> {
         .map_err(unreadable)?;
     let format = match reader.format() {
         Some(ImageFormat::Png) => "PNG",
-        Some(ImageFormat::Jpeg) => "JPEG",
+        Some(ImageFormat::Jpeg) => return decode_jpeg(path, reader.into_inner()),
         _ => return Err(DigitImageError::NotAnImage { path: path.into() }),
     };
     let mut limits = Limits::default();
@@ -106,6 +107,38 @@ fn decode(path: &Path) -> Result<DynamicImage, DigitImageError> {
         });
     }
     DynamicImage::from_decoder(decoder).map_err(failed)
+}
+
+/// The largest JPEG file read: far more than a JPEG of `MAX_PIXELS` needs.
+const MAX_JPEG_BYTES: u64 = 256 * 1024 * 1024;
+
+/// Decodes a JPEG only when whole (see [`super::jpeg`]).
+fn decode_jpeg(path: &Path, file: impl Read) -> Result<DynamicImage, DigitImageError> {
+    let mut bytes = Vec::new();
+    file.take(MAX_JPEG_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|source| DigitImageError::Unreadable {
+            path: path.into(),
+            source,
+        })?;
+    if bytes.len() as u64 > MAX_JPEG_BYTES {
+        return Err(DigitImageError::DecoderLimit {
+            path: path.into(),
+            reason: format!("the file is over {} MiB", MAX_JPEG_BYTES >> 20),
+        });
+    }
+    super::jpeg::decode(&bytes, MAX_PIXELS).map_err(|e| match e {
+        super::jpeg::JpegError::Corrupt(reason) => DigitImageError::Corrupt {
+            path: path.into(),
+            format: "JPEG",
+            reason,
+        },
+        super::jpeg::JpegError::TooLarge { width, height } => DigitImageError::TooLarge {
+            path: path.into(),
+            width,
+            height,
+        },
+    })
 }
 
 /// The picture as MNIST would have it, or `None` when it holds no ink.

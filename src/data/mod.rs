@@ -8,6 +8,8 @@ pub mod dataset;
 pub mod digit_image;
 pub mod download;
 pub mod idx;
+#[cfg(feature = "image")]
+mod jpeg;
 pub mod source;
 
 pub use catalog::{DataSet, FASHION_MNIST, KMNIST, MNIST};

@@ -52,9 +52,12 @@ pub struct CheckpointError {
     pub problem: String,
 }
 
+/// The tensor-name prefix of the optimizer's state.
+const OPTIMIZER_PREFIX: &str = "optimizer.";
+
 /// The tensor-name prefix of optimizer state slot `slot`.
 fn slot_prefix(slot: usize) -> String {
-    format!("optimizer.{slot}.")
+    format!("{OPTIMIZER_PREFIX}{slot}.")
 }
 
 /// A checkpoint as read: the model, and the run's state if it was saved with one.
@@ -284,6 +287,22 @@ pub fn from_bytes(bytes: &[u8], name: &str) -> Result<Checkpoint, CheckpointErro
                 |key: &str, e: &dyn std::fmt::Display| err(format!("`{key}` is unreadable: {e}"));
             let config: TrainConfig =
                 serde_json::from_str(config).map_err(|e| bad(CONFIG_KEY, &e))?;
+            // A run's file with its optimizer tensors taken out (a common way
+            // to share a smaller model file) is a model file: its weights
+            // evaluate, it cannot resume. Some slots but not all is damage.
+            let stripped = config.optimizer.state_slots() > 0
+                && !tensors
+                    .names()
+                    .iter()
+                    .any(|name| name.starts_with(OPTIMIZER_PREFIX));
+            if stripped {
+                return Ok(Checkpoint {
+                    spec,
+                    params,
+                    run: None,
+                    metadata,
+                });
+            }
             let slots = (0..config.optimizer.state_slots())
                 .map(|slot| read_tensors(&tensors, &slot_prefix(slot), &spec).map_err(&err))
                 .collect::<Result<Vec<_>, _>>()?;
@@ -422,6 +441,33 @@ mod tests {
         // A model saved without its run reads as one without.
         save(&path, &spec, &state.params, HashMap::new()).unwrap();
         assert_eq!(read(&path).unwrap().run, None);
+
+        // The run's file with its optimizer tensors taken out (as one shares
+        // a smaller model file): a model, whatever its metadata says; with
+        // one slot of two taken out, damaged.
+        save_run(&path, &spec, &config, &state, HashMap::new()).unwrap();
+        let whole = std::fs::read(&path).unwrap();
+        let without = |dropped: &str| {
+            let file = SafeTensors::deserialize(&whole).unwrap();
+            let (_, header) = SafeTensors::read_metadata(&whole).unwrap();
+            let kept: Vec<(String, TensorView)> = file
+                .tensors()
+                .into_iter()
+                .filter(|(name, _)| !name.starts_with(dropped))
+                .collect();
+            safetensors::serialize(kept, header.metadata().clone()).unwrap()
+        };
+        let model = from_bytes(&without("optimizer."), "model.st").unwrap();
+        assert_eq!(model.run, None);
+        assert_eq!((&model.spec, &model.params), (&spec, &state.params));
+        assert!(model.metadata.contains_key(CONFIG_KEY));
+        let err = from_bytes(&without("optimizer.1."), "half.st")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("checkpoint half.st: no optimizer.1.dense_0.kernel tensor"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -924,3 +924,34 @@ fn evaluate_and_predict_never_read_the_training_set() {
     ]);
     assert_fails(&out, 1, "train-images-idx3-ubyte");
 }
+
+/// The checkpoint is read before any data set file is looked for: a bad one
+/// is refused at once, where `evaluate` used to locate (or download) MNIST
+/// first. Here no data is anywhere, so a data error would mean the order
+/// was wrong.
+#[test]
+fn a_bad_checkpoint_is_refused_before_the_data_is_looked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.st");
+    std::fs::write(&empty, b"").unwrap();
+    let nowhere = dir.path().join("no-data");
+    for command in ["evaluate", "predict"] {
+        let out = gpu_mnist(&[
+            command,
+            "--checkpoint",
+            empty.to_str().unwrap(),
+            "--data-dir",
+            nowhere.to_str().unwrap(),
+            "--no-download",
+        ]);
+        assert_fails(
+            &out,
+            1,
+            &format!(
+                "error: checkpoint {}: 0 bytes, too short for a safetensors header",
+                empty.display()
+            ),
+        );
+        assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
+    }
+}

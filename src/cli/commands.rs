@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use gpu_mnist::atomic_file::write_atomically;
-use gpu_mnist::checkpoint;
+use gpu_mnist::checkpoint::{self, Checkpoint};
 use gpu_mnist::data::catalog::{CLASSES, FEATURES};
 use gpu_mnist::data::download::Progress;
 use gpu_mnist::data::source::FetchError;
@@ -104,14 +104,10 @@ pub(super) fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<(
         .map_err(|e| format!("cannot write {}: {e}", path.display()).into())
 }
 
-/// Loads a checkpoint and opens it on the chosen device over `data`, a load of
-/// `set`; a checkpoint trained on another data set is refused.
-fn open_checkpoint(
-    path: &Path,
-    device: &super::args::DeviceArgs,
-    data: Splits,
-    set: &DataSet,
-) -> Result<Evaluator, CliError> {
+/// Reads the checkpoint at `path` for a use on `set`: one trained on another
+/// data set is refused. Read before the data is located, so that a bad
+/// checkpoint is found without reading (or downloading) any data set file.
+fn read_checkpoint(path: &Path, set: &DataSet) -> Result<Checkpoint, CliError> {
     let saved = checkpoint::read(path)?;
     if let Some(trained) = saved.metadata.get(checkpoint::DATASET_KEY) {
         if trained != set.name {
@@ -123,6 +119,18 @@ fn open_checkpoint(
             .into());
         }
     }
+    Ok(saved)
+}
+
+/// Opens `saved` (read from `path`) on the chosen device over `data`, a
+/// load of `set`.
+fn open_checkpoint(
+    path: &Path,
+    saved: Checkpoint,
+    device: &super::args::DeviceArgs,
+    data: Splits,
+    set: &DataSet,
+) -> Result<Evaluator, CliError> {
     let (spec, params) = (saved.spec, saved.params);
     let classes = spec.classes();
     if !data.test.fits_input(&spec.input_shape) || classes != data.test.classes {
@@ -154,9 +162,10 @@ fn evaluate(args: &EvaluateArgs) -> Result<(), CliError> {
         .reads_data(&args.data)
         .check_all([("--json", args.json.as_ref())])?;
     let set = args.data.dataset.0;
+    let saved = read_checkpoint(&args.checkpoint, set)?;
     let data = load_test(&args.data)?;
     let test = data.test.clone();
-    let mut model = open_checkpoint(&args.checkpoint, &args.device, data, set)?;
+    let mut model = open_checkpoint(&args.checkpoint, saved, &args.device, data, set)?;
     outln!("backend: {}", model.describe());
     outln!("dataset: {}", set.title);
     let metrics = model.evaluate(Split::Test)?;
@@ -192,12 +201,13 @@ type Shown = Vec<(String, Vec<u8>)>;
 fn predict(args: &PredictArgs) -> Result<(), CliError> {
     let set = args.data.dataset.0;
     let names: Vec<String> = set.classes.iter().map(|c| c.to_string()).collect();
+    let saved = read_checkpoint(&args.checkpoint, set)?;
     let (data, shown) = if args.images.is_empty() {
         test_images(&args.data, &args.indices, &names)?
     } else {
         own_images(&args.images)?
     };
-    let mut model = open_checkpoint(&args.checkpoint, &args.device, data, set)?;
+    let mut model = open_checkpoint(&args.checkpoint, saved, &args.device, data, set)?;
     let pixels: Vec<u8> = shown.iter().flat_map(|(_, p)| p.iter().copied()).collect();
     let probs = model.predict(&pixels)?;
     for (n, ((header, image), row)) in shown.iter().zip(&probs).enumerate() {

@@ -41,6 +41,7 @@ pub mod checkpoint;
 pub mod data;
 mod device;
 mod evaluate;
+pub mod file_kind;
 pub mod input_file;
 mod loss;
 mod model;

@@ -955,3 +955,112 @@ fn a_bad_checkpoint_is_refused_before_the_data_is_looked_for() {
         assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
     }
 }
+
+/// An output never replaces a file of another of the tool's kinds (a trained
+/// model named as `--history` by a slip used to become 497 bytes of JSON)
+/// unless `--overwrite` says so, nor a read-only file; each refusal is one
+/// line, before any work, and the file is left as it was.
+#[test]
+fn outputs_do_not_replace_the_tools_other_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name);
+    let model = p("model.safetensors");
+    let spec = ModelSpec::mlp(FEATURES, &[8], CLASSES);
+    checkpoint::save(
+        &model,
+        &spec,
+        &Params::init(&spec, Init::Glorot, 1),
+        Default::default(),
+    )
+    .unwrap();
+    let cache = p("kernels.json");
+    std::fs::write(
+        &cache,
+        "{\"format\": \"gpu-mnist kernel choices\", \"choices\": {}}",
+    )
+    .unwrap();
+    let read_only = p("report.json");
+    std::fs::write(&read_only, "{}").unwrap();
+    let mut permissions = std::fs::metadata(&read_only).unwrap().permissions();
+    permissions.set_readonly(true);
+    std::fs::set_permissions(&read_only, permissions).unwrap();
+    let kept: Vec<(std::path::PathBuf, Vec<u8>)> = [&model, &cache, &read_only]
+        .iter()
+        .map(|f| (f.to_path_buf(), std::fs::read(f).unwrap()))
+        .collect();
+
+    let s = |path: &Path| path.to_str().unwrap().to_string();
+    let other = p("other.safetensors");
+    std::fs::copy(&model, &other).unwrap();
+    let cases: Vec<(Vec<String>, String)> = vec![
+        (
+            vec!["train".into(), "--history".into(), s(&model)],
+            format!(
+                "error: --history {} is a gpu-mnist checkpoint; not replacing it with JSON (pass --overwrite to)",
+                model.display()
+            ),
+        ),
+        (
+            vec!["train".into(), "--csv".into(), s(&cache)],
+            format!(
+                "error: --csv {} is the GPU kernel cache; not replacing it with a CSV log (pass --overwrite to)",
+                cache.display()
+            ),
+        ),
+        (
+            vec!["evaluate".into(), "--checkpoint".into(), s(&other), "--json".into(), s(&model)],
+            format!("error: --json {} is a gpu-mnist checkpoint", model.display()),
+        ),
+        (
+            vec!["export".into(), "--checkpoint".into(), s(&other), "--pytorch".into(), "-o".into(), s(&model)],
+            format!(
+                "error: --output {} is a gpu-mnist checkpoint; not replacing it with a PyTorch export",
+                model.display()
+            ),
+        ),
+        (
+            vec!["train".into(), "--save".into(), s(&cache)],
+            format!("error: --save {} is the GPU kernel cache", cache.display()),
+        ),
+        (
+            vec!["train".into(), "--history".into(), s(&read_only), "--overwrite".into()],
+            format!(
+                "error: --history {}: the file is read-only; not replacing it",
+                read_only.display()
+            ),
+        ),
+    ];
+    for (args, message) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = gpu_mnist(&args);
+        assert_fails(&out, 1, &message);
+        assert!(stderr(&out).starts_with(&message), "{}", stderr(&out));
+        assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
+    }
+    for (path, bytes) in &kept {
+        assert_eq!(&std::fs::read(path).unwrap(), bytes, "{}", path.display());
+    }
+
+    // Said so, the output replaces it.
+    let Some(data) = common::mnist_dir() else {
+        return;
+    };
+    let out = gpu_mnist(&[
+        "train",
+        "--backend",
+        "cpu",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--train-samples",
+        "500",
+        "--epochs",
+        "1",
+        "--quiet",
+        "--csv",
+        model.to_str().unwrap(),
+        "--overwrite",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let csv = std::fs::read_to_string(&model).unwrap();
+    assert!(csv.starts_with("epoch,accuracy,loss\n0,"), "{csv}");
+}

@@ -301,6 +301,11 @@ pub struct TrainArgs {
     /// Print only the final metrics.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Replace output files that hold another kind of file this tool knows
+    /// (a checkpoint, a data set file, the kernel cache, a picture...), which
+    /// are otherwise refused.
+    #[arg(long)]
+    pub overwrite: bool,
 }
 
 #[derive(Debug, Args)]
@@ -312,6 +317,11 @@ pub struct EvaluateArgs {
     /// worst mistakes) as JSON to this file.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+    /// Replace output files that hold another kind of file this tool knows
+    /// (a checkpoint, a data set file, the kernel cache, a picture...), which
+    /// are otherwise refused.
+    #[arg(long)]
+    pub overwrite: bool,
     #[command(flatten)]
     pub device: DeviceArgs,
     #[command(flatten)]
@@ -359,6 +369,11 @@ pub struct BenchArgs {
     /// Also write the report as JSON to this file.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+    /// Replace output files that hold another kind of file this tool knows
+    /// (a checkpoint, a data set file, the kernel cache, a picture...), which
+    /// are otherwise refused.
+    #[arg(long)]
+    pub overwrite: bool,
 }
 
 #[derive(Debug, Args)]
@@ -373,6 +388,11 @@ pub struct ExportArgs {
     /// The file to write.
     #[arg(long, short, value_name = "FILE")]
     pub output: PathBuf,
+    /// Replace output files that hold another kind of file this tool knows
+    /// (a checkpoint, a data set file, the kernel cache, a picture...), which
+    /// are otherwise refused.
+    #[arg(long)]
+    pub overwrite: bool,
 }
 
 #[derive(Debug, Args)]
@@ -383,6 +403,11 @@ pub struct PlotArgs {
     /// The image to write: .svg or .png.
     #[arg(long, short, value_name = "FILE", value_parser = parse_image_path)]
     pub output: PathBuf,
+    /// Replace output files that hold another kind of file this tool knows
+    /// (a checkpoint, a data set file, the kernel cache, a picture...), which
+    /// are otherwise refused.
+    #[arg(long)]
+    pub overwrite: bool,
 }
 
 #[derive(Debug, Args)]

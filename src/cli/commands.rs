@@ -17,7 +17,7 @@ use super::args::{
     PredictArgs,
 };
 use super::draw;
-use super::outputs::Outputs;
+use super::outputs::{Outputs, Writes};
 use super::progress::download_bar;
 
 pub type CliError = Box<dyn std::error::Error + Send + Sync>;
@@ -60,8 +60,9 @@ pub fn run(cli: super::args::Cli) -> Result<(), CliError> {
 
 fn export(args: &ExportArgs) -> Result<(), CliError> {
     Outputs::default()
+        .overwrite(args.overwrite)
         .reads("the checkpoint", &args.checkpoint)
-        .check("--output", &args.output)?;
+        .check("--output", &args.output, Writes::PytorchExport)?;
     let saved = checkpoint::read(&args.checkpoint)?;
     let module = checkpoint::export_pytorch(&args.output, &saved.spec, &saved.params)?;
     outln!(
@@ -158,9 +159,10 @@ const WORST_SHOWN: usize = 10;
 
 fn evaluate(args: &EvaluateArgs) -> Result<(), CliError> {
     Outputs::default()
+        .overwrite(args.overwrite)
         .reads("the checkpoint", &args.checkpoint)
         .reads_data(&args.data)
-        .check_all([("--json", args.json.as_ref())])?;
+        .check_all([("--json", args.json.as_ref(), Writes::Json)])?;
     let set = args.data.dataset.0;
     let saved = read_checkpoint(&args.checkpoint, set)?;
     let data = load_test(&args.data)?;
@@ -274,8 +276,9 @@ fn print_top(probs: &[f32], names: &[String], k: usize) {
 
 fn bench(args: &BenchArgs) -> Result<(), CliError> {
     Outputs::default()
+        .overwrite(args.overwrite)
         .reads_data(&args.data)
-        .check_all([("--json", args.json.as_ref())])?;
+        .check_all([("--json", args.json.as_ref(), Writes::Json)])?;
     let data = load_data(&args.data)?;
     let train_len = data.train.len;
     let spec = args.model.spec();
@@ -396,8 +399,9 @@ struct HistoryFile {
 fn plot(args: &PlotArgs) -> Result<(), CliError> {
     let path = &args.history;
     Outputs::default()
+        .overwrite(args.overwrite)
         .reads("the history", path)
-        .check("--output", &args.output)?;
+        .check("--output", &args.output, Writes::Picture)?;
     // A history of 100,000 epochs is a few tens of MB.
     let bytes = gpu_mnist::input_file::read_bounded(path, 256 << 20)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;

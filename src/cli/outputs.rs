@@ -1,23 +1,68 @@
 //! The files a command will write, checked before it does any work: each one
 //! [`check_writable`] (the atomic write's own checks, its temporary file made
-//! and removed), and none the same file as another output or as a file the
-//! command reads (a checkpoint, a history, the data set's own files), so a
-//! typo can neither waste a run nor replace what the user had.
+//! and removed), not read-only, not one of the tool's own kinds of file
+//! that the output is not (a checkpoint named as `--history`) unless the
+//! user says `--overwrite`, and none the same file as another output or as
+//! a file the command reads (a checkpoint, a history, the data set's own
+//! files), so a typo can neither waste a run nor replace what the user had.
 
 use std::path::{Path, PathBuf};
 
 use gpu_mnist::atomic_file::{check_writable, resolve_links};
+use gpu_mnist::file_kind::FileKind;
 
 use super::args::DataArgs;
 use super::commands::CliError;
+
+/// What an output writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Writes {
+    Checkpoint,
+    PytorchExport,
+    Json,
+    Csv,
+    Picture,
+}
+
+impl Writes {
+    /// Whether it may replace a file of `kind` without `--overwrite`: one of
+    /// its own kind (the next run's history over the last one's).
+    fn replaces(self, kind: FileKind) -> bool {
+        matches!(
+            (self, kind),
+            (Writes::Checkpoint, FileKind::Checkpoint)
+                | (Writes::PytorchExport, FileKind::Safetensors)
+                | (Writes::Json, FileKind::Json)
+                | (Writes::Csv, FileKind::Csv)
+                | (Writes::Picture, FileKind::Png | FileKind::Svg)
+        )
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Writes::Checkpoint => "a checkpoint",
+            Writes::PytorchExport => "a PyTorch export",
+            Writes::Json => "JSON",
+            Writes::Csv => "a CSV log",
+            Writes::Picture => "a plot",
+        }
+    }
+}
 
 /// Files already spoken for, each with what it is (for the message).
 #[derive(Default)]
 pub struct Outputs {
     taken: Vec<(String, FileId)>,
+    overwrite: bool,
 }
 
 impl Outputs {
+    /// `--overwrite`: outputs may replace files of other kinds.
+    pub fn overwrite(mut self, yes: bool) -> Self {
+        self.overwrite = yes;
+        self
+    }
+
     /// A file the command reads, which no output may replace.
     pub fn reads(mut self, what: &str, path: &Path) -> Self {
         self.taken.push((what.to_string(), identity(path)));
@@ -40,9 +85,26 @@ impl Outputs {
         self
     }
 
-    /// Checks that `path`, named by `flag`, can be written as a new file.
-    pub fn check(&mut self, flag: &str, path: &Path) -> Result<(), CliError> {
+    /// Checks that `path`, named by `flag`, can be written with what `writes`.
+    pub fn check(&mut self, flag: &str, path: &Path, writes: Writes) -> Result<(), CliError> {
         check_writable(path).map_err(|e| format!("{flag} {}: {e}", path.display()))?;
+        // An atomic write renames over a file whatever its permissions.
+        if std::fs::metadata(path).is_ok_and(|m| m.permissions().readonly()) {
+            return Err(format!(
+                "{flag} {}: the file is read-only; not replacing it",
+                path.display()
+            )
+            .into());
+        }
+        if let Some(kind) = FileKind::of(path).filter(|&k| !self.overwrite && !writes.replaces(k)) {
+            return Err(format!(
+                "{flag} {} is {}; not replacing it with {} (pass --overwrite to)",
+                path.display(),
+                kind.describe(),
+                writes.describe()
+            )
+            .into());
+        }
         let id = identity(path);
         if let Some((other, _)) = self.taken.iter().find(|(_, p)| *p == id) {
             return Err(format!(
@@ -55,14 +117,14 @@ impl Outputs {
         Ok(())
     }
 
-    /// [`Self::check`] of each `(flag, path)` given.
+    /// [`Self::check`] of each `(flag, path, writes)` given.
     pub fn check_all<'a>(
         mut self,
-        outputs: impl IntoIterator<Item = (&'a str, Option<&'a PathBuf>)>,
+        outputs: impl IntoIterator<Item = (&'a str, Option<&'a PathBuf>, Writes)>,
     ) -> Result<(), CliError> {
-        for (flag, path) in outputs {
+        for (flag, path, writes) in outputs {
             if let Some(path) = path {
-                self.check(flag, path)?;
+                self.check(flag, path, writes)?;
             }
         }
         Ok(())
@@ -113,15 +175,15 @@ mod tests {
         let mut outputs = Outputs::default().reads("the checkpoint", &model);
         let again = dir.path().join(".").join("model.safetensors");
         assert_eq!(
-            message(outputs.check("--json", &again)),
+            message(outputs.check("--json", &again, Writes::Json)),
             format!(
                 "--json {} is also the checkpoint: each output needs a file of its own",
                 again.display()
             )
         );
         let report = dir.path().join("report.json");
-        outputs.check("--json", &report).unwrap();
-        assert!(message(outputs.check("--csv", &report)).contains("is also --json"));
+        outputs.check("--json", &report, Writes::Json).unwrap();
+        assert!(message(outputs.check("--csv", &report, Writes::Csv)).contains("is also --json"));
         assert_eq!(std::fs::read(&model).unwrap(), b"weights");
     }
 
@@ -130,14 +192,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let typo = dir.path().join("typo").join("out.json");
         assert_eq!(
-            message(Outputs::default().check("-o", &typo)),
+            message(Outputs::default().check("-o", &typo, Writes::Json)),
             format!(
                 "-o {}: {} is not a directory",
                 typo.display(),
                 typo.parent().unwrap().display()
             )
         );
-        assert!(message(Outputs::default().check("-o", dir.path())).ends_with("is a directory"));
+        assert!(
+            message(Outputs::default().check("-o", dir.path(), Writes::Json))
+                .ends_with("is a directory")
+        );
         assert!(!dir.path().join("typo").exists());
     }
 
@@ -147,7 +212,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let dangling = dir.path().join("dangling");
         std::os::unix::fs::symlink(dir.path().join("gone").join("x"), &dangling).unwrap();
-        let why = message(Outputs::default().check("--save", &dangling));
+        let why = message(Outputs::default().check("--save", &dangling, Writes::Checkpoint));
         let gone = dir.path().join("gone");
         assert!(
             why.ends_with(&format!("{} is not a directory", gone.display())),
@@ -157,11 +222,13 @@ mod tests {
         // A link to a new file in an existing directory is fine.
         let ahead = dir.path().join("ahead");
         std::os::unix::fs::symlink(dir.path().join("new.json"), &ahead).unwrap();
-        Outputs::default().check("--save", &ahead).unwrap();
+        Outputs::default()
+            .check("--save", &ahead, Writes::Checkpoint)
+            .unwrap();
         let (a, b) = (dir.path().join("a"), dir.path().join("b"));
         std::os::unix::fs::symlink(&b, &a).unwrap();
         std::os::unix::fs::symlink(&a, &b).unwrap();
-        let why = message(Outputs::default().check("--save", &a));
+        let why = message(Outputs::default().check("--save", &a, Writes::Checkpoint));
         assert!(why.ends_with("too many levels of symbolic links"), "{why}");
         // Through a link, an input is still recognised.
         let model = dir.path().join("model");
@@ -169,17 +236,21 @@ mod tests {
         let alias = dir.path().join("alias");
         std::os::unix::fs::symlink(&model, &alias).unwrap();
         let mut outputs = Outputs::default().reads("the checkpoint", &model);
-        assert!(message(outputs.check("-o", &alias)).contains("is also the checkpoint"));
+        assert!(
+            message(outputs.check("-o", &alias, Writes::Json)).contains("is also the checkpoint")
+        );
         // And through a hard link.
         let hard = dir.path().join("hard");
         std::fs::hard_link(&model, &hard).unwrap();
-        assert!(message(outputs.check("-o", &hard)).contains("is also the checkpoint"));
+        assert!(
+            message(outputs.check("-o", &hard, Writes::Json)).contains("is also the checkpoint")
+        );
     }
 
     #[cfg(unix)]
     #[test]
     fn devices_are_refused() {
-        let why = message(Outputs::default().check("--json", Path::new("/dev/null")));
+        let why = message(Outputs::default().check("--json", Path::new("/dev/null"), Writes::Json));
         assert_eq!(why, "--json /dev/null: is not a regular file");
     }
 }

@@ -17,7 +17,7 @@ use super::args::TrainArgs;
 use super::commands::{load_data, write_json, CliError, Exit};
 use super::interrupt::{Interrupts, Signal};
 use super::model_args::layers_text;
-use super::outputs::Outputs;
+use super::outputs::{Outputs, Writes};
 use super::progress::EpochLines;
 
 /// Metadata keys of the data a run trained on, checked when it resumes.
@@ -361,22 +361,28 @@ fn shell_quoted(word: &std::ffi::OsStr) -> String {
 /// may be the `--resume` checkpoint: it is replaced whole, only once the new
 /// one is written. No other output may be.
 fn check_outputs(args: &TrainArgs) -> Result<(), CliError> {
-    let mut outputs = Outputs::default().reads_data(&args.data);
+    let mut outputs = Outputs::default()
+        .overwrite(args.overwrite)
+        .reads_data(&args.data);
     if let Some(path) = &args.init_from {
         outputs = outputs.reads("--init-from", path);
     }
     match (&args.save, interrupted_checkpoint(args)) {
-        (Some(path), _) => outputs.check("--save", path)?,
-        (None, Some(beside)) => outputs.check("the checkpoint an interruption saves", &beside)?,
+        (Some(path), _) => outputs.check("--save", path, Writes::Checkpoint)?,
+        (None, Some(beside)) => outputs.check(
+            "the checkpoint an interruption saves",
+            &beside,
+            Writes::Checkpoint,
+        )?,
         (None, None) => {}
     }
     if let Some(path) = &args.resume {
         outputs = outputs.reads("--resume", path);
     }
     outputs.check_all([
-        ("--history", args.history.as_ref()),
-        ("--csv", args.csv.as_ref()),
-        ("--plot", args.plot.as_ref()),
+        ("--history", args.history.as_ref(), Writes::Json),
+        ("--csv", args.csv.as_ref(), Writes::Csv),
+        ("--plot", args.plot.as_ref(), Writes::Picture),
     ])
 }
 

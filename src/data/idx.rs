@@ -84,7 +84,8 @@ pub fn decompress_if_gzip(bytes: Vec<u8>, limit: u64) -> Result<Vec<u8>, IdxProb
     Ok(content)
 }
 
-const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+/// A gzip stream's first two bytes.
+pub const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
 /// The most bytes DEFLATE can expand one byte into (its best case, runs of
 /// one byte, is 1032:1), so that a header claiming more than a compressed

@@ -88,7 +88,7 @@ pub(super) struct CacheFile {
     pub(super) choices: BTreeMap<String, Choice>,
 }
 
-const CACHE_FORMAT: &str = "gpu-mnist kernel choices";
+pub(crate) const CACHE_FORMAT: &str = "gpu-mnist kernel choices";
 
 /// What the cache path holds.
 struct Cached {

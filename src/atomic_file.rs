@@ -57,6 +57,11 @@ impl Target {
         {
             return Err(std::io::Error::other("names a directory"));
         }
+        // What the kernel finds at the path: a link into /proc to a pipe
+        // (`/dev/stdout` in a pipeline) resolves by hand to no path at all.
+        if std::fs::metadata(path).is_ok_and(|meta| !meta.is_file() && !meta.is_dir()) {
+            return Err(std::io::Error::other("is not a regular file"));
+        }
         let path = resolve_links(path)?;
         let existing = std::fs::metadata(&path).ok();
         match &existing {
@@ -237,6 +242,21 @@ mod tests {
     fn a_device_is_refused() {
         let err = write_atomically(Path::new("/dev/null"), b"x").unwrap_err();
         assert_eq!(err.to_string(), "is not a regular file");
+    }
+
+    /// `/dev/stdout` in a pipeline: a link to `/proc/self/fd/1`, a link to
+    /// a pipe, which names no file (it used to say "cannot write in
+    /// /proc/self/fd").
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_pipe_is_refused() {
+        use std::os::fd::AsRawFd;
+        let (reader, writer) = std::io::pipe().unwrap();
+        for end in [reader.as_raw_fd(), writer.as_raw_fd()] {
+            let path = PathBuf::from(format!("/proc/self/fd/{end}"));
+            let err = write_atomically(&path, b"x").unwrap_err();
+            assert_eq!(err.to_string(), "is not a regular file");
+        }
     }
 
     #[test]

@@ -216,6 +216,34 @@ fn resuming_refuses_a_different_run_saying_what_differs() {
         "{}",
         stderr(&out)
     );
+    // A setting without a flag (saved through the library): named as Keras
+    // names it, not dumped.
+    let mut rho = config.clone();
+    rho.optimizer.rho = 0.95;
+    let other_rho = dir.path().join("rho.st");
+    let (_, state) = gpu_mnist::checkpoint::read(Path::new(saved))
+        .unwrap()
+        .run
+        .unwrap();
+    gpu_mnist::checkpoint::save_run(
+        &other_rho,
+        &edited.spec,
+        &rho,
+        &state,
+        edited.metadata.clone(),
+    )
+    .unwrap();
+    let out = train(
+        &data,
+        "cpu",
+        &["--epochs", "1", "--resume", other_rho.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("saved by a run with rho 0.95; this run asks for rho 0.9 (resume with the same training flags)"),
+        "{}",
+        stderr(&out)
+    );
     // Weights without a run's state start a new run only through --init-from.
     let weights = dir.path().join("weights.st");
     let spec = gpu_mnist::ModelSpec::mlp(784, &[512], 10);

@@ -296,7 +296,7 @@ pub struct TrainArgs {
     pub csv: Option<PathBuf>,
     /// Draw the loss and accuracy curves (.svg or .png) to this file, after
     /// every epoch.
-    #[arg(long, value_name = "FILE", value_parser = parse_image_path)]
+    #[arg(long, value_name = "FILE", value_parser = image_path())]
     pub plot: Option<PathBuf>,
     /// Print only the final metrics.
     #[arg(long, short)]
@@ -401,7 +401,7 @@ pub struct PlotArgs {
     #[arg(value_name = "HISTORY")]
     pub history: PathBuf,
     /// The image to write: .svg or .png.
-    #[arg(long, short, value_name = "FILE", value_parser = parse_image_path)]
+    #[arg(long, short, value_name = "FILE", value_parser = image_path())]
     pub output: PathBuf,
     /// Replace output files that hold another kind of file this tool knows
     /// (a checkpoint, a data set file, the kernel cache, a picture...), which
@@ -420,11 +420,16 @@ pub struct DownloadArgs {
     pub dir: Option<PathBuf>,
 }
 
-/// A path for curves, whose extension must name a format they are drawn in.
-fn parse_image_path(s: &str) -> Result<PathBuf, String> {
-    let path = PathBuf::from(s);
-    super::plot::Format::of(&path).map_err(|e| e.to_string())?;
-    Ok(path)
+/// A path for curves, whose extension must name a format they are drawn in;
+/// from the raw argument, as a name need not be UTF-8 (as `--csv`'s and
+/// `--history`'s need not).
+fn image_path() -> impl clap::builder::TypedValueParser<Value = PathBuf> {
+    use clap::builder::TypedValueParser;
+    clap::builder::OsStringValueParser::new().try_map(|s| {
+        let path = PathBuf::from(s);
+        super::plot::Format::of(&path).map_err(|e| e.to_string())?;
+        Ok::<_, String>(path)
+    })
 }
 
 fn parse_finite(s: &str) -> Result<f32, String> {

@@ -367,23 +367,32 @@ fn check_outputs(args: &TrainArgs) -> Result<(), CliError> {
     if let Some(path) = &args.init_from {
         outputs = outputs.reads("--init-from", path);
     }
+    if let Some(path) = &args.resume {
+        outputs = outputs.reads("--resume", path);
+    }
+    if let Some(path) = &args.save {
+        outputs.check("--save", path, Writes::Checkpoint)?;
+    }
+    let named = [
+        ("--history", args.history.as_ref(), Writes::Json),
+        ("--csv", args.csv.as_ref(), Writes::Csv),
+        ("--plot", args.plot.as_ref(), Writes::Picture),
+    ];
+    for (flag, path, writes) in named {
+        if let Some(path) = path {
+            outputs.check(flag, path, writes)?;
+        }
+    }
+    // Last, so that a problem with a file the user named is told of it,
+    // not of the checkpoint beside it.
     match (&args.save, interrupted_checkpoint(args)) {
-        (Some(path), _) => outputs.check("--save", path, Writes::Checkpoint)?,
         (None, Some(beside)) => outputs.check(
             "the checkpoint an interruption saves",
             &beside,
             Writes::Checkpoint,
-        )?,
-        (None, None) => {}
+        ),
+        _ => Ok(()),
     }
-    if let Some(path) = &args.resume {
-        outputs = outputs.reads("--resume", path);
-    }
-    outputs.check_all([
-        ("--history", args.history.as_ref(), Writes::Json),
-        ("--csv", args.csv.as_ref(), Writes::Csv),
-        ("--plot", args.plot.as_ref(), Writes::Picture),
-    ])
 }
 
 /// The history (JSON, without test metrics yet), CSV and plot after an epoch.
@@ -543,6 +552,12 @@ fn flags_of(c: &TrainConfig) -> Vec<(&'static str, String)> {
         ("--batch-size", c.batch_size.to_string()),
         ("--seed", c.seed.to_string()),
         ("--no-shuffle", on(!c.shuffle)),
+        // Keras' names of the settings without a flag (a file saved
+        // through the library may hold others).
+        ("rho", o.rho.to_string()),
+        ("beta_1", o.beta1.to_string()),
+        ("beta_2", o.beta2.to_string()),
+        ("epsilon", o.epsilon.to_string()),
     ]
 }
 
@@ -556,8 +571,9 @@ fn differences(a: &TrainConfig, b: &TrainConfig) -> (String, String) {
         }
     }
     if was.is_empty() {
-        // Settings with no flag of their own (rho, beta1, beta2, epsilon).
-        return (format!("{:?}", a.optimizer), format!("{:?}", b.optimizer));
+        // Values that print alike and differ (a NaN): the settings whole.
+        let json = |c: &TrainConfig| serde_json::to_string(c).unwrap_or_default();
+        return (json(a), json(b));
     }
     (was.join(" "), asked.join(" "))
 }

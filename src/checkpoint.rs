@@ -252,6 +252,19 @@ fn read_bytes(path: &Path) -> std::io::Result<Vec<u8>> {
     crate::input_file::read_file_bounded(file, MAX_BYTES)
 }
 
+/// What a run's saved settings must be for the run to go on (JSON cannot
+/// hold a number that is not finite, and one beyond `f32` fails to parse).
+fn check_config(config: &TrainConfig) -> Result<(), String> {
+    if config.batch_size == 0 || config.report_every == 0 {
+        return Err("the batch size and the report interval must be at least 1".into());
+    }
+    let o = &config.optimizer;
+    if o.lr <= 0.0 {
+        return Err(format!("lr must be greater than 0, not {}", o.lr));
+    }
+    Ok(())
+}
+
 /// [`read`] of a checkpoint's bytes; `name` (its path) labels the errors.
 pub fn from_bytes(bytes: &[u8], name: &str) -> Result<Checkpoint, CheckpointError> {
     let err = |problem: String| CheckpointError {
@@ -287,6 +300,7 @@ pub fn from_bytes(bytes: &[u8], name: &str) -> Result<Checkpoint, CheckpointErro
                 |key: &str, e: &dyn std::fmt::Display| err(format!("`{key}` is unreadable: {e}"));
             let config: TrainConfig =
                 serde_json::from_str(config).map_err(|e| bad(CONFIG_KEY, &e))?;
+            check_config(&config).map_err(|e| bad(CONFIG_KEY, &e))?;
             // A run's file with its optimizer tensors taken out (a common way
             // to share a smaller model file) is a model file: its weights
             // evaluate, it cannot resume. Some slots but not all is damage.
@@ -438,6 +452,42 @@ mod tests {
         save_run(&path, &spec, &config, &damaged, HashMap::new()).unwrap();
         let err = read(&path).unwrap_err().to_string();
         assert!(err.ends_with("optimizer state slot 1 holds a mean of squared gradients, but a value in it is negative"), "{err}");
+        // Settings a run cannot go on with name the file and the setting.
+        save_run(&path, &spec, &config, &state, HashMap::new()).unwrap();
+        let whole = std::fs::read(&path).unwrap();
+        let with_config = |edit: &dyn Fn(&str) -> String| {
+            let file = SafeTensors::deserialize(&whole).unwrap();
+            let (_, header) = SafeTensors::read_metadata(&whole).unwrap();
+            let mut metadata = header.metadata().clone().unwrap();
+            let config = metadata.get_mut(CONFIG_KEY).unwrap();
+            *config = edit(config);
+            safetensors::serialize(file.tensors(), Some(metadata)).unwrap()
+        };
+        let lr = format!("\"lr\":{}", config.optimizer.lr);
+        let edits: [(String, String, &str); 3] = [
+            (
+                "\"report_every\":50".into(),
+                "\"report_every\":0".into(),
+                "the batch size and the report interval must be at least 1",
+            ),
+            (
+                lr.clone(),
+                "\"lr\":1e300".into(),
+                "number out of range at line 1 column 55",
+            ),
+            (lr, "\"lr\":-1".into(), "lr must be greater than 0, not -1"),
+        ];
+        for (from, to, problem) in edits {
+            let bytes = with_config(&|json: &str| {
+                assert!(json.contains(&from), "{json}");
+                json.replace(&from, &to)
+            });
+            let err = from_bytes(&bytes, "run.st").unwrap_err().to_string();
+            assert_eq!(
+                err,
+                format!("checkpoint run.st: `config` is unreadable: {problem}")
+            );
+        }
         // A model saved without its run reads as one without.
         save(&path, &spec, &state.params, HashMap::new()).unwrap();
         assert_eq!(read(&path).unwrap().run, None);

@@ -401,6 +401,18 @@ fn evaluate_refuses_a_checkpoint_of_another_data_set() {
         ),
     );
     assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
+    // A name this version does not know is not offered as a flag value.
+    let unknown = work.path().join("cifar.safetensors");
+    let metadata = [(DATASET_KEY.to_string(), "cifar10".to_string())];
+    checkpoint::save(&unknown, &spec, &params, metadata.into()).unwrap();
+    assert_fails(
+        &evaluate(&unknown),
+        1,
+        &format!(
+            "error: checkpoint {} was trained on cifar10, not mnist: cifar10 is not a data set this version knows",
+            unknown.display()
+        ),
+    );
 
     // A checkpoint that does not say (an older one) is taken at its word.
     let untagged = work.path().join("old.safetensors");

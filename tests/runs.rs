@@ -425,6 +425,26 @@ fn bad_validation_and_checkpoint_flags_get_one_line() {
         (&["--checkpoint-every", "1"], "--save"),
     ];
     common::assert_train_usage_errors(&cases);
+    // A split that does not fit the data is a usage error too (exit 2).
+    let Some(data) = common::mnist_dir() else {
+        return;
+    };
+    let out = gpu_mnist(&[
+        "train",
+        "--backend",
+        "cpu",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--train-samples",
+        "1",
+        "--validation-split",
+        "0.5",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out),
+        "error: a validation split of 0.5 leaves no examples on one side of 1 training examples (--validation-split)\n"
+    );
 }
 
 /// Starts `train` (on the CPU unless `extra` names a backend) with `extra`

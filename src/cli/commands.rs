@@ -112,8 +112,12 @@ fn read_checkpoint(path: &Path, set: &DataSet) -> Result<Checkpoint, CliError> {
     let saved = checkpoint::read(path)?;
     if let Some(trained) = saved.metadata.get(checkpoint::DATASET_KEY) {
         if trained != set.name {
+            let advice = match DataSet::named(trained) {
+                Some(_) => format!("pass --dataset {trained}"),
+                None => format!("{trained} is not a data set this version knows"),
+            };
             return Err(format!(
-                "checkpoint {} was trained on {trained}, not {}: pass --dataset {trained}",
+                "checkpoint {} was trained on {trained}, not {}: {advice}",
                 path.display(),
                 set.name
             )

@@ -43,7 +43,11 @@ pub fn train(args: &TrainArgs) -> Result<(), CliError> {
         data.train = data.train.truncated(n as usize);
     }
     if let Some(fraction) = args.validation_split {
-        data = data.hold_out(fraction)?;
+        // A flag that does not fit the data: a usage error, as above.
+        data = data.hold_out(fraction).map_err(|why| Exit {
+            code: 2,
+            message: format!("error: {why} (--validation-split)"),
+        })?;
     }
     let examples = (
         data.train.len,

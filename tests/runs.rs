@@ -218,7 +218,7 @@ fn resuming_refuses_a_different_run_saying_what_differs() {
     );
     // A setting without a flag (saved through the library): named as Keras
     // names it, not dumped.
-    let mut rho = config.clone();
+    let mut rho = config;
     rho.optimizer.rho = 0.95;
     let other_rho = dir.path().join("rho.st");
     let (_, state) = gpu_mnist::checkpoint::read(Path::new(saved))

@@ -30,6 +30,8 @@ enum Reply {
     Flood,
     /// Announces the body, then sends it a byte every 50 ms.
     Trickle(Vec<u8>),
+    /// An HTML page with status 200 (a mirror's error or login page).
+    Page(&'static str),
 }
 
 /// Serves `routes` (path -> reply) on 127.0.0.1 until the test process ends;
@@ -118,6 +120,15 @@ fn serve(routes: HashMap<String, Reply>) -> (String, Arc<AtomicUsize>) {
                         }
                         Ok(())
                     })
+                }
+                Some(Reply::Page(html)) => {
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        html.len()
+                    );
+                    stream
+                        .write_all(head.as_bytes())
+                        .and_then(|()| stream.write_all(html.as_bytes()))
                 }
                 None => stream.write_all(
                     b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
@@ -331,6 +342,23 @@ fn hash_mismatch_everywhere_keeps_nothing() {
         "{msg}"
     );
     assert!(msg.contains("nothing was written"), "{msg}");
+    assert_eq!(entries(dir.path()), Vec::<String>::new());
+}
+
+/// A page in the file's place is named as one, not hashed, and that mirror
+/// is not asked again.
+#[test]
+fn an_html_page_served_as_the_file_is_named() {
+    let (file, _) = tiny_file();
+    let (page, hits) = serve(route(Reply::Page("<!DOCTYPE html><p>Sign in</p>")));
+    let dir = tempfile::tempdir().unwrap();
+    let msg = failed_download(&impatient(), dir.path(), &file, &[page]);
+    assert!(
+        msg.contains("not a gzip file (text/html): the mirror sent a page"),
+        "{msg}"
+    );
+    assert!(!msg.contains("SHA-256"), "{msg}");
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
     assert_eq!(entries(dir.path()), Vec::<String>::new());
 }
 

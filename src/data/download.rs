@@ -228,6 +228,11 @@ fn fetch(
             _ => false,
         },
     })?;
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or(v).trim().to_string());
     let total = response.body().content_length();
     if let Some(total) = total.filter(|&t| t > max) {
         return Err(FetchFailure {
@@ -249,7 +254,20 @@ fn fetch(
                     lasting: true,
                 })
             }
-            Ok(0) => return Ok(body),
+            Ok(0) => {
+                // A page served in the file's place (a mirror's error or
+                // login page, with status 200): named, not hashed.
+                let page = content_type.as_deref().filter(|t| t.starts_with("text/"));
+                if let Some(page) = page.filter(|_| file.ends_with(".gz")) {
+                    if !body.starts_with(&super::idx::GZIP_MAGIC) {
+                        return Err(FetchFailure {
+                            why: format!("not a gzip file ({page}): the mirror sent a page"),
+                            lasting: true,
+                        });
+                    }
+                }
+                return Ok(body);
+            }
             Ok(n) => {
                 body.extend_from_slice(&chunk[..n]);
                 progress(Progress::Advanced {

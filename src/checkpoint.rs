@@ -29,7 +29,7 @@ pub use pytorch::export_pytorch;
 
 use crate::atomic_file::write_atomically;
 use crate::model::{ModelSpec, Params};
-use crate::train::{TrainConfig, TrainState};
+use crate::train::{EarlyStopping, EarlyStoppingCounters, TrainConfig, TrainState};
 
 /// Metadata key of the architecture (a [`ModelSpec`] as JSON).
 const MODEL_KEY: &str = "model";
@@ -40,6 +40,11 @@ const EPOCHS_KEY: &str = "epochs";
 const ORDER_KEY: &str = "order_position";
 const HISTORY_KEY: &str = "history";
 const PARTIAL_KEY: &str = "partial_epoch";
+const EARLY_STOPPING_KEY: &str = "early_stopping";
+/// Tensor-name prefixes of early stopping's best weights, and of the weights
+/// a run goes on from when they are not the model's.
+const BEST_PREFIX: &str = "early_stopping.best.";
+const CONTINUE_PREFIX: &str = "continue_from.";
 
 /// Metadata key of the data set the parameters were trained on (its catalogue
 /// name, e.g. `fashion-mnist`), so that they are not evaluated on another.
@@ -78,7 +83,7 @@ pub fn save(
     params: &Params,
     metadata: HashMap<String, String>,
 ) -> Result<(), CheckpointError> {
-    write(path, spec, params, &[], metadata)
+    write(path, spec, &[(String::new(), params)], metadata)
 }
 
 /// Writes a training run (the model, optimizer state and everything
@@ -98,7 +103,24 @@ pub fn save_run(
     if let Some(partial) = &state.partial {
         metadata.insert(PARTIAL_KEY.into(), to_json(partial));
     }
-    write(path, spec, &state.params, &state.slots, metadata)
+    let mut sets = vec![(String::new(), &state.params)];
+    sets.extend(
+        state
+            .slots
+            .iter()
+            .enumerate()
+            .map(|(s, p)| (slot_prefix(s), p)),
+    );
+    if let Some(stopping) = &state.early_stopping {
+        metadata.insert(EARLY_STOPPING_KEY.into(), to_json(&stopping.counters()));
+        if let Some(best) = &stopping.best {
+            sets.push((BEST_PREFIX.into(), &best.params));
+        }
+    }
+    if let Some(last) = &state.continue_from {
+        sets.push((CONTINUE_PREFIX.into(), last));
+    }
+    write(path, spec, &sets, metadata)
 }
 
 /// Plain data as JSON (it always serialises).
@@ -106,11 +128,11 @@ fn to_json(value: &impl serde::Serialize) -> String {
     serde_json::to_string(value).expect("plain data serialises")
 }
 
+/// Writes each set of tensors under its name prefix.
 fn write(
     path: &Path,
     spec: &ModelSpec,
-    params: &Params,
-    slots: &[Params],
+    sets: &[(String, &Params)],
     mut metadata: HashMap<String, String>,
 ) -> Result<(), CheckpointError> {
     let err = |problem: String| CheckpointError {
@@ -120,8 +142,6 @@ fn write(
     let spec_json = serde_json::to_string(spec).map_err(|e| err(e.to_string()))?;
     metadata.insert(MODEL_KEY.to_string(), spec_json);
     let mut views = Vec::new();
-    let sets = std::iter::once((String::new(), params))
-        .chain(slots.iter().enumerate().map(|(s, p)| (slot_prefix(s), p)));
     for (prefix, set) in sets {
         for tensor in &set.tensors {
             views.push((
@@ -345,6 +365,26 @@ pub fn from_bytes(bytes: &[u8], name: &str) -> Result<Checkpoint, CheckpointErro
                     .get(PARTIAL_KEY)
                     .map(|json| serde_json::from_str(json).map_err(|e| bad(PARTIAL_KEY, &e)))
                     .transpose()?,
+                early_stopping: match metadata.get(EARLY_STOPPING_KEY) {
+                    None => None,
+                    Some(json) => {
+                        let counters: EarlyStoppingCounters =
+                            serde_json::from_str(json).map_err(|e| bad(EARLY_STOPPING_KEY, &e))?;
+                        let best = counters
+                            .best
+                            .map(|_| read_tensors(&tensors, BEST_PREFIX, &spec).map_err(&err))
+                            .transpose()?;
+                        let stopping = EarlyStopping::from_saved(counters, best)
+                            .map_err(|e| bad(EARLY_STOPPING_KEY, &e))?;
+                        Some(stopping)
+                    }
+                },
+                continue_from: tensors
+                    .names()
+                    .iter()
+                    .any(|name| name.starts_with(CONTINUE_PREFIX))
+                    .then(|| read_tensors(&tensors, CONTINUE_PREFIX, &spec).map_err(&err))
+                    .transpose()?,
             };
             Some((config, state))
         }
@@ -436,6 +476,20 @@ mod tests {
                     correct: 600,
                 },
             }),
+            // Early stopping left epoch 1's weights as the model; the run
+            // goes on from others.
+            early_stopping: Some(
+                EarlyStopping::from_saved(
+                    EarlyStoppingCounters {
+                        patience: 3,
+                        waited: 0,
+                        best: Some((1, 0.625)),
+                    },
+                    Some(Params::init(&spec, Init::Glorot, 1)),
+                )
+                .unwrap(),
+            ),
+            continue_from: Some(Params::init(&spec, Init::Glorot, 4)),
         };
         let extra = HashMap::from([("dataset".to_string(), "mnist".to_string())]);
         save_run(&path, &spec, &config, &state, extra).unwrap();

@@ -831,7 +831,7 @@ fn outputs_are_checked_before_training() {
                 p("h.resume.safetensors"),
             ],
             format!(
-                "--csv {} is also the checkpoint an interruption saves",
+                "the checkpoint an interruption saves {} is also --csv",
                 p("h.resume.safetensors")
             ),
         ),

@@ -88,6 +88,14 @@ impl Outputs {
     /// Checks that `path`, named by `flag`, can be written with what `writes`.
     pub fn check(&mut self, flag: &str, path: &Path, writes: Writes) -> Result<(), CliError> {
         check_writable(path).map_err(|e| format!("{flag} {}: {e}", path.display()))?;
+        let id = identity(path);
+        if let Some((other, _)) = self.taken.iter().find(|(_, p)| *p == id) {
+            return Err(format!(
+                "{flag} {} is also {other}: each output needs a file of its own",
+                path.display()
+            )
+            .into());
+        }
         // An atomic write renames over a file whatever its permissions.
         if std::fs::metadata(path).is_ok_and(|m| m.permissions().readonly()) {
             return Err(format!(
@@ -102,14 +110,6 @@ impl Outputs {
                 path.display(),
                 kind.describe(),
                 writes.describe()
-            )
-            .into());
-        }
-        let id = identity(path);
-        if let Some((other, _)) = self.taken.iter().find(|(_, p)| *p == id) {
-            return Err(format!(
-                "{flag} {} is also {other}: each output needs a file of its own",
-                path.display()
             )
             .into());
         }

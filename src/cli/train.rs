@@ -76,7 +76,8 @@ pub fn train(args: &TrainArgs) -> Result<(), CliError> {
                 examples,
                 fingerprint: fingerprint.as_deref(),
             };
-            let (config, state) = resumable(path, &spec, config, &trained_on)?;
+            let patience = args.early_stopping.map(|p| p as usize);
+            let (config, state) = resumable(path, &spec, (config, patience), &trained_on)?;
             let trainer = Trainer::resume(&device, &spec, &state, data, config)?;
             (trainer, state.history)
         }
@@ -136,7 +137,6 @@ pub fn train(args: &TrainArgs) -> Result<(), CliError> {
         config: &config,
         metadata: &metadata,
         history,
-        epochs_before,
     };
     let stopping = args
         .early_stopping
@@ -240,7 +240,6 @@ struct RunFiles<'a> {
     metadata: &'a HashMap<String, String>,
     /// Every epoch of the run, those before a `--resume` included.
     history: Vec<EpochRecord>,
-    epochs_before: usize,
 }
 
 impl Observer for RunFiles<'_> {
@@ -248,7 +247,9 @@ impl Observer for RunFiles<'_> {
         self.history.push(record.clone());
         write_epoch_files(self.args, &self.history)?;
         if let (Some(every), Some(path)) = (self.args.checkpoint_every, &self.args.save) {
-            if (record.epoch - self.epochs_before).is_multiple_of(every as usize) {
+            // Counted from the run's start, so a resumed run saves when the
+            // straight run would have.
+            if record.epoch.is_multiple_of(every as usize) {
                 save(
                     trainer,
                     path,
@@ -371,11 +372,12 @@ fn check_outputs(args: &TrainArgs) -> Result<(), CliError> {
     if let Some(path) = &args.init_from {
         outputs = outputs.reads("--init-from", path);
     }
-    if let Some(path) = &args.resume {
-        outputs = outputs.reads("--resume", path);
-    }
+    // Before --resume is read: a resumed run may save over its checkpoint.
     if let Some(path) = &args.save {
         outputs.check("--save", path, Writes::Checkpoint)?;
+    }
+    if let Some(path) = &args.resume {
+        outputs = outputs.reads("--resume", path);
     }
     let named = [
         ("--history", args.history.as_ref(), Writes::Json),
@@ -462,10 +464,12 @@ struct TrainedOn<'a> {
     fingerprint: Option<&'a str>,
 }
 
+/// The run saved at `path`, if this run (`spec`, `config` and early
+/// stopping's patience) continues it.
 fn resumable(
     path: &Path,
     spec: &ModelSpec,
-    mut config: TrainConfig,
+    (mut config, patience): (TrainConfig, Option<usize>),
     now: &TrainedOn<'_>,
 ) -> Result<(TrainConfig, TrainState), CliError> {
     let (dataset, examples) = (now.dataset, now.examples);
@@ -499,6 +503,21 @@ fn resumable(
         return Err(format!(
             "checkpoint {}: saved by a run with {was}; this run asks for {asked} (resume with the same training flags)",
             path.display(),
+        )
+        .into());
+    }
+    let saved_patience = state.early_stopping.as_ref().map(|s| s.patience());
+    if saved_patience != patience {
+        let flag = |p: Option<usize>| {
+            p.map_or("no --early-stopping".into(), |p| {
+                format!("--early-stopping {p}")
+            })
+        };
+        return Err(format!(
+            "checkpoint {}: saved by a run with {}; this run asks for {} (resume with the same training flags)",
+            path.display(),
+            flag(saved_patience),
+            flag(patience)
         )
         .into());
     }

@@ -13,10 +13,15 @@ use crate::backend::{Counters, Metrics, Profile, Split};
 use crate::data::Splits;
 use crate::device::Device;
 use crate::evaluate::{Error, Evaluator};
+
+mod early_stopping;
+
 use crate::loss::LossKind;
 use crate::model::{ModelSpec, Params};
 use crate::optim::{OptimizerKind, OptimizerSpec};
 use crate::plan::Program;
+pub(crate) use early_stopping::Counters as EarlyStoppingCounters;
+pub use early_stopping::EarlyStopping;
 
 /// How a model is trained. `Default` is the book's: batch 128, Keras' RMSprop,
 /// sparse cross-entropy, shuffled, seed 1.
@@ -83,8 +88,8 @@ pub trait Observer {
     /// The epoch's running metrics, every `report_every` steps.
     fn progress(&mut self, _epoch: usize, _running: &Metrics) {}
     fn epoch_end(&mut self, _record: &EpochRecord) {}
-    /// Called by [`Trainer::fit_with`] once an epoch is counted, before early
-    /// stopping looks at it, with the trainer at hand: the place to keep what
+    /// Called by [`Trainer::fit_with`] once an epoch is counted (and early
+    /// stopping has taken it into account), with the trainer at hand: the place to keep what
     /// a run saves (histories, checkpoints, Keras' `ModelCheckpoint`). An
     /// error ends the fit there as [`Error::Observer`].
     fn after_epoch(
@@ -217,6 +222,12 @@ pub struct TrainState {
     pub history: Vec<EpochRecord>,
     /// The epoch under way when training was interrupted.
     pub partial: Option<PartialEpoch>,
+    /// Early stopping's state, when the run stops early.
+    pub early_stopping: Option<EarlyStopping>,
+    /// The weights training goes on from, when they are not `params`: at the
+    /// end of a fit, early stopping left the best epoch's weights as the
+    /// model, and the run continues from its last epoch's.
+    pub continue_from: Option<Params>,
 }
 
 impl TrainState {
@@ -276,52 +287,6 @@ pub struct PartialEpoch {
     pub metrics: Metrics,
 }
 
-/// Keras' `EarlyStopping(monitor="val_loss", patience, restore_best_weights=True)`:
-/// stops after `patience` epochs without a lower validation loss, and leaves
-/// the model with the weights of the best epoch.
-#[derive(Debug, Clone)]
-pub struct EarlyStopping {
-    patience: usize,
-    best: Option<(f64, usize, Params)>,
-    waited: usize,
-}
-
-impl EarlyStopping {
-    pub fn new(patience: usize) -> Self {
-        Self {
-            patience,
-            best: None,
-            waited: 0,
-        }
-    }
-
-    /// Takes the epoch's record (which must carry a validation loss); keeps
-    /// the weights when they are the best so far. True when training should stop.
-    pub fn update(&mut self, record: &EpochRecord, trainer: &mut Trainer) -> Result<bool, Error> {
-        let val_loss = record
-            .val_loss
-            .ok_or_else(|| Error::Invalid("early stopping needs a validation split".into()))?;
-        if self.best.as_ref().is_none_or(|(best, ..)| val_loss < *best) {
-            self.best = Some((val_loss, record.epoch, trainer.params()?));
-            self.waited = 0;
-        } else {
-            self.waited += 1;
-        }
-        Ok(self.waited >= self.patience)
-    }
-
-    /// Puts the best epoch's weights back; returns that epoch.
-    pub fn restore_best(&self, trainer: &mut Trainer) -> Result<Option<usize>, Error> {
-        match &self.best {
-            Some((_, epoch, params)) => {
-                trainer.model().set_params(params)?;
-                Ok(Some(*epoch))
-            }
-            None => Ok(None),
-        }
-    }
-}
-
 /// A model being trained on a device: the data set is loaded once, and each
 /// epoch runs the plan's training step over a fresh example order, then
 /// evaluates the validation split if there is one.
@@ -331,6 +296,9 @@ pub struct Trainer {
     order: EpochOrder,
     epochs_done: usize,
     partial: Option<PartialEpoch>,
+    early_stopping: Option<EarlyStopping>,
+    /// See [`TrainState::continue_from`].
+    continue_from: Option<Params>,
 }
 
 impl Trainer {
@@ -364,6 +332,8 @@ impl Trainer {
             order,
             epochs_done: 0,
             partial: None,
+            early_stopping: None,
+            continue_from: None,
         })
     }
 
@@ -397,6 +367,8 @@ impl Trainer {
         trainer.epochs_done = state.epochs_done;
         trainer.order.seek(state.order_position);
         trainer.partial = state.partial;
+        trainer.early_stopping = state.early_stopping.clone();
+        trainer.continue_from = state.continue_from.clone();
         Ok(trainer)
     }
 
@@ -413,6 +385,8 @@ impl Trainer {
             order_position: self.order.position(),
             history: history.to_vec(),
             partial: self.partial,
+            early_stopping: self.early_stopping.clone(),
+            continue_from: self.continue_from.clone(),
         })
     }
 
@@ -421,15 +395,27 @@ impl Trainer {
         self.fit_with(epochs, None, observer)
     }
 
-    /// Trains up to `epochs` more epochs, stopping early as `early_stopping` says.
+    /// Trains up to `epochs` more epochs, stopping early as `early_stopping`
+    /// says. A run resumed with early stopping of the same patience goes on
+    /// with the saved one's state (best epoch, weights, epochs waited), so it
+    /// stops and restores where the straight run would have.
     pub fn fit_with(
         &mut self,
         epochs: usize,
-        mut early_stopping: Option<EarlyStopping>,
+        early_stopping: Option<EarlyStopping>,
         observer: &mut dyn Observer,
     ) -> Result<History, Error> {
         let start = Instant::now();
         let mut history = History::default();
+        self.early_stopping = match (early_stopping, self.early_stopping.take()) {
+            (Some(asked), Some(saved)) if saved.patience == asked.patience => Some(saved),
+            (asked, _) => asked,
+        };
+        // Training goes on from the last epoch's weights, not the best
+        // epoch's that the previous fit left as the model.
+        if let Some(last) = self.continue_from.take() {
+            self.model().set_params(&last)?;
+        }
         for done in 0..epochs {
             // A stop asked at an epoch's last read-back, or between epochs,
             // ends the fit before the next one.
@@ -440,23 +426,43 @@ impl Trainer {
                     steps: self.steps_per_epoch(),
                 });
             }
+            // Resumed after its patience ran out: the straight run stopped.
+            if self.early_stopping.as_ref().is_some_and(|s| s.exhausted()) {
+                history.stopped_early = true;
+                break;
+            }
             let record = self.train_epoch(observer)?;
+            if let Some(mut stopping) = self.early_stopping.take() {
+                let updated = stopping.update(&record, self);
+                self.early_stopping = Some(stopping);
+                updated?;
+            }
             observer
                 .after_epoch(self, &record)
                 .map_err(Error::Observer)?;
-            history.epochs.push(record.clone());
-            if let Some(stopping) = &mut early_stopping {
-                if stopping.update(&record, self)? {
-                    history.stopped_early = true;
-                    break;
-                }
+            history.epochs.push(record);
+            if self.early_stopping.as_ref().is_some_and(|s| s.exhausted()) {
+                history.stopped_early = true;
+                break;
             }
         }
-        if let Some(stopping) = &early_stopping {
-            history.best_epoch = stopping.restore_best(self)?;
-        }
+        history.best_epoch = self.restore_best()?;
         history.fit_seconds = start.elapsed().as_secs_f64();
         Ok(history)
+    }
+
+    /// Early stopping's end of a fit: the best epoch's weights become the
+    /// model's, the last epoch's kept to go on from; returns that epoch.
+    fn restore_best(&mut self) -> Result<Option<usize>, Error> {
+        let Some(best) = self.early_stopping.as_ref().and_then(|s| s.best.as_ref()) else {
+            return Ok(None);
+        };
+        let (epoch, params) = (best.epoch, best.params.clone());
+        if epoch != self.epochs_done {
+            self.continue_from = Some(self.params()?);
+            self.model().set_params(&params)?;
+        }
+        Ok(Some(epoch))
     }
 
     /// Trains one epoch over the next example order (or the rest of an

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use gpu_mnist::checkpoint::{self, Checkpoint};
 use gpu_mnist::{
@@ -137,12 +138,19 @@ pub fn train(args: &TrainArgs) -> Result<(), CliError> {
         config: &config,
         metadata: &metadata,
         history,
+        written: 0,
+        pace: WritePace::default(),
     };
     let stopping = args
         .early_stopping
         .map(|patience| EarlyStopping::new(patience as usize));
     let mut observer = (progress, (&mut interrupts, &mut files));
     let fitted = trainer.fit_with(args.epochs as usize, stopping, &mut observer);
+    // The epochs the pace left out, whatever ended the fit (unless writing
+    // them is what failed).
+    if !matches!(fitted, Err(gpu_mnist::Error::Observer(_))) {
+        files.flush()?;
+    }
     let history = files.history;
     let fitted = match fitted {
         Ok(fitted) => fitted,
@@ -231,8 +239,9 @@ pub fn train(args: &TrainArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-/// The CLI run's files: after every epoch, the history files and the
-/// periodic checkpoint.
+/// The CLI run's files: after epochs, the history files (as [`WritePace`]
+/// allows, and whatever is left by [`RunFiles::flush`]) and the periodic
+/// checkpoint.
 struct RunFiles<'a> {
     args: &'a TrainArgs,
     spec: &'a ModelSpec,
@@ -240,12 +249,55 @@ struct RunFiles<'a> {
     metadata: &'a HashMap<String, String>,
     /// Every epoch of the run, those before a `--resume` included.
     history: Vec<EpochRecord>,
+    /// Epochs of `history` in the files.
+    written: usize,
+    pace: WritePace,
+}
+
+impl RunFiles<'_> {
+    /// Writes the epochs not yet in the files.
+    fn flush(&mut self) -> Result<(), CliError> {
+        if self.written < self.history.len() {
+            write_epoch_files(self.args, &self.history)?;
+            self.written = self.history.len();
+        }
+        Ok(())
+    }
+}
+
+/// When the history files are written again. Each write is whole (atomic),
+/// so its cost grows with the epochs: written after every epoch, a run of
+/// 100,000 short epochs spent nearly all its time rewriting them. So a
+/// write waits until the time since the last one is [`WritePace::RATIO`]
+/// times what that one took: epochs of seconds still write after each one,
+/// and writing never takes more than about 1/RATIO of a run.
+#[derive(Default)]
+struct WritePace {
+    /// When the last write ended, and how long it took.
+    last: Option<(Instant, Duration)>,
+}
+
+impl WritePace {
+    const RATIO: u32 = 20;
+
+    fn due(&self, now: Instant) -> bool {
+        self.last
+            .is_none_or(|(ended, took)| now.duration_since(ended) >= took * Self::RATIO)
+    }
+
+    fn wrote(&mut self, started: Instant, ended: Instant) {
+        self.last = Some((ended, ended.duration_since(started)));
+    }
 }
 
 impl Observer for RunFiles<'_> {
     fn after_epoch(&mut self, trainer: &mut Trainer, record: &EpochRecord) -> Result<(), CliError> {
         self.history.push(record.clone());
-        write_epoch_files(self.args, &self.history)?;
+        let started = Instant::now();
+        if self.pace.due(started) {
+            self.flush()?;
+            self.pace.wrote(started, Instant::now());
+        }
         if let (Some(every), Some(path)) = (self.args.checkpoint_every, &self.args.save) {
             // Counted from the run's start, so a resumed run saves when the
             // straight run would have.
@@ -617,6 +669,18 @@ fn check_model(path: &Path, saved: &ModelSpec, wanted: &ModelSpec) -> Result<(),
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn files_are_written_again_once_training_took_twenty_times_the_last_write() {
+        let mut pace = WritePace::default();
+        let t0 = Instant::now();
+        assert!(pace.due(t0));
+        let ms = Duration::from_millis;
+        pace.wrote(t0, t0 + ms(10));
+        assert!(!pace.due(t0 + ms(10)));
+        assert!(!pace.due(t0 + ms(209)));
+        assert!(pace.due(t0 + ms(210)));
+    }
 
     #[test]
     fn csv_has_keras_columns() {

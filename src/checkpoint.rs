@@ -248,6 +248,18 @@ pub fn read(path: &Path) -> Result<Checkpoint, CheckpointError> {
     from_bytes(&bytes, &path.display().to_string())
 }
 
+/// [`read`] of the model alone (`run` is `None`): what evaluating,
+/// predicting, exporting or starting from the weights needs. A run's
+/// optimizer state (one to two times the model again) is neither read into
+/// tensors nor checked.
+pub fn read_model(path: &Path) -> Result<Checkpoint, CheckpointError> {
+    let bytes = read_bytes(path).map_err(|e| CheckpointError {
+        path: path.display().to_string(),
+        problem: e.to_string(),
+    })?;
+    parse(&bytes, &path.display().to_string(), false)
+}
+
 /// The file's bytes, once its first eight (the header's length) say it can
 /// be a safetensors file of its size: a large file of zeros or of anything
 /// else is refused before the rest of it is read.
@@ -287,6 +299,11 @@ fn check_config(config: &TrainConfig) -> Result<(), String> {
 
 /// [`read`] of a checkpoint's bytes; `name` (its path) labels the errors.
 pub fn from_bytes(bytes: &[u8], name: &str) -> Result<Checkpoint, CheckpointError> {
+    parse(bytes, name, true)
+}
+
+/// The checkpoint in `bytes`, its run's state too when `with_run`.
+fn parse(bytes: &[u8], name: &str, with_run: bool) -> Result<Checkpoint, CheckpointError> {
     let err = |problem: String| CheckpointError {
         path: name.to_string(),
         problem,
@@ -308,7 +325,7 @@ pub fn from_bytes(bytes: &[u8], name: &str) -> Result<Checkpoint, CheckpointErro
     spec.validate()
         .map_err(|e| err(format!("the saved architecture cannot be used: {e}")))?;
     let params = read_tensors(&tensors, "", &spec).map_err(&err)?;
-    let run = match metadata.get(CONFIG_KEY) {
+    let run = match metadata.get(CONFIG_KEY).filter(|_| with_run) {
         None => None,
         Some(config) => {
             let field = |key: &str| {
@@ -506,6 +523,9 @@ mod tests {
         save_run(&path, &spec, &config, &damaged, HashMap::new()).unwrap();
         let err = read(&path).unwrap_err().to_string();
         assert!(err.ends_with("optimizer state slot 1 holds a mean of squared gradients, but a value in it is negative"), "{err}");
+        // The model alone reads without looking at the run's state.
+        let model = read_model(&path).unwrap();
+        assert_eq!((model.run, model.params), (None, damaged.params.clone()));
         // Settings a run cannot go on with name the file and the setting.
         save_run(&path, &spec, &config, &state, HashMap::new()).unwrap();
         let whole = std::fs::read(&path).unwrap();

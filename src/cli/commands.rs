@@ -63,7 +63,7 @@ fn export(args: &ExportArgs) -> Result<(), CliError> {
         .overwrite(args.overwrite)
         .reads("the checkpoint", &args.checkpoint)
         .check("--output", &args.output, Writes::PytorchExport)?;
-    let saved = checkpoint::read(&args.checkpoint)?;
+    let saved = checkpoint::read_model(&args.checkpoint)?;
     let module = checkpoint::export_pytorch(&args.output, &saved.spec, &saved.params)?;
     outln!(
         "wrote {}: load it into {module} with load_state_dict(safetensors.torch.load_file(...))",
@@ -109,7 +109,7 @@ pub(super) fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<(
 /// data set is refused. Read before the data is located, so that a bad
 /// checkpoint is found without reading (or downloading) any data set file.
 fn read_checkpoint(path: &Path, set: &DataSet) -> Result<Checkpoint, CliError> {
-    let saved = checkpoint::read(path)?;
+    let saved = checkpoint::read_model(path)?;
     if let Some(trained) = saved.metadata.get(checkpoint::DATASET_KEY) {
         if trained != set.name {
             let advice = match DataSet::named(trained) {

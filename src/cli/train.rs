@@ -83,7 +83,7 @@ pub fn train(args: &TrainArgs) -> Result<(), CliError> {
             (trainer, state.history)
         }
         (None, Some(path)) => {
-            let saved = checkpoint::read(path)?;
+            let saved = checkpoint::read_model(path)?;
             check_model(path, &saved.spec, &spec)?;
             (
                 Trainer::new(&device, &spec, &saved.params, data, config)?,

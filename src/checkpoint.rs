@@ -264,6 +264,15 @@ pub fn read_model(path: &Path) -> Result<Checkpoint, CheckpointError> {
 /// be a safetensors file of its size: a large file of zeros or of anything
 /// else is refused before the rest of it is read.
 fn read_bytes(path: &Path) -> std::io::Result<Vec<u8>> {
+    let (mut file, _) = open_checked(path)?;
+    // The whole file, header length included, from the file already open.
+    std::io::Seek::rewind(&mut file)?;
+    crate::input_file::read_file_bounded(file, MAX_BYTES)
+}
+
+/// The file at `path`, open after its first eight bytes, once they announce
+/// a header that fits it; and that header's length.
+fn open_checked(path: &Path) -> std::io::Result<(std::fs::File, u64)> {
     use std::io::Read;
     let mut file = crate::input_file::open_regular(path)?;
     let len = file.metadata()?.len();
@@ -279,9 +288,21 @@ fn read_bytes(path: &Path) -> std::io::Result<Vec<u8>> {
             "not a safetensors file: its first 8 bytes announce a header of {header} bytes in a file of {len} (at most {MAX_HEADER})"
         )));
     }
-    // The whole file, header length included, from the file already open.
-    std::io::Seek::rewind(&mut file)?;
-    crate::input_file::read_file_bounded(file, MAX_BYTES)
+    Ok((file, header))
+}
+
+/// The architecture a checkpoint's header names, read without its tensors:
+/// a run resumed with another model is refused before a large file is read.
+/// `None` for a file that names none (the first versions'); errors are
+/// left to [`read`].
+pub fn read_spec(path: &Path) -> Option<ModelSpec> {
+    use std::io::Read;
+    let (file, length) = open_checked(path).ok()?;
+    let mut header = Vec::new();
+    file.take(length).read_to_end(&mut header).ok()?;
+    let header: serde_json::Value = serde_json::from_slice(&header).ok()?;
+    let model = header.get("__metadata__")?.get(MODEL_KEY)?.as_str()?;
+    serde_json::from_str(model).ok()
 }
 
 /// What a run's saved settings must be for the run to go on (JSON cannot
@@ -608,6 +629,12 @@ mod tests {
         let loaded = read(&path).unwrap();
         assert_eq!((&loaded.spec, &loaded.params), (&spec, &params));
         assert_eq!(loaded.metadata[DATASET_KEY], "kmnist");
+        // From the header alone too; nothing for a file that is not one.
+        assert_eq!(read_spec(&path), Some(spec.clone()));
+        let other = dir.path().join("other");
+        std::fs::write(&other, b"\x08\0\0\0\0\0\0\0{\"a\": 1}").unwrap();
+        assert_eq!(read_spec(&other), None);
+        assert_eq!(read_spec(&dir.path().join("missing")), None);
 
         // A file without the architecture reads as relu layers and a softmax head.
         let views: Vec<(String, TensorView)> = params

@@ -29,6 +29,13 @@ const EXAMPLES_KEY: &str = "examples_sha256";
 
 pub fn train(args: &TrainArgs) -> Result<(), CliError> {
     check_outputs(args)?;
+    // Another model is seen in the checkpoint's header, before the data or
+    // the whole checkpoint are read.
+    if let Some(path) = &args.resume {
+        if let Some(saved) = checkpoint::read_spec(path) {
+            check_model(path, &saved, &args.model.spec())?;
+        }
+    }
     let mut data = load_data(&args.data)?;
     if let Some(n) = args.train_samples {
         if n as usize > data.train.len {

@@ -64,6 +64,7 @@ pub fn user_cache_dir() -> Option<std::path::PathBuf> {
 }
 
 pub use backend::gpu::context::AdapterSummary;
+pub use backend::gpu::tune::cache::WARNING_TARGET as KERNEL_CACHE_LOG_TARGET;
 pub use backend::gpu::tune::forget_choices as forget_kernel_choices;
 pub use backend::gpu::GpuError;
 pub use backend::{Counters, DeviceError, KernelTime, Metrics, Profile, Split};

@@ -51,6 +51,8 @@ fn main() -> ExitCode {
     env_logger::Builder::from_env(
         env_logger::Env::default().default_filter_or("warn,wgpu_hal=off"),
     )
+    // After RUST_LOG, so that no setting of it hides them.
+    .filter_module(gpu_mnist::KERNEL_CACHE_LOG_TARGET, log::LevelFilter::Warn)
     .init();
     let args = cli::args::Cli::parse();
     match cli::commands::run(args) {

@@ -558,6 +558,19 @@ fn devices_shows_the_kernel_choices_measured_once_then_cached() {
         "{}",
         stderr(&rebuilt)
     );
+    // Whatever RUST_LOG says: the warning is about the user's file.
+    std::fs::write(&cache, &written.as_bytes()[..written.len() / 2]).unwrap();
+    let quiet = Command::new(env!("CARGO_BIN_EXE_gpu-mnist"))
+        .args(["devices", "--kernels"])
+        .env("GPU_MNIST_KERNEL_CACHE", &cache)
+        .env("RUST_LOG", "error")
+        .output()
+        .unwrap();
+    assert!(
+        stderr(&quiet).contains("damaged; choices are measured again"),
+        "{}",
+        stderr(&quiet)
+    );
     let whole = std::fs::read_to_string(&cache).unwrap();
     assert!(
         whole.contains("\"format\": \"gpu-mnist kernel choices\""),

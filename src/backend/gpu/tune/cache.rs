@@ -18,6 +18,11 @@ use std::path::{Path, PathBuf};
 
 use super::Choice;
 
+/// The log target of the cache's warnings (a damaged or foreign file, one
+/// that cannot be written), which the CLI shows whatever `RUST_LOG` says:
+/// they are about a file of the user's, not the program's internals.
+pub const WARNING_TARGET: &str = "gpu_mnist::kernel_cache";
+
 /// Environment variable naming the cache file instead of the default.
 pub const CACHE_ENV: &str = "GPU_MNIST_KERNEL_CACHE";
 
@@ -101,7 +106,7 @@ struct Cached {
 fn warn_once(path: &Path, why: &str) {
     static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
     if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
-        log::warn!("kernel cache {}: {why}", path.display());
+        log::warn!(target: WARNING_TARGET, "kernel cache {}: {why}", path.display());
     }
 }
 

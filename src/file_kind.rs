@@ -35,9 +35,15 @@ impl FileKind {
     /// The kind of the file at `path`, if it is one of these (`None` for
     /// anything else, or nothing there).
     pub fn of(path: &Path) -> Option<FileKind> {
-        let file = crate::input_file::open_regular(path).ok()?;
+        let mut file = crate::input_file::open_regular(path).ok()?;
         let mut head = Vec::new();
-        file.take(HEAD).read_to_end(&mut head).ok()?;
+        (&mut file).take(HEAD).read_to_end(&mut head).ok()?;
+        // A checkpoint's tensor names follow its metadata, a long run's
+        // history among them: its whole header is read.
+        if let Some(length) = safetensors_header_length(&head) {
+            let rest = (8 + length).saturating_sub(head.len() as u64);
+            file.take(rest).read_to_end(&mut head).ok()?;
+        }
         Self::sniff(&head)
     }
 
@@ -92,18 +98,22 @@ impl FileKind {
 /// safetensors' own bound) then a JSON object; a checkpoint's names its
 /// model's tensors, every model having a dense layer.
 fn safetensors(head: &[u8]) -> Option<FileKind> {
-    let (length, rest) = head.split_first_chunk::<8>()?;
-    let length = u64::from_le_bytes(*length);
-    if !(2..=100_000_000).contains(&length) || rest.first() != Some(&b'{') {
-        return None;
-    }
-    let header = &rest[..rest.len().min(length as usize)];
+    let length = safetensors_header_length(head)?;
+    let header = &head[8..head.len().min(8 + length as usize)];
     let named = |name: &str| header.windows(name.len()).any(|w| w == name.as_bytes());
     Some(if named("\"dense_0.kernel\"") {
         FileKind::Checkpoint
     } else {
         FileKind::Safetensors
     })
+}
+
+/// The header length a safetensors file's first bytes announce, when they
+/// look like one (a length within safetensors' bound, then a JSON object).
+fn safetensors_header_length(head: &[u8]) -> Option<u64> {
+    let (length, rest) = head.split_first_chunk::<8>()?;
+    let length = u64::from_le_bytes(*length);
+    ((2..=100_000_000).contains(&length) && rest.first() == Some(&b'{')).then_some(length)
 }
 
 #[cfg(test)]
@@ -120,6 +130,12 @@ mod tests {
         let params = Params::init(&spec, Init::Glorot, 1);
         crate::checkpoint::save(&model, &spec, &params, Default::default()).unwrap();
         assert_eq!(FileKind::of(&model), Some(FileKind::Checkpoint));
+        // A long run's history ahead of the tensor names, past the first read.
+        let history = "x".repeat(2 * HEAD as usize);
+        let long = dir.path().join("long.safetensors");
+        let metadata = [("history".to_string(), history)].into();
+        crate::checkpoint::save(&long, &spec, &params, metadata).unwrap();
+        assert_eq!(FileKind::of(&long), Some(FileKind::Checkpoint));
         let torch = dir.path().join("t.safetensors");
         crate::checkpoint::export_pytorch(&torch, &spec, &params).unwrap();
         assert_eq!(FileKind::of(&torch), Some(FileKind::Safetensors));

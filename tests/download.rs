@@ -32,6 +32,9 @@ enum Reply {
     Trickle(Vec<u8>),
     /// An HTML page with status 200 (a mirror's error or login page).
     Page(&'static str),
+    /// The gzip file sent as gzip-encoded text (a misconfigured server),
+    /// which the client decodes.
+    EncodedText(Vec<u8>),
 }
 
 /// Serves `routes` (path -> reply) on 127.0.0.1 until the test process ends;
@@ -120,6 +123,15 @@ fn serve(routes: HashMap<String, Reply>) -> (String, Arc<AtomicUsize>) {
                         }
                         Ok(())
                     })
+                }
+                Some(Reply::EncodedText(gz)) => {
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Encoding: gzip\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        gz.len()
+                    );
+                    stream
+                        .write_all(head.as_bytes())
+                        .and_then(|()| stream.write_all(gz))
                 }
                 Some(Reply::Page(html)) => {
                     let head = format!(
@@ -349,7 +361,7 @@ fn hash_mismatch_everywhere_keeps_nothing() {
 /// is not asked again.
 #[test]
 fn an_html_page_served_as_the_file_is_named() {
-    let (file, _) = tiny_file();
+    let (file, gz) = tiny_file();
     let (page, hits) = serve(route(Reply::Page("<!DOCTYPE html><p>Sign in</p>")));
     let dir = tempfile::tempdir().unwrap();
     let msg = failed_download(&impatient(), dir.path(), &file, &[page]);
@@ -360,6 +372,18 @@ fn an_html_page_served_as_the_file_is_named() {
     assert!(!msg.contains("SHA-256"), "{msg}");
     assert_eq!(hits.load(Ordering::SeqCst), 1);
     assert_eq!(entries(dir.path()), Vec::<String>::new());
+
+    // The file itself, gzip-encoded as text: decoded, verified, kept.
+    let (encoded, _) = serve(route(Reply::EncodedText(gz)));
+    download_files(
+        dir.path(),
+        std::slice::from_ref(&file),
+        &[encoded],
+        &unknown,
+        &mut ignore,
+    )
+    .unwrap();
+    assert_eq!(entries(dir.path()), vec![file.name.clone()]);
 }
 
 #[test]

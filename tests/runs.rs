@@ -555,8 +555,19 @@ fn a_stop_ends_runs_of_short_epochs(backend: &str) {
             args.extend_from_slice(extra);
             ok(gpu_mnist(&args))
         };
-        let resumed = p("resumed.st");
         let saved_arg = saved.to_str().unwrap();
+        // As the message says: the history again, its checkpoint beside it
+        // being the one resumed (no --save; nothing written at the end).
+        let history = p("h.json");
+        train(&[
+            "--history",
+            history.to_str().unwrap(),
+            "--resume",
+            saved_arg,
+            "--epochs",
+            "1",
+        ]);
+        let resumed = p("resumed.st");
         train(&[
             "--resume",
             saved_arg,

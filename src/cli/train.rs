@@ -153,14 +153,15 @@ pub fn train(args: &TrainArgs) -> Result<(), CliError> {
         .map(|patience| EarlyStopping::new(patience as usize));
     let mut observer = (progress, (&mut interrupts, &mut files));
     let fitted = trainer.fit_with(args.epochs as usize, stopping, &mut observer);
-    // The epochs the pace left out, whatever ended the fit (unless writing
-    // them is what failed).
-    if !matches!(fitted, Err(gpu_mnist::Error::Observer(_))) {
-        files.flush()?;
-    }
+    // The epochs the pace left out, whatever ended the fit; its failure is
+    // told once the run is saved.
+    let flushed = files.flush();
     let history = files.history;
     let fitted = match fitted {
-        Ok(fitted) => fitted,
+        Ok(fitted) => {
+            flushed?;
+            fitted
+        }
         Err(gpu_mnist::Error::Interrupted { epoch, step, steps }) => {
             let signal = interrupts.received().expect("only signals stop a run");
             let saved = match interrupted_checkpoint(args) {
@@ -171,12 +172,16 @@ pub fn train(args: &TrainArgs) -> Result<(), CliError> {
                 }
                 None => None,
             };
+            flushed?;
             let remaining = total_epochs - (epoch - 1);
             return Err(interrupted_message(signal, (epoch, step, steps), saved, remaining).into());
         }
         // The run's own files failed to write: its message, as it was.
         Err(gpu_mnist::Error::Observer(e)) => return Err(e),
-        Err(e) => return Err(e.into()),
+        Err(e) => {
+            flushed?;
+            return Err(e.into());
+        }
     };
     let (fit_seconds, best_epoch) = (fitted.fit_seconds, fitted.best_epoch);
     if fitted.stopped_early && !args.quiet {
@@ -449,13 +454,22 @@ fn check_outputs(args: &TrainArgs) -> Result<(), CliError> {
         }
     }
     // Last, so that a problem with a file the user named is told of it,
-    // not of the checkpoint beside it.
+    // not of the checkpoint beside it; which may be the --resume file (the
+    // run continued as its interruption said).
+    let same_file = |a: &Path, b: &Path| matches!((std::fs::canonicalize(a), std::fs::canonicalize(b)), (Ok(a), Ok(b)) if a == b);
     match (&args.save, interrupted_checkpoint(args)) {
-        (None, Some(beside)) => outputs.check(
-            "the checkpoint an interruption saves",
-            &beside,
-            Writes::Checkpoint,
-        ),
+        (None, Some(beside))
+            if !args
+                .resume
+                .as_deref()
+                .is_some_and(|r| same_file(r, &beside)) =>
+        {
+            outputs.check(
+                "the checkpoint an interruption saves",
+                &beside,
+                Writes::Checkpoint,
+            )
+        }
         _ => Ok(()),
     }
 }

@@ -208,13 +208,19 @@ impl From<String> for FetchFailure {
     }
 }
 
+/// A response's body, and its content type when it looks like a page.
+struct Fetched {
+    body: Vec<u8>,
+    page: Option<String>,
+}
+
 fn fetch(
     agent: &ureq::Agent,
     url: &str,
     remote: &RemoteFile,
     limits: &NetworkLimits,
     progress: &mut dyn FnMut(Progress<'_>),
-) -> Result<Vec<u8>, FetchFailure> {
+) -> Result<Fetched, FetchFailure> {
     let (file, max) = (remote.name.as_str(), transfer_cap(remote.max_bytes));
     let mut response = agent.get(url).call().map_err(|e| FetchFailure {
         why: e.to_string(),
@@ -255,18 +261,16 @@ fn fetch(
                 })
             }
             Ok(0) => {
-                // A page served in the file's place (a mirror's error or
-                // login page, with status 200): named, not hashed.
-                let page = content_type.as_deref().filter(|t| t.starts_with("text/"));
-                if let Some(page) = page.filter(|_| file.ends_with(".gz")) {
-                    if !body.starts_with(&super::idx::GZIP_MAGIC) {
-                        return Err(FetchFailure {
-                            why: format!("not a gzip file ({page}): the mirror sent a page"),
-                            lasting: true,
-                        });
-                    }
-                }
-                return Ok(body);
+                // Text that is not gzip in a .gz file's place: a page (a
+                // mirror's error or login page, with status 200), unless it
+                // verifies (a server may gzip-encode the file, and ureq
+                // decode it).
+                let page = content_type.filter(|t| {
+                    t.starts_with("text/")
+                        && file.ends_with(".gz")
+                        && !body.starts_with(&super::idx::GZIP_MAGIC)
+                });
+                return Ok(Fetched { body, page });
             }
             Ok(n) => {
                 body.extend_from_slice(&chunk[..n]);
@@ -367,10 +371,15 @@ pub fn download_files_within(
                         refused[m] |= failure.lasting;
                         failure.why
                     }
-                    Ok(body) => match verify(file, body.clone(), identify) {
+                    Ok(Fetched { body, page }) => match verify(file, body.clone(), identify) {
                         Err(error) => {
                             refused[m] = true;
-                            error
+                            match page {
+                                Some(page) => format!(
+                                    "not a gzip file ({page}): the mirror sent a page; nothing was written"
+                                ),
+                                None => error,
+                            }
                         }
                         Ok(()) => {
                             let path = dir.join(name);

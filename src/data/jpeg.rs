@@ -139,6 +139,8 @@ fn layout(bytes: &[u8]) -> Result<Layout, String> {
                     match (bytes.get(at), bytes.get(at + 1)) {
                         (None, _) | (Some(0xFF), None) => return Err(cut()),
                         (Some(0xFF), Some(0x00 | 0xD0..=0xD7)) => at += 2,
+                        // Fill bytes, which may precede a restart marker.
+                        (Some(0xFF), Some(0xFF)) => at += 1,
                         (Some(0xFF), Some(_)) => break,
                         (Some(_), _) => at += 1,
                     }

@@ -73,9 +73,9 @@ impl EarlyStopping {
         Ok(())
     }
 
-    /// Patience ran out: training stops.
+    /// Patience ran out: training stops (never before a first epoch).
     pub(crate) fn exhausted(&self) -> bool {
-        self.waited >= self.patience
+        self.best.is_some() && self.waited >= self.patience
     }
 
     pub(crate) fn counters(&self) -> Counters {

@@ -411,11 +411,6 @@ impl Trainer {
             (Some(asked), Some(saved)) if saved.patience == asked.patience => Some(saved),
             (asked, _) => asked,
         };
-        // Training goes on from the last epoch's weights, not the best
-        // epoch's that the previous fit left as the model.
-        if let Some(last) = self.continue_from.take() {
-            self.model().set_params(&last)?;
-        }
         for done in 0..epochs {
             // A stop asked at an epoch's last read-back, or between epochs,
             // ends the fit before the next one.
@@ -451,6 +446,15 @@ impl Trainer {
         Ok(history)
     }
 
+    /// Training goes on from the last epoch's weights, not the best epoch's
+    /// that early stopping left as the model at the end of a fit.
+    fn go_on_from_the_last_epoch(&mut self) -> Result<(), Error> {
+        if let Some(last) = self.continue_from.take() {
+            self.model().set_params(&last)?;
+        }
+        Ok(())
+    }
+
     /// Early stopping's end of a fit: the best epoch's weights become the
     /// model's, the last epoch's kept to go on from; returns that epoch.
     fn restore_best(&mut self) -> Result<Option<usize>, Error> {
@@ -458,7 +462,8 @@ impl Trainer {
             return Ok(None);
         };
         let (epoch, params) = (best.epoch, best.params.clone());
-        if epoch != self.epochs_done {
+        // Unless a fit without epochs left it so already.
+        if epoch != self.epochs_done && self.continue_from.is_none() {
             self.continue_from = Some(self.params()?);
             self.model().set_params(&params)?;
         }
@@ -470,6 +475,7 @@ impl Trainer {
     /// number ([`Error::Diverged`]), or where `observer` asks to
     /// ([`Error::Interrupted`]).
     pub fn train_epoch(&mut self, observer: &mut dyn Observer) -> Result<EpochRecord, Error> {
+        self.go_on_from_the_last_epoch()?;
         let epoch = self.epochs_done + 1;
         let batch = self.config.batch_size;
         let steps = self.steps_per_epoch();
@@ -548,6 +554,7 @@ impl Trainer {
         order: &[u32],
         report: &mut dyn FnMut(&Metrics),
     ) -> Result<Metrics, Error> {
+        self.go_on_from_the_last_epoch()?;
         Ok(self
             .engine
             .exec

@@ -167,8 +167,10 @@ fn depth_split_gemm(
 ) {
     let (m, k, n) = (a.nrows(), a.ncols(), b.ncols());
     let block = k.div_ceil(threads);
+    // With many threads, fewer parts than threads cover the depth.
+    let parts = k.div_ceil(block);
     let mut partials = PARTIALS.take();
-    partials.resize((threads - 1) * m * n, 0.0);
+    partials.resize((parts - 1) * m * n, 0.0);
     let depth = |i: usize| i * block..((i + 1) * block).min(k);
     let part = |i: usize, c: &mut ArrayViewMut2<f32>| {
         let range = depth(i);
@@ -348,5 +350,40 @@ pub fn one_hot(labels: &[u8], mut out: ArrayViewMut2<f32>) {
     out.fill(0.0);
     for (mut row, &l) in out.axis_iter_mut(Axis(0)).zip(labels) {
         row[l as usize] = 1.0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_util::Lcg;
+
+    /// A deep product split across any number of threads, more threads
+    /// than the depth splits into included (128 threads over a depth of
+    /// 7,744 leave the last ones nothing), equals the f64 product.
+    #[test]
+    fn a_depth_split_product_is_right_for_any_thread_count() {
+        let (m, k, n) = (9, 7744, 10);
+        let mut rng = Lcg(3);
+        let a: Vec<f32> = (0..m * k).map(|_| rng.signed()).collect();
+        let b: Vec<f32> = (0..k * n).map(|_| rng.signed()).collect();
+        let a = ArrayView2::from_shape((m, k), &a).unwrap();
+        let b = ArrayView2::from_shape((k, n), &b).unwrap();
+        for threads in [2, 3, 7, 128] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let mut c = vec![f32::NAN; m * n];
+            pool.install(|| matmul(a, b, ArrayViewMut2::from_shape((m, n), &mut c).unwrap()));
+            for (i, &got) in c.iter().enumerate() {
+                let (r, col) = (i / n, i % n);
+                let want: f64 = (0..k).map(|j| a[[r, j]] as f64 * b[[j, col]] as f64).sum();
+                assert!(
+                    (got as f64 - want).abs() < 1e-3,
+                    "{threads} threads, ({r}, {col}): {got} vs {want}"
+                );
+            }
+        }
     }
 }

@@ -272,6 +272,23 @@ impl TrainState {
                 self.order_position
             ));
         }
+        // Early stopping looks at every epoch: it waited for those since
+        // its best.
+        if let Some(stopping) = &self.early_stopping {
+            let counted = match &stopping.best {
+                Some(best) => best.epoch + stopping.waited,
+                None => stopping.waited,
+            };
+            let best_ok = stopping.best.as_ref().is_none_or(|b| b.epoch >= 1);
+            if counted != self.epochs_done || !best_ok {
+                return Err(format!(
+                    "early stopping's best epoch {} and {} epochs waited do not add up to the {} epochs done",
+                    stopping.best.as_ref().map_or(0, |b| b.epoch),
+                    stopping.waited,
+                    self.epochs_done
+                ));
+            }
+        }
         Ok(())
     }
 }
@@ -605,6 +622,40 @@ impl Trainer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Early stopping's counters must agree with the epochs done: its best
+    /// epoch plus the epochs waited since.
+    #[test]
+    fn early_stopping_counters_that_do_not_add_up_are_refused() {
+        let spec = ModelSpec::mlp(4, &[3], 2);
+        let params = Params::init(&spec, crate::Init::Glorot, 1);
+        let stopping = |best: Option<usize>, waited| {
+            let counters = early_stopping::Counters {
+                patience: 5,
+                waited,
+                best: best.map(|epoch| (epoch, 0.5)),
+            };
+            EarlyStopping::from_saved(counters, best.map(|_| params.clone())).unwrap()
+        };
+        let state = |early_stopping| TrainState {
+            params: params.clone(),
+            slots: Vec::new(),
+            steps: 30,
+            epochs_done: 3,
+            order_position: 0,
+            history: Vec::new(),
+            partial: None,
+            early_stopping: Some(early_stopping),
+            continue_from: None,
+        };
+        assert_eq!(state(stopping(Some(2), 1)).check(10, 100, false), Ok(()));
+        for (best, waited) in [(Some(2), 0), (Some(3), 1), (None, 0), (Some(0), 3)] {
+            let err = state(stopping(best, waited))
+                .check(10, 100, false)
+                .unwrap_err();
+            assert!(err.starts_with("early stopping's best epoch"), "{err}");
+        }
+    }
 
     #[test]
     fn epoch_orders_are_seeded_permutations() {

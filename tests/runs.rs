@@ -9,6 +9,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use common::{gpu_mnist, ok, stderr, stdout};
+use gpu_mnist::{TrainConfig, TrainState};
 
 fn history(path: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
@@ -193,56 +194,31 @@ fn resuming_refuses_a_different_run_saying_what_differs() {
         stderr(&out)
     );
     // A run state whose counts disagree (edited, or damaged) is refused.
-    let mut edited = gpu_mnist::checkpoint::read(Path::new(saved)).unwrap();
-    let (config, mut state) = edited.run.take().unwrap();
-    state.steps += 1;
-    let broken = dir.path().join("broken.st");
-    gpu_mnist::checkpoint::save_run(
-        &broken,
-        &edited.spec,
-        &config,
-        &state,
-        edited.metadata.clone(),
-    )
-    .unwrap();
-    let out = train(
-        &data,
-        "cpu",
-        &["--epochs", "1", "--resume", broken.to_str().unwrap()],
+    // A run state edited through the library, resumed: refused saying why.
+    let resume_edited = |edit: &dyn Fn(&mut TrainConfig, &mut TrainState), message: &str| {
+        let saved = gpu_mnist::checkpoint::read(Path::new(saved)).unwrap();
+        let (mut config, mut state) = saved.run.clone().unwrap();
+        edit(&mut config, &mut state);
+        let edited = dir.path().join("edited.st");
+        gpu_mnist::checkpoint::save_run(&edited, &saved.spec, &config, &state, saved.metadata)
+            .unwrap();
+        let out = train(
+            &data,
+            "cpu",
+            &["--epochs", "1", "--resume", edited.to_str().unwrap()],
+        );
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        assert!(stderr(&out).contains(message), "{}", stderr(&out));
+    };
+    // Counts that disagree (edited, or damaged).
+    resume_edited(
+        &|_, state| state.steps += 1,
+        "the saved run state is inconsistent: 25 steps taken, where 1 whole epoch(s) of 24 steps and 0 more make 24",
     );
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("the saved run state is inconsistent: 25 steps taken, where 1 whole epoch(s) of 24 steps and 0 more make 24"),
-        "{}",
-        stderr(&out)
-    );
-    // A setting without a flag (saved through the library): named as Keras
-    // names it, not dumped.
-    let mut rho = config;
-    rho.optimizer.rho = 0.95;
-    let other_rho = dir.path().join("rho.st");
-    let (_, state) = gpu_mnist::checkpoint::read(Path::new(saved))
-        .unwrap()
-        .run
-        .unwrap();
-    gpu_mnist::checkpoint::save_run(
-        &other_rho,
-        &edited.spec,
-        &rho,
-        &state,
-        edited.metadata.clone(),
-    )
-    .unwrap();
-    let out = train(
-        &data,
-        "cpu",
-        &["--epochs", "1", "--resume", other_rho.to_str().unwrap()],
-    );
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("saved by a run with rho 0.95; this run asks for rho 0.9 (resume with the same training flags)"),
-        "{}",
-        stderr(&out)
+    // A setting without a flag: named as Keras names it, not dumped.
+    resume_edited(
+        &|config, _| config.optimizer.rho = 0.95,
+        "saved by a run with rho 0.95; this run asks for rho 0.9 (resume with the same training flags)",
     );
     // Weights without a run's state start a new run only through --init-from.
     let weights = dir.path().join("weights.st");

@@ -32,6 +32,8 @@ enum Reply {
     Trickle(Vec<u8>),
     /// An HTML page with status 200 (a mirror's error or login page).
     Page(&'static str),
+    /// A redirect to this location.
+    Redirect(&'static str),
     /// The gzip file sent as gzip-encoded text (a misconfigured server),
     /// which the client decodes.
     EncodedText(Vec<u8>),
@@ -124,6 +126,12 @@ fn serve(routes: HashMap<String, Reply>) -> (String, Arc<AtomicUsize>) {
                         Ok(())
                     })
                 }
+                Some(Reply::Redirect(to)) => stream.write_all(
+                    format!(
+                        "HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    )
+                    .as_bytes(),
+                ),
                 Some(Reply::EncodedText(gz)) => {
                     let head = format!(
                         "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Encoding: gzip\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
@@ -372,6 +380,34 @@ fn an_html_page_served_as_the_file_is_named() {
     assert!(!msg.contains("SHA-256"), "{msg}");
     assert_eq!(hits.load(Ordering::SeqCst), 1);
     assert_eq!(entries(dir.path()), Vec::<String>::new());
+
+    // A redirect to a local file is named (ureq said "too many redirects").
+    let (redirect, hits) = serve(route(Reply::Redirect("file:///etc/passwd")));
+    let msg = failed_download(&impatient(), dir.path(), &file, &[redirect]);
+    assert!(
+        msg.contains("redirects to 'file:///etc/passwd', which is not followed (only http and https URLs are)"),
+        "{msg}"
+    );
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+    // One to a path on the same server, and one to an http URL, are followed.
+    let (file_server, _) = serve(route(Reply::Body(gz.clone())));
+    let elsewhere = format!("{file_server}tiny-labels-idx1-ubyte.gz").leak();
+    let mut routes = route(Reply::Redirect("/moved/tiny-labels-idx1-ubyte.gz"));
+    routes.insert(
+        "/moved/tiny-labels-idx1-ubyte.gz".into(),
+        Reply::Redirect(elsewhere),
+    );
+    let (two_hops, _) = serve(routes);
+    let moved = tempfile::tempdir().unwrap();
+    download_files(
+        moved.path(),
+        std::slice::from_ref(&file),
+        &[two_hops],
+        &unknown,
+        &mut ignore,
+    )
+    .unwrap();
+    assert_eq!(entries(moved.path()), vec![file.name.clone()]);
 
     // The file itself, gzip-encoded as text: decoded, verified, kept.
     let (encoded, _) = serve(route(Reply::EncodedText(gz)));

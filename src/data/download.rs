@@ -208,6 +208,67 @@ impl From<String> for FetchFailure {
     }
 }
 
+/// Redirects followed (ureq's default number).
+const MAX_REDIRECTS: usize = 10;
+
+/// The response to a GET of `url`, following redirects to http and https
+/// URLs: by hand, so that one elsewhere (`file:///...`) is named as such,
+/// where ureq said "too many redirects".
+fn get(agent: &ureq::Agent, url: &str) -> Result<ureq::http::Response<ureq::Body>, FetchFailure> {
+    let mut url = url.to_string();
+    for _ in 0..=MAX_REDIRECTS {
+        let response = agent.get(&url).call().map_err(|e| FetchFailure {
+            why: e.to_string(),
+            // A malformed URL or a refusal (404, 403) will be the same next
+            // time; a timeout (408) or rate limit (429) may not.
+            lasting: match e {
+                ureq::Error::BadUri(_) | ureq::Error::Http(_) => true,
+                ureq::Error::StatusCode(code) => {
+                    (400..500).contains(&code) && code != 408 && code != 429
+                }
+                _ => false,
+            },
+        })?;
+        if !response.status().is_redirection() {
+            return Ok(response);
+        }
+        let location = response
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        url = followed(&url, location).ok_or_else(|| FetchFailure {
+            why: format!(
+                "redirects to '{location}', which is not followed (only http and https URLs are)"
+            ),
+            lasting: true,
+        })?;
+    }
+    Err(FetchFailure {
+        why: format!("redirects more than {MAX_REDIRECTS} times"),
+        lasting: true,
+    })
+}
+
+/// Where a redirect from `from` to `location` goes: an http or https URL,
+/// or a path on the same server.
+fn followed(from: &str, location: &str) -> Option<String> {
+    let uri: ureq::http::Uri = location.parse().ok()?;
+    match uri.scheme_str() {
+        Some("http" | "https") => Some(location.to_string()),
+        Some(_) => None,
+        None if location.starts_with('/') && !location.starts_with("//") => {
+            let from: ureq::http::Uri = from.parse().ok()?;
+            Some(format!(
+                "{}://{}{location}",
+                from.scheme_str()?,
+                from.authority()?
+            ))
+        }
+        None => None,
+    }
+}
+
 /// A response's body, and its content type when it looks like a page.
 struct Fetched {
     body: Vec<u8>,
@@ -222,18 +283,7 @@ fn fetch(
     progress: &mut dyn FnMut(Progress<'_>),
 ) -> Result<Fetched, FetchFailure> {
     let (file, max) = (remote.name.as_str(), transfer_cap(remote.max_bytes));
-    let mut response = agent.get(url).call().map_err(|e| FetchFailure {
-        why: e.to_string(),
-        // A malformed URL or a refusal (404, 403) will be the same next time;
-        // a timeout (408) or rate limit (429) may not.
-        lasting: match e {
-            ureq::Error::BadUri(_) | ureq::Error::Http(_) => true,
-            ureq::Error::StatusCode(code) => {
-                (400..500).contains(&code) && code != 408 && code != 429
-            }
-            _ => false,
-        },
-    })?;
+    let mut response = get(agent, url)?;
     let content_type = response
         .headers()
         .get("content-type")
@@ -341,6 +391,8 @@ pub fn download_files_within(
         .timeout_connect(Some(limits.connect))
         .timeout_recv_response(Some(limits.stall))
         .timeout_per_read(Some(limits.stall))
+        // Followed by `get`.
+        .max_redirects(0)
         .build()
         .into();
     let mut paths = Vec::with_capacity(files.len());

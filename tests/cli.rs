@@ -1089,3 +1089,31 @@ fn outputs_do_not_replace_the_tools_other_files() {
     let csv = std::fs::read_to_string(&model).unwrap();
     assert!(csv.starts_with("epoch,accuracy,loss\n0,"), "{csv}");
 }
+
+/// Every output takes a file name that is not UTF-8, as the file system
+/// does: `--plot` used to be refused by the argument parser where `--csv`
+/// and `--history` were not.
+#[cfg(unix)]
+#[test]
+fn outputs_take_names_that_are_not_utf8() {
+    use std::os::unix::ffi::OsStrExt;
+    let Some(data) = common::mnist_dir() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let name = |bytes: &[u8]| dir.path().join(std::ffi::OsStr::from_bytes(bytes));
+    let (plot, csv) = (name(b"curves-\xff.png"), name(b"log-\xfe.csv"));
+    let out = Command::new(env!("CARGO_BIN_EXE_gpu-mnist"))
+        .args(["train", "--backend", "cpu", "--quiet", "--epochs", "1"])
+        .args(["--train-samples", "300", "--data-dir"])
+        .arg(&data)
+        .arg("--plot")
+        .arg(&plot)
+        .arg("--csv")
+        .arg(&csv)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(std::fs::read(&plot).unwrap().starts_with(b"\x89PNG"));
+    assert!(std::fs::read_to_string(&csv).unwrap().starts_with("epoch,"));
+}

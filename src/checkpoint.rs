@@ -233,6 +233,10 @@ fn architecture_of_tensors(tensors: &SafeTensors) -> Result<ModelSpec, String> {
     Ok(ModelSpec::mlp(first.0, &hidden, last.1))
 }
 
+/// safetensors' own bound on a header's length, so that a file is never
+/// read to learn it.
+pub const MAX_HEADER: u64 = 100_000_000;
+
 /// The largest checkpoint read: the largest model's parameters with two
 /// optimizer slots, and room for the header and metadata.
 const MAX_BYTES: u64 = 3 * 4 * crate::model::MAX_PARAMETERS as u64 + (64 << 20);
@@ -241,11 +245,7 @@ const MAX_BYTES: u64 = 3 * 4 * crate::model::MAX_PARAMETERS as u64 + (64 << 20);
 /// architecture, and that a run's state is whole. A file without an
 /// architecture (an older checkpoint) is taken as relu layers with a softmax head.
 pub fn read(path: &Path) -> Result<Checkpoint, CheckpointError> {
-    let bytes = read_bytes(path).map_err(|e| CheckpointError {
-        path: path.display().to_string(),
-        problem: e.to_string(),
-    })?;
-    from_bytes(&bytes, &path.display().to_string())
+    read_parsed(path, true)
 }
 
 /// [`read`] of the model alone (`run` is `None`): what evaluating,
@@ -253,11 +253,16 @@ pub fn read(path: &Path) -> Result<Checkpoint, CheckpointError> {
 /// optimizer state (one to two times the model again) is neither read into
 /// tensors nor checked.
 pub fn read_model(path: &Path) -> Result<Checkpoint, CheckpointError> {
+    read_parsed(path, false)
+}
+
+/// The checkpoint at `path`, its run's state too when `with_run`.
+fn read_parsed(path: &Path, with_run: bool) -> Result<Checkpoint, CheckpointError> {
     let bytes = read_bytes(path).map_err(|e| CheckpointError {
         path: path.display().to_string(),
         problem: e.to_string(),
     })?;
-    parse(&bytes, &path.display().to_string(), false)
+    parse(&bytes, &path.display().to_string(), with_run)
 }
 
 /// The file's bytes, once its first eight (the header's length) say it can
@@ -281,8 +286,6 @@ fn open_checked(path: &Path) -> std::io::Result<(std::fs::File, u64)> {
         std::io::Error::other(format!("{len} bytes, too short for a safetensors header"))
     })?;
     let header = u64::from_le_bytes(head);
-    // safetensors' own bound on a header, so a file is never read to learn it.
-    const MAX_HEADER: u64 = 100_000_000;
     if header == 0 || header > len - 8 || header > MAX_HEADER {
         return Err(std::io::Error::other(format!(
             "not a safetensors file: its first 8 bytes announce a header of {header} bytes in a file of {len} (at most {MAX_HEADER})"

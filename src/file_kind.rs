@@ -113,7 +113,8 @@ fn safetensors(head: &[u8]) -> Option<FileKind> {
 fn safetensors_header_length(head: &[u8]) -> Option<u64> {
     let (length, rest) = head.split_first_chunk::<8>()?;
     let length = u64::from_le_bytes(*length);
-    ((2..=100_000_000).contains(&length) && rest.first() == Some(&b'{')).then_some(length)
+    ((2..=crate::checkpoint::MAX_HEADER).contains(&length) && rest.first() == Some(&b'{'))
+        .then_some(length)
 }
 
 #[cfg(test)]

@@ -131,6 +131,11 @@ impl Outputs {
     }
 }
 
+/// Whether `a` and `b` name the same file (as [`Outputs`] judges a clash).
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    identity(a) == identity(b)
+}
+
 /// The file a path names: on unix, an existing file's device and inode (so a
 /// hard link is the same file); else the path, links and `..` resolved as far
 /// as it exists.

@@ -18,7 +18,7 @@ use super::args::TrainArgs;
 use super::commands::{load_data, write_json, CliError, Exit};
 use super::interrupt::{Interrupts, Signal};
 use super::model_args::layers_text;
-use super::outputs::{Outputs, Writes};
+use super::outputs::{same_file, Outputs, Writes};
 use super::progress::EpochLines;
 
 /// Metadata keys of the data a run trained on, checked when it resumes.
@@ -456,7 +456,6 @@ fn check_outputs(args: &TrainArgs) -> Result<(), CliError> {
     // Last, so that a problem with a file the user named is told of it,
     // not of the checkpoint beside it; which may be the --resume file (the
     // run continued as its interruption said).
-    let same_file = |a: &Path, b: &Path| matches!((std::fs::canonicalize(a), std::fs::canonicalize(b)), (Ok(a), Ok(b)) if a == b);
     match (&args.save, interrupted_checkpoint(args)) {
         (None, Some(beside))
             if !args

@@ -310,6 +310,8 @@ impl CpuExecutor {
         let (m, k) = mm.step_mk(rows);
         let n = mm.n;
         let mut c = self.take(mm.c);
+        // Out of `self` for the product, as `b` borrows `self`'s buffers.
+        let mut batch = std::mem::take(&mut self.sparse);
         let out = view_mut(&mut c, m, n);
         let b = if mm.form.transpose_b {
             view(self.get(mm.b), n, k).reversed_axes()
@@ -324,9 +326,9 @@ impl CpuExecutor {
         };
         if mm.a == Buf::Input && self.sparse_input {
             if mm.form.transpose_a {
-                sparse::grad_weights(&self.sparse, b, out);
+                sparse::grad_weights(&mut batch, b, out);
             } else {
-                sparse::forward(&self.sparse, b, bias, relu, out);
+                sparse::forward(&mut batch, b, bias, relu, out);
             }
         } else {
             let a = if mm.form.transpose_a {
@@ -344,6 +346,7 @@ impl CpuExecutor {
                 }
             }
         }
+        self.sparse = batch;
         self.bufs.insert(mm.c, c);
     }
 

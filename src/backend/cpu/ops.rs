@@ -98,8 +98,10 @@ fn sgemm(a: ArrayView2<f32>, b: ArrayView2<f32>, c: &mut ArrayViewMut2<f32>) {
     }
 }
 
-/// Products below this many multiply-adds run on one thread.
-const PARALLEL_MACS: usize = 1 << 16;
+/// Products below this many multiply-adds run on one thread: a fork-join
+/// costs more than it saves there (the MLP's 128x512x10 products take 0.03 ms
+/// on one thread, 0.05-0.07 ms split over two, `bench --profile`).
+const PARALLEL_MACS: usize = 1 << 20;
 
 /// `c = a · b` on rayon's threads: the rows of `c` (or, for a product of
 /// few rows, its columns) split in one block per thread, each a

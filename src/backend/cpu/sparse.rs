@@ -15,30 +15,70 @@ use crate::data::{pixel, Dataset};
 pub const MAX_DENSITY: f64 = 0.5;
 
 /// The nonzero pixels of a batch, by row (CSR) and by column (CSC), as
-/// `pixel / 255`. Buffers keep their capacity from batch to batch.
+/// `pixel / 255`. The columns, which only the weight gradient reads, are
+/// sorted from the rows while the forward product runs (see [`forward`]).
+/// Buffers keep their capacity from batch to batch.
 #[derive(Debug, Default)]
 pub struct SparseBatch {
-    rows: usize,
+    rows: SparseRows,
+    columns: SparseColumns,
+    /// Whether `columns` holds this batch's entries.
+    columns_ready: bool,
+}
+
+/// The nonzero pixels by row, and how many each column holds.
+#[derive(Debug, Default)]
+struct SparseRows {
+    count: usize,
     features: usize,
     row_start: Vec<usize>,
     row_cols: Vec<u32>,
     row_vals: Vec<f32>,
+    /// `column_counts[p + 1]`: the nonzero pixels in column `p`.
+    column_counts: Vec<usize>,
+}
+
+/// The same entries by column.
+#[derive(Debug, Default)]
+struct SparseColumns {
     col_start: Vec<usize>,
     col_rows: Vec<u32>,
     col_vals: Vec<f32>,
+    next: Vec<usize>,
 }
 
 impl SparseBatch {
     /// Collects the nonzero pixels of `indices` of `data`.
     pub fn gather(&mut self, data: &Dataset, indices: &[u32]) {
-        self.rows = indices.len();
+        self.rows.gather(data, indices);
+        self.columns_ready = false;
+    }
+
+    /// Fraction of the batch's pixels that are nonzero.
+    pub fn density(&self) -> f64 {
+        let rows = &self.rows;
+        rows.row_cols.len() as f64 / (rows.count * rows.features).max(1) as f64
+    }
+
+    fn columns(&mut self) -> &SparseColumns {
+        if !self.columns_ready {
+            self.columns.sort(&self.rows);
+            self.columns_ready = true;
+        }
+        &self.columns
+    }
+}
+
+impl SparseRows {
+    fn gather(&mut self, data: &Dataset, indices: &[u32]) {
+        self.count = indices.len();
         self.features = data.features;
         self.row_start.clear();
         self.row_cols.clear();
         self.row_vals.clear();
         self.row_start.push(0);
-        self.col_start.clear();
-        self.col_start.resize(data.features + 1, 0);
+        self.column_counts.clear();
+        self.column_counts.resize(data.features + 1, 0);
         for &i in indices {
             // Eight pixels at a time: most words of an MNIST image are all zero.
             for (w, word) in data.image(i as usize).chunks(8).enumerate() {
@@ -50,33 +90,36 @@ impl SparseBatch {
                         let p = 8 * w + j;
                         self.row_cols.push(p as u32);
                         self.row_vals.push(pixel(v));
-                        self.col_start[p + 1] += 1;
+                        self.column_counts[p + 1] += 1;
                     }
                 }
             }
             self.row_start.push(self.row_cols.len());
         }
-        // Counting sort of the same entries by column.
-        for p in 0..data.features {
+    }
+}
+
+impl SparseColumns {
+    /// Counting sort of `rows`' entries by column.
+    fn sort(&mut self, rows: &SparseRows) {
+        self.col_start.clone_from(&rows.column_counts);
+        for p in 0..rows.features {
             self.col_start[p + 1] += self.col_start[p];
         }
-        let nnz = self.row_cols.len();
+        let nnz = rows.row_cols.len();
         self.col_rows.resize(nnz, 0);
         self.col_vals.resize(nnz, 0.0);
-        let mut next = self.col_start[..data.features].to_vec();
-        for r in 0..self.rows {
-            for e in self.row_start[r]..self.row_start[r + 1] {
-                let p = self.row_cols[e] as usize;
-                self.col_rows[next[p]] = r as u32;
-                self.col_vals[next[p]] = self.row_vals[e];
-                next[p] += 1;
+        self.next.clear();
+        self.next
+            .extend_from_slice(&self.col_start[..rows.features]);
+        for r in 0..rows.count {
+            for e in rows.row_start[r]..rows.row_start[r + 1] {
+                let p = rows.row_cols[e] as usize;
+                self.col_rows[self.next[p]] = r as u32;
+                self.col_vals[self.next[p]] = rows.row_vals[e];
+                self.next[p] += 1;
             }
         }
-    }
-
-    /// Fraction of the batch's pixels that are nonzero.
-    pub fn density(&self) -> f64 {
-        self.row_cols.len() as f64 / (self.rows * self.features).max(1) as f64
     }
 }
 
@@ -125,9 +168,11 @@ fn accumulate_rows(
     }
 }
 
-/// `out = X · w (+ bias)` (then relu when asked) for the batch's rows.
+/// `out = X · w (+ bias)` (then relu when asked) for the batch's rows; the
+/// batch's columns are sorted meanwhile, so the weight gradient finds them
+/// ready without a serial step of its own.
 pub fn forward(
-    batch: &SparseBatch,
+    batch: &mut SparseBatch,
     w: ArrayView2<f32>,
     bias: Option<&[f32]>,
     relu: bool,
@@ -137,28 +182,45 @@ pub fn forward(
     let width = w.ncols();
     let w = w.as_slice().expect("standard layout");
     let out = out.into_slice().expect("the batch buffer is contiguous");
-    out.par_chunks_mut(width).enumerate().for_each(|(r, row)| {
-        match bias {
-            Some(bias) => row.copy_from_slice(bias),
-            None => row.fill(0.0),
-        }
-        let entries = batch.row_start[r]..batch.row_start[r + 1];
-        accumulate_rows(
-            &batch.row_cols[entries.clone()],
-            &batch.row_vals[entries],
-            |p| p * width..(p + 1) * width,
-            w,
-            row,
-        );
-        if relu {
-            row.iter_mut().for_each(|v| *v = v.max(0.0));
-        }
-    });
+    let SparseBatch {
+        rows,
+        columns,
+        columns_ready,
+    } = batch;
+    let rows = &*rows;
+    rayon::join(
+        || {
+            if !*columns_ready {
+                columns.sort(rows);
+                *columns_ready = true;
+            }
+        },
+        || {
+            out.par_chunks_mut(width).enumerate().for_each(|(r, row)| {
+                match bias {
+                    Some(bias) => row.copy_from_slice(bias),
+                    None => row.fill(0.0),
+                }
+                let entries = rows.row_start[r]..rows.row_start[r + 1];
+                accumulate_rows(
+                    &rows.row_cols[entries.clone()],
+                    &rows.row_vals[entries],
+                    |p| p * width..(p + 1) * width,
+                    w,
+                    row,
+                );
+                if relu {
+                    row.iter_mut().for_each(|v| *v = v.max(0.0));
+                }
+            })
+        },
+    );
 }
 
 /// `gw = Xᵀ · delta` for the batch: row p of `gw` sums `x[r, p] * delta[r, :]`
 /// over the rows where pixel p is nonzero.
-pub fn grad_weights(batch: &SparseBatch, delta: ArrayView2<f32>, gw: ArrayViewMut2<f32>) {
+pub fn grad_weights(batch: &mut SparseBatch, delta: ArrayView2<f32>, gw: ArrayViewMut2<f32>) {
+    let columns = batch.columns();
     let delta = delta.as_standard_layout();
     let width = delta.ncols();
     let delta = delta.as_slice().expect("standard layout");
@@ -166,10 +228,10 @@ pub fn grad_weights(batch: &SparseBatch, delta: ArrayView2<f32>, gw: ArrayViewMu
     let gw = gw.into_slice().expect("the gradient buffer is contiguous");
     gw.par_chunks_mut(cols).enumerate().for_each(|(p, row)| {
         row.fill(0.0);
-        let entries = batch.col_start[p]..batch.col_start[p + 1];
+        let entries = columns.col_start[p]..columns.col_start[p + 1];
         accumulate_rows(
-            &batch.col_rows[entries.clone()],
-            &batch.col_vals[entries],
+            &columns.col_rows[entries.clone()],
+            &columns.col_vals[entries],
             |r| r * width..(r + 1) * width,
             delta,
             row,

@@ -10,7 +10,7 @@ use crate::backend::{Executor, RunSettings, Split};
 use crate::data::catalog::{CLASSES, FEATURES};
 use crate::data::{Dataset, Splits};
 use crate::device::Device;
-use crate::evaluate::{executor, Error};
+use crate::evaluate::{block, executor, Error};
 use crate::loss::LossKind;
 use crate::model::ModelSpec;
 use crate::optim::{OptimizerKind, OptimizerSpec};
@@ -42,18 +42,19 @@ impl OpBench {
             report_every: usize::MAX,
             seed: 0,
         };
-        let (exec, _) = executor(device, plan, data, settings, &params)?;
+        let (exec, _) = pollster::block_on(executor(device, plan, data, settings, &params))?;
         Ok(Self { exec, rows })
     }
 
     /// Runs the step and waits for it.
     pub fn run(&mut self) -> Result<(), Error> {
         let order: Vec<u32> = (0..self.rows as u32).collect();
-        self.exec
-            .run(Program::Train, Split::Train, Some(&order), &mut |_| {
-                ControlFlow::Continue(())
-            })?;
-        Ok(())
+        let driver = self.exec.driver();
+        let mut go_on = |_: &crate::backend::Metrics| ControlFlow::Continue(());
+        let run = self
+            .exec
+            .run(Program::Train, Split::Train, Some(&order), &mut go_on);
+        block(driver, async { Ok(run.await.map(drop)?) })
     }
 }
 

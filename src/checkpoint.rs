@@ -128,18 +128,41 @@ fn to_json(value: &impl serde::Serialize) -> String {
     serde_json::to_string(value).expect("plain data serialises")
 }
 
+/// The bytes [`save`] writes (the model, and string `metadata`), for a
+/// file written elsewhere (a web page's download).
+pub fn model_bytes(
+    spec: &ModelSpec,
+    params: &Params,
+    metadata: HashMap<String, String>,
+) -> Result<Vec<u8>, CheckpointError> {
+    serialize(spec, &[(String::new(), params)], metadata).map_err(|problem| CheckpointError {
+        path: "the model".into(),
+        problem,
+    })
+}
+
 /// Writes each set of tensors under its name prefix.
 fn write(
     path: &Path,
     spec: &ModelSpec,
     sets: &[(String, &Params)],
-    mut metadata: HashMap<String, String>,
+    metadata: HashMap<String, String>,
 ) -> Result<(), CheckpointError> {
     let err = |problem: String| CheckpointError {
         path: path.display().to_string(),
         problem,
     };
-    let spec_json = serde_json::to_string(spec).map_err(|e| err(e.to_string()))?;
+    let bytes = serialize(spec, sets, metadata).map_err(err)?;
+    write_atomically(path, &bytes).map_err(|e| err(e.to_string()))
+}
+
+/// The safetensors file of each set of tensors under its name prefix.
+fn serialize(
+    spec: &ModelSpec,
+    sets: &[(String, &Params)],
+    mut metadata: HashMap<String, String>,
+) -> Result<Vec<u8>, String> {
+    let spec_json = serde_json::to_string(spec).map_err(|e| e.to_string())?;
     metadata.insert(MODEL_KEY.to_string(), spec_json);
     let mut views = Vec::new();
     for (prefix, set) in sets {
@@ -158,9 +181,8 @@ fn write(
         .into_iter()
         .map(|(n, v)| v.map(|v| (n, v)))
         .collect::<Result<_, _>>()
-        .map_err(|e| err(e.to_string()))?;
-    let bytes = safetensors::serialize(views, Some(metadata)).map_err(|e| err(e.to_string()))?;
-    write_atomically(path, &bytes).map_err(|e| err(e.to_string()))
+        .map_err(|e| e.to_string())?;
+    safetensors::serialize(views, Some(metadata)).map_err(|e| e.to_string())
 }
 
 fn f32_values(view: &TensorView, name: &str) -> Result<Vec<f32>, String> {

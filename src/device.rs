@@ -52,18 +52,20 @@ pub(crate) enum Opened {
 
 impl Device {
     /// Opens the device; for `Auto`, also says why it chose it.
-    pub(crate) fn open(&self) -> Result<(Opened, Option<String>), GpuError> {
+    pub(crate) async fn open(&self) -> Result<(Opened, Option<String>), GpuError> {
         match *self {
             Device::Cpu => Ok((Opened::Cpu, None)),
             Device::Gpu { api, adapter } => {
-                let ctx = GpuContext::open(api.backends(), adapter)?;
+                let ctx = GpuContext::open_async(api.backends(), adapter).await?;
                 Ok((Opened::Gpu(Box::new(ctx)), None))
             }
             Device::Auto => {
-                let all = adapters(GpuApi::Any);
+                let all = adapters_async(GpuApi::Any).await;
                 match all.iter().find(|a| !a.is_software()) {
                     Some(hardware) => {
-                        let ctx = GpuContext::open(GpuApi::Any.backends(), Some(hardware.index))?;
+                        let ctx =
+                            GpuContext::open_async(GpuApi::Any.backends(), Some(hardware.index))
+                                .await?;
                         Ok((Opened::Gpu(Box::new(ctx)), Some("a hardware GPU".into())))
                     }
                     None => {
@@ -82,6 +84,12 @@ impl Device {
 
 /// The adapters wgpu finds for `api`, most capable kind first (discrete,
 /// integrated, virtual, then software).
+#[cfg(not(target_arch = "wasm32"))]
 pub fn adapters(api: GpuApi) -> Vec<AdapterSummary> {
-    context::list(api.backends())
+    pollster::block_on(adapters_async(api))
+}
+
+/// [`adapters`], awaited (in a browser: the one adapter it offers, if any).
+pub async fn adapters_async(api: GpuApi) -> Vec<AdapterSummary> {
+    context::list(api.backends()).await
 }

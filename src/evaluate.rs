@@ -1,11 +1,15 @@
 //! A model on a device for evaluation and prediction, and the errors of the
 //! library's sessions.
 
+#[cfg(not(target_arch = "wasm32"))]
+use std::future::Future;
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use crate::backend::cpu::CpuExecutor;
 use crate::backend::gpu::GpuExecutor;
+#[cfg(not(target_arch = "wasm32"))]
+use crate::backend::host::Driver;
 use crate::backend::{Counters, DeviceError, Executor, Metrics, RunSettings, Split};
 use crate::data::Splits;
 use crate::device::{Device, Opened};
@@ -56,6 +60,7 @@ pub struct Evaluator {
 impl Evaluator {
     /// Opens `device` with the model `spec` holding `params`, evaluating in
     /// batches of `batch_size`.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn new(
         device: &Device,
         spec: &ModelSpec,
@@ -63,13 +68,24 @@ impl Evaluator {
         data: Arc<Splits>,
         batch_size: usize,
     ) -> Result<Self, Error> {
+        pollster::block_on(Self::new_async(device, spec, params, data, batch_size))
+    }
+
+    /// [`Self::new`], awaited.
+    pub async fn new_async(
+        device: &Device,
+        spec: &ModelSpec,
+        params: &Params,
+        data: Arc<Splits>,
+        batch_size: usize,
+    ) -> Result<Self, Error> {
         let report_every = crate::train::TrainConfig::default().report_every;
-        Self::open(device, spec, params, data, batch_size, None, report_every)
+        Self::open(device, spec, params, data, batch_size, None, report_every).await
     }
 
     /// Opens a device with the plan of `spec`, for training when `training`
     /// names the optimizer and loss.
-    pub(crate) fn open(
+    pub(crate) async fn open(
         device: &Device,
         spec: &ModelSpec,
         params: &Params,
@@ -108,7 +124,7 @@ impl Evaluator {
             report_every,
             seed,
         };
-        let (exec, why) = executor(device, plan, data.clone(), settings, &params.values())?;
+        let (exec, why) = executor(device, plan, data.clone(), settings, &params.values()).await?;
         let description = match why {
             Some(why) => format!("{}, chosen by auto: {why}", exec.describe()),
             None => exec.describe(),
@@ -135,16 +151,36 @@ impl Evaluator {
         &self.data
     }
 
+    /// What blocking calls drive the device with.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub(crate) fn driver(&self) -> Driver {
+        self.exec.driver()
+    }
+
     /// Loss and accuracy over a whole split.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn evaluate(&mut self, split: Split) -> Result<Metrics, Error> {
-        Ok(self.exec.run(Program::Eval, split, None, &mut |_| {
-            ControlFlow::Continue(())
-        })?)
+        block(self.driver(), self.evaluate_async(split))
+    }
+
+    /// [`Self::evaluate`], awaited.
+    pub async fn evaluate_async(&mut self, split: Split) -> Result<Metrics, Error> {
+        let mut go_on = |_: &Metrics| ControlFlow::Continue(());
+        Ok(self
+            .exec
+            .run(Program::Eval, split, None, &mut go_on)
+            .await?)
     }
 
     /// Class probabilities of each image (rows of the model's input, `u8`
     /// like the data set), computed on the device a batch at a time.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn predict(&mut self, images: &[u8]) -> Result<Vec<Vec<f32>>, Error> {
+        block(self.driver(), self.predict_async(images))
+    }
+
+    /// [`Self::predict`], awaited.
+    pub async fn predict_async(&mut self, images: &[u8]) -> Result<Vec<Vec<f32>>, Error> {
         let features = self.spec.input_len();
         if images.is_empty() || !images.len().is_multiple_of(features) {
             return Err(Error::Invalid(format!(
@@ -152,7 +188,7 @@ impl Evaluator {
                 images.len()
             )));
         }
-        let probs = self.exec.predict(images)?;
+        let probs = self.exec.predict(images).await?;
         Ok(probs
             .chunks(self.spec.classes())
             .map(<[f32]>::to_vec)
@@ -160,10 +196,17 @@ impl Evaluator {
     }
 
     /// The current parameters, read from the device.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn params(&mut self) -> Result<Params, Error> {
-        let tensors = (0..self.spec.param_shapes().len())
-            .map(|t| self.exec.read(Buf::Param(t)))
-            .collect::<Result<Vec<_>, _>>()?;
+        block(self.driver(), self.params_async())
+    }
+
+    /// [`Self::params`], awaited.
+    pub async fn params_async(&mut self) -> Result<Params, Error> {
+        let mut tensors = Vec::new();
+        for t in 0..self.spec.param_shapes().len() {
+            tensors.push(self.exec.read(Buf::Param(t)).await?);
+        }
         Ok(Params::from_values(&self.spec, tensors))
     }
 
@@ -186,10 +229,11 @@ impl Evaluator {
     }
 
     /// Optimizer state slot `slot`, read from the device.
-    pub(crate) fn state(&mut self, slot: usize) -> Result<Params, Error> {
-        let tensors = (0..self.spec.param_shapes().len())
-            .map(|tensor| self.exec.read(Buf::State { slot, tensor }))
-            .collect::<Result<Vec<_>, _>>()?;
+    pub(crate) async fn state(&mut self, slot: usize) -> Result<Params, Error> {
+        let mut tensors = Vec::new();
+        for tensor in 0..self.spec.param_shapes().len() {
+            tensors.push(self.exec.read(Buf::State { slot, tensor }).await?);
+        }
         Ok(Params::from_values(&self.spec, tensors))
     }
 
@@ -204,20 +248,35 @@ impl Evaluator {
 
     /// The kernel chosen for each product of the model on this device (GPU
     /// devices choose by measurement; empty on the CPU).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn kernel_choices(&mut self) -> Result<Vec<crate::KernelChoice>, Error> {
-        Ok(self.exec.kernel_choices()?)
+        block(self.driver(), self.kernel_choices_async())
+    }
+
+    /// [`Self::kernel_choices`], awaited.
+    pub async fn kernel_choices_async(&mut self) -> Result<Vec<crate::KernelChoice>, Error> {
+        Ok(self.exec.kernel_choices().await?)
     }
 }
 
+/// Runs a native caller's `future` to completion on `driver`'s device.
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) fn block<T>(
+    driver: Driver,
+    future: impl Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
+    driver.block_on(future)?
+}
+
 /// Opens `device` with `plan`; for `Device::Auto`, also says why it chose it.
-pub(crate) fn executor(
+pub(crate) async fn executor(
     device: &Device,
     plan: Plan,
     data: Arc<Splits>,
     settings: RunSettings,
     params: &[&[f32]],
 ) -> Result<(Box<dyn Executor>, Option<String>), Error> {
-    let (opened, why) = device.open()?;
+    let (opened, why) = device.open().await?;
     let exec: Box<dyn Executor> = match opened {
         Opened::Cpu => Box::new(CpuExecutor::new(plan, data, settings, params)),
         Opened::Gpu(ctx) => Box::new(GpuExecutor::new(*ctx, plan, &data, settings, params)?),

@@ -36,7 +36,9 @@
 pub mod atomic_file;
 mod backend;
 #[doc(hidden)]
+#[cfg(not(target_arch = "wasm32"))]
 pub mod bench_support;
+mod book;
 pub mod checkpoint;
 pub mod data;
 mod device;
@@ -69,7 +71,10 @@ pub use backend::gpu::tune::forget_choices as forget_kernel_choices;
 pub use backend::gpu::GpuError;
 pub use backend::{Counters, DeviceError, KernelTime, Metrics, Profile, Split};
 pub use backend::{KernelChoice, KernelTrial};
-pub use device::{adapters, Device, GpuApi};
+pub use book::BookModel;
+#[cfg(not(target_arch = "wasm32"))]
+pub use device::adapters;
+pub use device::{adapters_async, Device, GpuApi};
 pub use evaluate::{Error, Evaluator};
 pub use loss::LossKind;
 pub use model::{

@@ -442,6 +442,7 @@ impl Plan {
     /// A plan of no model: `tensors` parameter-sized buffers, batch buffers of
     /// `batch` rows, and `train` as its training program (single ops, for the
     /// conformance tests and the kernel benchmarks).
+    #[cfg(any(test, not(target_arch = "wasm32")))]
     pub fn bare(
         batch: usize,
         features: usize,

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use super::cpu::CpuExecutor;
 use super::gpu::kernels::matmul::{self, MatmulKernel};
 use super::gpu::{self, GpuContext, GpuExecutor};
+use super::host::Blocking;
 use super::{Executor, RunSettings, Split};
 use crate::data::{pixel, Splits};
 use crate::optim::{OptimizerKind, OptimizerSpec};
@@ -46,7 +47,7 @@ impl TestDevice {
             TestDevice::Vulkan => (wgpu::Backends::VULKAN, REQUIRE_ADAPTER_ENV),
             TestDevice::Gl => (wgpu::Backends::GL, REQUIRE_GL_ENV),
         };
-        let count = super::gpu::context::adapters(backends).len();
+        let count = pollster::block_on(super::gpu::context::adapters(backends)).len();
         if count == 0 {
             assert!(
                 !required(require),
@@ -119,7 +120,7 @@ fn examples(len: usize, features: usize, classes: usize) -> Splits {
 /// Runs the training program once over the first `rows` training examples.
 fn run_rows(exec: &mut dyn Executor, rows: usize) -> super::Metrics {
     let order: Vec<u32> = (0..rows as u32).collect();
-    exec.run(Program::Train, Split::Train, Some(&order), &mut |_| {
+    exec.run_blocking(Program::Train, Split::Train, Some(&order), &mut |_| {
         ControlFlow::Continue(())
     })
     .expect("the step runs")
@@ -266,7 +267,7 @@ fn matmul_forms(device: TestDevice, ctx: &Option<GpuContext>) {
                 };
                 let mut exec = setup.open();
                 run_rows(exec.as_mut(), rows);
-                let got = exec.read(Buf::Grad(3)).unwrap();
+                let got = exec.read_blocking(Buf::Grad(3)).unwrap();
                 let what = format!("{device:?} {kernel:?} {form:?} {m}x{k}x{n}");
                 assert_close(&got[..m * n], &want, &magnitude, &what);
                 // A partial step writes only its rows.
@@ -380,13 +381,13 @@ fn first_layer_from_the_batch(device: TestDevice, ctx: &Option<GpuContext>) {
         // partial step below must ignore (or zero) the rows past its own.
         let full: Vec<u32> = (20..20 + batch as u32).collect();
         for order in [&full, &order] {
-            exec.run(Program::Train, Split::Train, Some(order), &mut |_| {
+            exec.run_blocking(Program::Train, Split::Train, Some(order), &mut |_| {
                 ControlFlow::Continue(())
             })
             .unwrap();
         }
         let (want, magnitude) = reference(&forward, rows, features, &x, &w, &bias);
-        let got = exec.read(Buf::Grad(2)).unwrap();
+        let got = exec.read_blocking(Buf::Grad(2)).unwrap();
         assert_close(
             &got[..rows * units],
             &want,
@@ -395,7 +396,7 @@ fn first_layer_from_the_batch(device: TestDevice, ctx: &Option<GpuContext>) {
         );
         // Xᵀ·delta over the step's rows only: the rest of delta must not count.
         let (want, magnitude) = reference(&grad_weights, features, rows, &x, &delta, &[]);
-        let got = exec.read(Buf::Grad(4)).unwrap();
+        let got = exec.read_blocking(Buf::Grad(4)).unwrap();
         assert_close(
             &got,
             &want,
@@ -463,13 +464,13 @@ fn softmax_cross_entropy(device: TestDevice, ctx: &Option<GpuContext>) {
                 exec.write(Buf::Targets, t).unwrap();
             }
             let metrics = run_rows(exec.as_mut(), rows);
-            let grad = exec.read(Buf::Grad(1)).unwrap();
+            let grad = exec.read_blocking(Buf::Grad(1)).unwrap();
             let eval = exec
-                .run(Program::Eval, Split::Train, None, &mut |_| {
+                .run_blocking(Program::Eval, Split::Train, None, &mut |_| {
                     ControlFlow::Continue(())
                 })
                 .unwrap();
-            let probs = exec.predict(&vec![0; rows]).unwrap();
+            let probs = exec.predict_blocking(&vec![0; rows]).unwrap();
             let (mut loss, mut correct) = (0.0f64, 0);
             for r in 0..rows {
                 let z: Vec<f64> = logits[r * classes..(r + 1) * classes]
@@ -566,7 +567,7 @@ fn column_sums(device: TestDevice, ctx: &Option<GpuContext>) {
             };
             let mut exec = setup.open();
             run_rows(exec.as_mut(), rows);
-            let got = exec.read(Buf::Grad(1)).unwrap();
+            let got = exec.read_blocking(Buf::Grad(1)).unwrap();
             for (c, &g) in got.iter().enumerate() {
                 let want: f64 = (0..rows).map(|r| values[r * cols + c] as f64).sum();
                 assert!(
@@ -632,14 +633,14 @@ fn optimizer_updates(device: TestDevice, ctx: &Option<GpuContext>) {
         assert_eq!(exec.counters().steps, 5);
         for (i, param) in host.iter().enumerate() {
             let close = |g: f32, c: f32| (g - c).abs() <= 1e-6 + 1e-5 * c.abs();
-            let got = exec.read(Buf::Param(i)).unwrap();
+            let got = exec.read_blocking(Buf::Param(i)).unwrap();
             assert!(
                 got.iter().zip(param).all(|(&g, &c)| close(g, c)),
                 "{device:?} {:?} tensor {i}",
                 spec.kind
             );
             for (slot, want) in host_state[i].iter().enumerate() {
-                let got = exec.read(Buf::State { slot, tensor: i }).unwrap();
+                let got = exec.read_blocking(Buf::State { slot, tensor: i }).unwrap();
                 assert!(
                     got.iter().zip(want).all(|(&g, &c)| close(g, c)),
                     "{device:?} {:?} state",
@@ -671,11 +672,11 @@ fn gather(device: TestDevice, ctx: &Option<GpuContext>) {
         ctx,
     };
     let mut exec = setup.open();
-    exec.run(Program::Train, Split::Train, Some(&order), &mut |_| {
+    exec.run_blocking(Program::Train, Split::Train, Some(&order), &mut |_| {
         ControlFlow::Continue(())
     })
     .unwrap();
-    let x = exec.read(Buf::Input).unwrap();
+    let x = exec.read_blocking(Buf::Input).unwrap();
     let want: Vec<f32> = order
         .iter()
         .flat_map(|&i| data.image(i as usize).iter().map(|&p| pixel(p)))
@@ -685,7 +686,7 @@ fn gather(device: TestDevice, ctx: &Option<GpuContext>) {
         &want[..],
         "{device:?}: pixel values, bit for bit"
     );
-    let targets = exec.read(Buf::Targets).unwrap();
+    let targets = exec.read_blocking(Buf::Targets).unwrap();
     for (r, &i) in order.iter().enumerate() {
         let label = data.labels[i as usize] as usize;
         let row: Vec<f32> = (0..classes)
@@ -733,7 +734,7 @@ fn run_op(
     };
     let mut exec = setup.open();
     run_rows(exec.as_mut(), rows);
-    exec.read(Buf::Grad(2)).unwrap()
+    exec.read_blocking(Buf::Grad(2)).unwrap()
 }
 
 /// Values on a coarse grid, so that max-pool windows hold ties.
@@ -965,7 +966,7 @@ fn elementwise_ops(device: TestDevice, ctx: &Option<GpuContext>) {
     let mut exec = setup.open();
     exec.write(Buf::Output(0), &x).unwrap();
     run_rows(exec.as_mut(), rows);
-    let got = exec.read(Buf::Output(0)).unwrap();
+    let got = exec.read_blocking(Buf::Output(0)).unwrap();
     for (i, (g, v)) in got.iter().zip(&x).enumerate() {
         assert_eq!(*g, v + bias[i % cols], "{device:?} add_bias {i}");
     }

@@ -4,12 +4,16 @@
 
 pub(crate) mod cpu;
 pub(crate) mod gpu;
+pub(crate) mod host;
 
 #[cfg(test)]
 mod conformance;
 
 use crate::optim::OptimizerSpec;
 use crate::plan::{Buf, Program};
+#[cfg(not(target_arch = "wasm32"))]
+use host::Driver;
+use host::LocalFuture;
 use std::ops::ControlFlow;
 
 /// Loss sum and correct predictions over some samples.
@@ -163,31 +167,40 @@ pub(crate) fn check_order(order: &[u32], len: usize) -> Result<(), DeviceError> 
     }
 }
 
-/// A device with a plan, the data set and the parameters loaded.
+/// A device with a plan, the data set and the parameters loaded. What waits
+/// for the device is a future (see [`host`]); the rest returns at once.
 pub(crate) trait Executor {
     /// One line naming the device.
     fn describe(&self) -> String;
+
+    /// What a blocking caller drives the device's futures with.
+    #[cfg(not(target_arch = "wasm32"))]
+    fn driver(&self) -> Driver;
 
     /// Runs `program` over the examples `order` of `split` (`None`: all of
     /// them in file order), one step per `plan.batch` slice, calling `report`
     /// with the running metrics every `report_every` steps and after the last
     /// (the GPU submits and reads back that often, so no submit runs long
-    /// enough to trip an OS watchdog). When `report` breaks, no further steps
-    /// are started (on the GPU, the window already submitted completes); the
-    /// metrics returned count the steps run.
-    fn run(
-        &mut self,
+    /// enough to trip an OS watchdog, and a browser gets its event loop back
+    /// that often). When `report` breaks, no further steps are started (on
+    /// the GPU, the window already submitted completes); the metrics returned
+    /// count the steps run.
+    fn run<'a>(
+        &'a mut self,
         program: Program,
         split: Split,
-        order: Option<&[u32]>,
-        report: &mut dyn FnMut(&Metrics) -> ControlFlow<()>,
-    ) -> Result<Metrics, DeviceError>;
+        order: Option<&'a [u32]>,
+        report: &'a mut dyn FnMut(&Metrics) -> ControlFlow<()>,
+    ) -> LocalFuture<'a, Result<Metrics, DeviceError>>;
 
     /// Class probabilities (rows x classes) of `images` (rows x features, u8).
-    fn predict(&mut self, images: &[u8]) -> Result<Vec<f32>, DeviceError>;
+    fn predict<'a>(
+        &'a mut self,
+        images: &'a [u8],
+    ) -> LocalFuture<'a, Result<Vec<f32>, DeviceError>>;
 
     /// Reads a parameter-sized buffer (or any buffer, for tests).
-    fn read(&mut self, buf: Buf) -> Result<Vec<f32>, DeviceError>;
+    fn read(&mut self, buf: Buf) -> LocalFuture<'_, Result<Vec<f32>, DeviceError>>;
 
     /// Overwrites a buffer from the start.
     fn write(&mut self, buf: Buf, values: &[f32]) -> Result<(), DeviceError>;
@@ -200,13 +213,13 @@ pub(crate) trait Executor {
 
     /// The kernel chosen for each product the plan computes, with every
     /// candidate's time, where the device chooses by measurement.
-    fn kernel_choices(&mut self) -> Result<Vec<KernelChoice>, DeviceError> {
-        Ok(Vec::new())
+    fn kernel_choices(&mut self) -> LocalFuture<'_, Result<Vec<KernelChoice>, DeviceError>> {
+        Box::pin(std::future::ready(Ok(Vec::new())))
     }
 
     /// Time per kernel (per op on the CPU) of real training steps; `None`
     /// where the device cannot time them.
-    fn profile_step(&mut self) -> Result<Option<Profile>, DeviceError> {
-        Ok(None)
+    fn profile_step(&mut self) -> LocalFuture<'_, Result<Option<Profile>, DeviceError>> {
+        Box::pin(std::future::ready(Ok(None)))
     }
 }

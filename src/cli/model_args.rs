@@ -3,11 +3,11 @@
 //! catalogue's 28 x 28 x 1 images.
 
 use clap::{Args, ValueEnum};
-use gpu_mnist::data::catalog::CLASSES;
-use gpu_mnist::{Activation, Layer, LossKind, ModelSpec, Padding};
+use gpu_mnist::data::catalog::{CLASSES, FEATURES, SIDE};
+use gpu_mnist::{Activation, BookModel, Layer, LossKind, ModelSpec, Padding};
 
 /// One image of the catalogue's data sets, channels-last.
-const IMAGE: [usize; 3] = [28, 28, 1];
+const IMAGE: [usize; 3] = [SIDE, SIDE, 1];
 
 /// The book's networks (`--model`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -46,27 +46,30 @@ pub struct LayerStack(pub Vec<Layer>);
 impl ModelArgs {
     /// The architecture the flags ask for.
     pub fn spec(&self) -> ModelSpec {
-        match (&self.layers, self.model) {
+        match (&self.layers, &self.hidden) {
             (Some(stack), _) => stack_model(stack),
-            (None, ModelArg::Mlp) => mlp(self.hidden.as_ref().map_or(&[512][..], |h| &h.0)),
-            (None, ModelArg::Convnet) => ModelSpec::convnet(IMAGE[0], IMAGE[1], CLASSES),
+            (None, Some(hidden)) => mlp(&hidden.0),
+            (None, None) => self.book_model().spec(),
+        }
+    }
+
+    /// The book's model whose batch size and loss apply: a stack of layers
+    /// takes the MLP's.
+    fn book_model(&self) -> BookModel {
+        match (&self.layers, self.model) {
+            (None, ModelArg::Convnet) => BookModel::Convnet,
+            _ => BookModel::Mlp,
         }
     }
 
     /// The book's batch size for the model.
     pub fn default_batch_size(&self) -> u32 {
-        match (&self.layers, self.model) {
-            (None, ModelArg::Convnet) => 64,
-            _ => 128,
-        }
+        self.book_model().batch_size() as u32
     }
 
     /// The book's loss for the model.
     pub fn default_loss(&self) -> LossKind {
-        match (&self.layers, self.model) {
-            (None, ModelArg::Convnet) => LossKind::Categorical,
-            _ => LossKind::SparseCategorical,
-        }
+        self.book_model().loss()
     }
 
     /// Flags that cannot go together (a usage error).
@@ -80,7 +83,7 @@ impl ModelArgs {
 
 /// The MLP with these hidden widths for the catalogue's images and classes.
 pub fn mlp(hidden: &[usize]) -> ModelSpec {
-    ModelSpec::mlp(IMAGE.iter().product(), hidden, CLASSES)
+    ModelSpec::mlp(FEATURES, hidden, CLASSES)
 }
 
 /// A model as its input shape and `--layers` value, for messages:

@@ -7,13 +7,16 @@
 
 use std::path::PathBuf;
 
-use super::download::{Digest, Received, RemoteFile};
-use super::idx::{IMAGES_MAGIC, LABELS_MAGIC};
+use super::dataset::{Dataset, Splits};
+use super::idx::{self, IMAGES_MAGIC, LABELS_MAGIC};
+use super::verify::{self, Digest, Received, RemoteFile};
 
 /// Classes of every catalogue entry.
 pub const CLASSES: usize = 10;
+/// Side of every catalogue entry's square images, in pixels.
+pub const SIDE: usize = 28;
 /// Pixels per image of every catalogue entry: 28 x 28.
-pub const FEATURES: usize = 28 * 28;
+pub const FEATURES: usize = SIDE * SIDE;
 /// Examples in the training and test files of every catalogue entry.
 pub const TRAIN_EXAMPLES: usize = 60_000;
 pub const TEST_EXAMPLES: usize = 10_000;
@@ -128,6 +131,30 @@ impl IdxFile {
 }
 
 impl DataSet {
+    /// Both splits from the four files' bytes as served (gzip or not), in
+    /// [`Self::files`] order, each checked against its SHA-256 before it is
+    /// read (for files that did not come from a directory: a web page's).
+    pub fn splits_from_bytes(&self, files: [Vec<u8>; 4]) -> Result<Splits, String> {
+        let mut arrays = Vec::with_capacity(4);
+        for (file, bytes) in self.files().iter().zip(files) {
+            let content = verify::check(&file.remote(), bytes, &identify)
+                .map_err(|why| format!("{}: {why}", file.stem))?;
+            let array =
+                idx::parse(&content, file.magic).map_err(|why| format!("{}: {why}", file.stem))?;
+            arrays.push(array);
+        }
+        let mut arrays = arrays.into_iter();
+        let mut split = |name: &str| {
+            let (images, labels) = (arrays.next(), arrays.next());
+            let (Some(images), Some(labels)) = (images, labels) else {
+                unreachable!("four files")
+            };
+            Dataset::from_idx(images, labels, self.classes.len())
+                .map_err(|why| format!("the {name} files: {why}"))
+        };
+        Ok(Splits::new(split("training")?, split("test")?))
+    }
+
     /// The four files: train images, train labels, test images, test labels.
     pub fn files(&self) -> [IdxFile; 4] {
         std::array::from_fn(|i| IdxFile {

@@ -11,7 +11,7 @@ use image::imageops::{self, FilterType};
 use image::{DynamicImage, GrayImage, ImageDecoder, ImageFormat, ImageReader, Limits};
 
 /// The side of the image made: MNIST's 28.
-pub const SIDE: usize = 28;
+pub use super::catalog::SIDE;
 /// The side of the box the ink is scaled to fit, as MNIST's digits were.
 const BOX: f64 = 20.0;
 /// The largest picture decoded (about a 50-megapixel photo); larger ones are

@@ -6,11 +6,14 @@ pub mod catalog;
 pub mod dataset;
 #[cfg(feature = "image")]
 pub mod digit_image;
+#[cfg(feature = "native")]
 pub mod download;
 pub mod idx;
 #[cfg(feature = "image")]
 mod jpeg;
+#[cfg(feature = "native")]
 pub mod source;
+pub mod verify;
 
 pub use catalog::{DataSet, FASHION_MNIST, KMNIST, MNIST};
 pub use dataset::{pixel, shape_text, Dataset, Splits, PIXEL_SCALE};

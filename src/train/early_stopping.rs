@@ -48,7 +48,7 @@ impl EarlyStopping {
 
     /// Takes the epoch's record (which must carry a validation loss); keeps
     /// the weights when they are the best so far.
-    pub(crate) fn update(
+    pub(crate) async fn update(
         &mut self,
         record: &EpochRecord,
         trainer: &mut Trainer,
@@ -64,7 +64,7 @@ impl EarlyStopping {
             self.best = Some(Best {
                 val_loss,
                 epoch: record.epoch,
-                params: trainer.params()?,
+                params: trainer.params_async().await?,
             });
             self.waited = 0;
         } else {

@@ -3,7 +3,7 @@
 
 use std::ops::ControlFlow;
 use std::sync::Arc;
-use std::time::Instant;
+use web_time::Instant;
 
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -12,6 +12,8 @@ use rand_chacha::ChaCha8Rng;
 use crate::backend::{Counters, Metrics, Profile, Split};
 use crate::data::Splits;
 use crate::device::Device;
+#[cfg(not(target_arch = "wasm32"))]
+use crate::evaluate::block;
 use crate::evaluate::{Error, Evaluator};
 
 mod early_stopping;
@@ -321,7 +323,19 @@ pub struct Trainer {
 impl Trainer {
     /// Opens `device` with the model (`spec`, starting from `params`) and the
     /// data set.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn new(
+        device: &Device,
+        spec: &ModelSpec,
+        params: &Params,
+        data: Arc<Splits>,
+        config: TrainConfig,
+    ) -> Result<Self, Error> {
+        pollster::block_on(Self::new_async(device, spec, params, data, config))
+    }
+
+    /// [`Self::new`], awaited.
+    pub async fn new_async(
         device: &Device,
         spec: &ModelSpec,
         params: &Params,
@@ -342,7 +356,8 @@ impl Trainer {
             config.batch_size,
             Some((config.optimizer, config.loss, config.seed)),
             config.report_every,
-        )?;
+        )
+        .await?;
         Ok(Self {
             engine,
             config,
@@ -357,7 +372,19 @@ impl Trainer {
     /// Opens a run saved by [`Self::state`] to continue it: the same
     /// parameters, optimizer state, step count and shuffling position.
     /// `config` must be the run's (the caller checks it against the saved one).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn resume(
+        device: &Device,
+        spec: &ModelSpec,
+        state: &TrainState,
+        data: Arc<Splits>,
+        config: TrainConfig,
+    ) -> Result<Self, Error> {
+        pollster::block_on(Self::resume_async(device, spec, state, data, config))
+    }
+
+    /// [`Self::resume`], awaited.
+    pub async fn resume_async(
         device: &Device,
         spec: &ModelSpec,
         state: &TrainState,
@@ -368,7 +395,7 @@ impl Trainer {
         state
             .check(per_epoch, data.train.len, config.shuffle)
             .map_err(|why| Error::Invalid(format!("the saved run state is inconsistent: {why}")))?;
-        let mut trainer = Self::new(device, spec, &state.params, data, config)?;
+        let mut trainer = Self::new_async(device, spec, &state.params, data, config).await?;
         let slots = trainer.engine.state_slots();
         if state.slots.len() != slots {
             return Err(Error::Invalid(format!(
@@ -390,12 +417,19 @@ impl Trainer {
     }
 
     /// The run's state, to save and resume (`history`: the epochs so far).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn state(&mut self, history: &[EpochRecord]) -> Result<TrainState, Error> {
-        let slots = (0..self.engine.state_slots())
-            .map(|slot| self.engine.state(slot))
-            .collect::<Result<_, _>>()?;
+        block(self.engine.driver(), self.state_async(history))
+    }
+
+    /// [`Self::state`], awaited.
+    pub async fn state_async(&mut self, history: &[EpochRecord]) -> Result<TrainState, Error> {
+        let mut slots = Vec::new();
+        for slot in 0..self.engine.state_slots() {
+            slots.push(self.engine.state(slot).await?);
+        }
         Ok(TrainState {
-            params: self.params()?,
+            params: self.params_async().await?,
             slots,
             steps: self.counters().steps,
             epochs_done: self.epochs_done,
@@ -408,6 +442,7 @@ impl Trainer {
     }
 
     /// Trains `epochs` more epochs.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn fit(&mut self, epochs: usize, observer: &mut dyn Observer) -> Result<History, Error> {
         self.fit_with(epochs, None, observer)
     }
@@ -416,7 +451,20 @@ impl Trainer {
     /// says. A run resumed with early stopping of the same patience goes on
     /// with the saved one's state (best epoch, weights, epochs waited), so it
     /// stops and restores where the straight run would have.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn fit_with(
+        &mut self,
+        epochs: usize,
+        early_stopping: Option<EarlyStopping>,
+        observer: &mut dyn Observer,
+    ) -> Result<History, Error> {
+        let driver = self.engine.driver();
+        block(driver, self.fit_async(epochs, early_stopping, observer))
+    }
+
+    /// [`Self::fit_with`], awaited: in a browser, the page's event loop runs
+    /// at each read-back. [`Observer::after_epoch`] must not block there.
+    pub async fn fit_async(
         &mut self,
         epochs: usize,
         early_stopping: Option<EarlyStopping>,
@@ -443,9 +491,9 @@ impl Trainer {
                 history.stopped_early = true;
                 break;
             }
-            let record = self.train_epoch(observer)?;
+            let record = self.train_epoch_async(observer).await?;
             if let Some(mut stopping) = self.early_stopping.take() {
-                let updated = stopping.update(&record, self);
+                let updated = stopping.update(&record, self).await;
                 self.early_stopping = Some(stopping);
                 updated?;
             }
@@ -458,7 +506,7 @@ impl Trainer {
                 break;
             }
         }
-        history.best_epoch = self.restore_best()?;
+        history.best_epoch = self.restore_best().await?;
         history.fit_seconds = start.elapsed().as_secs_f64();
         Ok(history)
     }
@@ -474,14 +522,14 @@ impl Trainer {
 
     /// Early stopping's end of a fit: the best epoch's weights become the
     /// model's, the last epoch's kept to go on from; returns that epoch.
-    fn restore_best(&mut self) -> Result<Option<usize>, Error> {
+    async fn restore_best(&mut self) -> Result<Option<usize>, Error> {
         let Some(best) = self.early_stopping.as_ref().and_then(|s| s.best.as_ref()) else {
             return Ok(None);
         };
         let (epoch, params) = (best.epoch, best.params.clone());
         // Unless a fit without epochs left it so already.
         if epoch != self.epochs_done && self.continue_from.is_none() {
-            self.continue_from = Some(self.params()?);
+            self.continue_from = Some(self.params_async().await?);
             self.model().set_params(&params)?;
         }
         Ok(Some(epoch))
@@ -491,7 +539,16 @@ impl Trainer {
     /// interrupted one). Stops at the read-back where the loss stops being a
     /// number ([`Error::Diverged`]), or where `observer` asks to
     /// ([`Error::Interrupted`]).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn train_epoch(&mut self, observer: &mut dyn Observer) -> Result<EpochRecord, Error> {
+        block(self.engine.driver(), self.train_epoch_async(observer))
+    }
+
+    /// [`Self::train_epoch`], awaited.
+    pub async fn train_epoch_async(
+        &mut self,
+        observer: &mut dyn Observer,
+    ) -> Result<EpochRecord, Error> {
         self.go_on_from_the_last_epoch()?;
         let epoch = self.epochs_done + 1;
         let batch = self.config.batch_size;
@@ -506,19 +563,21 @@ impl Trainer {
         observer.epoch_begin(epoch, steps);
         let start = Instant::now();
         let (mut diverged, mut stopped) = (false, false);
+        let mut report = |m: &Metrics| {
+            observer.progress(epoch, &before.merged(m));
+            diverged = !m.loss_sum.is_finite();
+            stopped = !diverged && observer.stop();
+            if diverged || stopped {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        };
         let metrics = self
             .engine
             .exec
-            .run(Program::Train, Split::Train, Some(rest), &mut |m| {
-                observer.progress(epoch, &before.merged(m));
-                diverged = !m.loss_sum.is_finite();
-                stopped = !diverged && observer.stop();
-                if diverged || stopped {
-                    ControlFlow::Break(())
-                } else {
-                    ControlFlow::Continue(())
-                }
-            })?;
+            .run(Program::Train, Split::Train, Some(rest), &mut report)
+            .await?;
         let metrics = before.merged(&metrics);
         if diverged {
             return Err(Error::Diverged {
@@ -541,7 +600,7 @@ impl Trainer {
         }
         self.epochs_done = epoch;
         let validation = match self.engine.data().validation {
-            Some(_) => Some(self.engine.evaluate(Split::Validation)?),
+            Some(_) => Some(self.engine.evaluate_async(Split::Validation).await?),
             None => None,
         };
         let record = EpochRecord {
@@ -566,19 +625,23 @@ impl Trainer {
 
     /// One pass of the training step over the training examples `order`
     /// (indices into the training split), outside the epoch count.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn train_on(
         &mut self,
         order: &[u32],
         report: &mut dyn FnMut(&Metrics),
     ) -> Result<Metrics, Error> {
         self.go_on_from_the_last_epoch()?;
-        Ok(self
+        let mut go_on = |m: &Metrics| {
+            report(m);
+            ControlFlow::Continue(())
+        };
+        let driver = self.engine.driver();
+        let run = self
             .engine
             .exec
-            .run(Program::Train, Split::Train, Some(order), &mut |m| {
-                report(m);
-                ControlFlow::Continue(())
-            })?)
+            .run(Program::Train, Split::Train, Some(order), &mut go_on);
+        block(driver, async { Ok(run.await?) })
     }
 
     /// Epochs trained so far.
@@ -595,12 +658,24 @@ impl Trainer {
         &mut self.engine
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn evaluate(&mut self, split: Split) -> Result<Metrics, Error> {
         self.engine.evaluate(split)
     }
 
+    /// [`Self::evaluate`], awaited.
+    pub async fn evaluate_async(&mut self, split: Split) -> Result<Metrics, Error> {
+        self.engine.evaluate_async(split).await
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn params(&mut self) -> Result<Params, Error> {
         self.engine.params()
+    }
+
+    /// [`Self::params`], awaited.
+    pub async fn params_async(&mut self) -> Result<Params, Error> {
+        self.engine.params_async().await
     }
 
     pub fn describe(&self) -> &str {
@@ -614,8 +689,14 @@ impl Trainer {
     /// Time per kernel (op) of a training step: on a GPU each kernel of one
     /// step, timed on the device; on the CPU each op's host time, the mean of
     /// 10 steps. The steps train for real.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn profile_step(&mut self) -> Result<Option<Profile>, Error> {
-        Ok(self.engine.exec.profile_step()?)
+        block(self.engine.driver(), self.profile_step_async())
+    }
+
+    /// [`Self::profile_step`], awaited.
+    pub async fn profile_step_async(&mut self) -> Result<Option<Profile>, Error> {
+        Ok(self.engine.exec.profile_step().await?)
     }
 }
 

@@ -13,11 +13,14 @@ mod pool_routes;
 use std::collections::HashMap;
 use std::ops::ControlFlow;
 use std::sync::Arc;
-use std::time::Instant;
+use web_time::Instant;
 
 use ndarray::{ArrayView2, ArrayViewMut2};
 use rayon::prelude::*;
 
+#[cfg(not(target_arch = "wasm32"))]
+use super::host::Driver;
+use super::host::{yield_now, LocalFuture};
 use super::{
     check_order, Counters, DeviceError, Executor, KernelTime, Metrics, Profile, RunSettings, Split,
 };
@@ -441,15 +444,10 @@ fn view_mut(values: &mut [f32], rows: usize, cols: usize) -> ArrayViewMut2<'_, f
         .expect("buffer holds the shape")
 }
 
-impl Executor for CpuExecutor {
-    fn describe(&self) -> String {
-        format!(
-            "cpu (ndarray, {} threads)",
-            std::thread::available_parallelism().map_or(1, |n| n.get())
-        )
-    }
-
-    fn run(
+impl CpuExecutor {
+    /// [`Executor::run`]: the steps on this thread, the browser's event loop
+    /// let in after each report.
+    async fn run_steps(
         &mut self,
         program: Program,
         split: Split,
@@ -486,12 +484,14 @@ impl Executor for CpuExecutor {
                 if report(&metrics).is_break() {
                     break;
                 }
+                yield_now().await;
             }
         }
         Ok(metrics)
     }
 
-    fn predict(&mut self, images: &[u8]) -> Result<Vec<f32>, DeviceError> {
+    /// [`Executor::predict`], at once.
+    fn predict_now(&mut self, images: &[u8]) -> Result<Vec<f32>, DeviceError> {
         let features = self.plan.features;
         let rows = images.len() / features;
         let source = Dataset::new(images.to_vec(), vec![0; rows], features, self.plan.classes)
@@ -507,28 +507,8 @@ impl Executor for CpuExecutor {
         Ok(probs)
     }
 
-    fn read(&mut self, buf: Buf) -> Result<Vec<f32>, DeviceError> {
-        Ok(self.get(buf).to_vec())
-    }
-
-    fn write(&mut self, buf: Buf, values: &[f32]) -> Result<(), DeviceError> {
-        let target = self
-            .bufs
-            .get_mut(&buf)
-            .expect("the plan allocates every buffer");
-        target[..values.len()].copy_from_slice(values);
-        Ok(())
-    }
-
-    fn counters(&self) -> Counters {
-        self.counters
-    }
-
-    fn set_steps(&mut self, steps: u64) {
-        self.counters.steps = steps;
-    }
-
-    fn profile_step(&mut self) -> Result<Option<Profile>, DeviceError> {
+    /// [`Executor::profile_step`], at once.
+    fn profile_now(&mut self) -> Result<Option<Profile>, DeviceError> {
         // Real training steps on the first batches of the training split:
         // one step's times are too short to read on a busy host.
         const STEPS: usize = 10;
@@ -567,5 +547,61 @@ impl Executor for CpuExecutor {
             method: "host timing, mean of 10 training steps",
             kernels,
         }))
+    }
+}
+
+impl Executor for CpuExecutor {
+    fn describe(&self) -> String {
+        format!(
+            "cpu (ndarray, {} threads)",
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        )
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    fn driver(&self) -> Driver {
+        Driver::Cpu
+    }
+
+    fn run<'a>(
+        &'a mut self,
+        program: Program,
+        split: Split,
+        order: Option<&'a [u32]>,
+        report: &'a mut dyn FnMut(&Metrics) -> ControlFlow<()>,
+    ) -> LocalFuture<'a, Result<Metrics, DeviceError>> {
+        Box::pin(self.run_steps(program, split, order, report))
+    }
+
+    fn predict<'a>(
+        &'a mut self,
+        images: &'a [u8],
+    ) -> LocalFuture<'a, Result<Vec<f32>, DeviceError>> {
+        Box::pin(std::future::ready(self.predict_now(images)))
+    }
+
+    fn read(&mut self, buf: Buf) -> LocalFuture<'_, Result<Vec<f32>, DeviceError>> {
+        Box::pin(std::future::ready(Ok(self.get(buf).to_vec())))
+    }
+
+    fn write(&mut self, buf: Buf, values: &[f32]) -> Result<(), DeviceError> {
+        let target = self
+            .bufs
+            .get_mut(&buf)
+            .expect("the plan allocates every buffer");
+        target[..values.len()].copy_from_slice(values);
+        Ok(())
+    }
+
+    fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    fn set_steps(&mut self, steps: u64) {
+        self.counters.steps = steps;
+    }
+
+    fn profile_step(&mut self) -> LocalFuture<'_, Result<Option<Profile>, DeviceError>> {
+        Box::pin(std::future::ready(self.profile_now()))
     }
 }

@@ -1,8 +1,8 @@
 //! Device buffers: creation, regions of them, the per-step uniform table, and
 //! read-backs. Read-backs are futures: the core awaits them and never blocks;
-//! [`block_on`] is the native host's edge that drives the device meanwhile.
+//! [`Driver::block_on`](crate::backend::host::Driver::block_on) is the native
+//! host's edge that drives the device meanwhile.
 
-use std::future::Future;
 use std::sync::{Arc, Mutex};
 
 use futures_intrusive::channel::shared::{oneshot_channel, OneshotReceiver};
@@ -95,7 +95,7 @@ impl<'a> Region<'a> {
 }
 
 /// The submission a pending read-back waits for. The async core records it;
-/// whoever drives the device (the native [`block_on`], or a browser's event
+/// whoever drives the device (the native `Driver::block_on`, or a browser's event
 /// loop) waits for that submission and polls the core again.
 #[derive(Default)]
 pub(crate) struct DeviceWaits(Mutex<Option<SubmissionIndex>>);
@@ -105,31 +105,28 @@ impl DeviceWaits {
         *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(submission);
     }
 
-    fn take(&self) -> Option<SubmissionIndex> {
+    #[cfg(not(target_arch = "wasm32"))]
+    pub(crate) fn take(&self) -> Option<SubmissionIndex> {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 }
 
-/// Runs `future` to completion on this thread, waiting on the device for the
-/// submission the future is waiting for whenever it cannot go on.
-pub(crate) fn block_on<F: Future>(
-    device: &Device,
+/// Waits until the device has run `submission`.
+pub(crate) async fn work_done(
+    queue: &Queue,
     waits: &DeviceWaits,
-    future: F,
-) -> Result<F::Output, GpuError> {
-    let mut future = std::pin::pin!(future);
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    loop {
-        if let std::task::Poll::Ready(out) = future.as_mut().poll(&mut cx) {
-            return Ok(out);
-        }
-        device
-            .poll(wgpu::PollType::Wait {
-                submission_index: waits.take(),
-                timeout: None,
-            })
-            .map_err(|e| GpuError::Device(e.to_string()))?;
-    }
+    submission: SubmissionIndex,
+) -> Result<(), GpuError> {
+    let (sender, receiver) = oneshot_channel();
+    queue.on_submitted_work_done(move || {
+        // The receiver only goes away with the device; nothing to report then.
+        let _ = sender.send(());
+    });
+    waits.want(submission);
+    receiver
+        .receive()
+        .await
+        .ok_or_else(|| GpuError::Device("the device was lost".into()))
 }
 
 /// A `map_async` under way on a staging buffer.

@@ -90,8 +90,9 @@ fn instance(backends: Backends) -> wgpu::Instance {
 }
 
 /// Adapters of `backends`, most capable kind first (discrete, integrated,
-/// virtual, then software), so index 0 is the one `auto` picks.
-pub fn adapters(backends: Backends) -> Vec<Adapter> {
+/// virtual, then software), so index 0 is the one `auto` picks. (A browser
+/// offers one, its choice.)
+pub async fn adapters(backends: Backends) -> Vec<Adapter> {
     let rank = |t: DeviceType| match t {
         DeviceType::DiscreteGpu => 0,
         DeviceType::IntegratedGpu => 1,
@@ -99,13 +100,14 @@ pub fn adapters(backends: Backends) -> Vec<Adapter> {
         DeviceType::Cpu => 3,
         DeviceType::Other => 4,
     };
-    let mut found = pollster::block_on(instance(backends).enumerate_adapters(backends));
+    let mut found = instance(backends).enumerate_adapters(backends).await;
     found.sort_by_key(|a| rank(a.get_info().device_type));
     found
 }
 
-pub fn list(backends: Backends) -> Vec<AdapterSummary> {
+pub async fn list(backends: Backends) -> Vec<AdapterSummary> {
     adapters(backends)
+        .await
         .iter()
         .enumerate()
         .map(|(i, a)| summarise(i, a))
@@ -193,9 +195,15 @@ fn one_line(text: &str) -> String {
 }
 
 impl GpuContext {
-    /// Opens adapter `index` (default: the first in [`adapters`] order) of `backends`.
+    /// [`Self::open_async`], blocking (for tests).
+    #[cfg(test)]
     pub fn open(backends: Backends, index: Option<usize>) -> Result<Self, GpuError> {
-        let mut found = adapters(backends);
+        pollster::block_on(Self::open_async(backends, index))
+    }
+
+    /// Opens adapter `index` (default: the first in [`adapters`] order) of `backends`.
+    pub async fn open_async(backends: Backends, index: Option<usize>) -> Result<Self, GpuError> {
+        let mut found = adapters(backends).await;
         if found.is_empty() {
             return Err(GpuError::NoAdapter {
                 requested: backend_names(backends),
@@ -229,13 +237,15 @@ impl GpuContext {
             && info.subgroup_max_size == lanes
             && SUBGROUP_LANES.contains(&lanes))
         .then_some(lanes);
-        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
-            label: Some("gpu-mnist"),
-            required_features: features,
-            required_limits: limits.clone(),
-            ..Default::default()
-        }))
-        .map_err(|e| GpuError::RequestDevice(e.to_string()))?;
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("gpu-mnist"),
+                required_features: features,
+                required_limits: limits.clone(),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| GpuError::RequestDevice(e.to_string()))?;
         let faults = std::sync::Arc::new(Faults::default());
         faults.watch(&device);
         let compute_shaders = adapter

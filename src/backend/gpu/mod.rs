@@ -6,7 +6,7 @@
 //! The core (`*_async` methods) only awaits; the [`Executor`] impl at the
 //! bottom is the native edge that blocks on it.
 
-mod buffers;
+pub(crate) mod buffers;
 mod checks;
 pub(crate) mod context;
 pub(crate) mod kernels;
@@ -20,10 +20,13 @@ use wgpu::{Buffer, CommandEncoder, ComputePass};
 
 pub(crate) use context::GpuContext;
 
+#[cfg(not(target_arch = "wasm32"))]
+use super::host::Driver;
+use super::host::LocalFuture;
 use super::{check_order, Counters, DeviceError, Executor, Metrics, Profile, RunSettings, Split};
 use crate::data::Splits;
 use crate::plan::{BatchDim, Buf, Epilogue, MatmulForm, Op, Plan, Program};
-use buffers::{block_on, MetricsReadback, Region, StepTable, Waits};
+use buffers::{MetricsReadback, Region, StepTable, Waits};
 use kernels::elementwise::{ElementwiseBindings, ElementwiseOp, ElementwiseParams};
 use kernels::gather::GatherBindings;
 use kernels::image::{ImageBindings, ImageOp, ImageParams};
@@ -410,7 +413,7 @@ impl GpuExecutor {
 
     /// Chooses, by measurement on this device (or from the cache), the kernel
     /// of each product `program` computes.
-    fn tune(&mut self, program: Program) -> Result<(), GpuError> {
+    async fn tune(&mut self, program: Program) -> Result<(), GpuError> {
         let products: Vec<Product> = self
             .plan
             .ops(program)
@@ -423,7 +426,8 @@ impl GpuExecutor {
             }
             let Product { form, m, k, n } = product;
             let candidates = matmul::candidates(form, m, k, n, self.ctx.matmul_caps());
-            let kernel = tune::choose(&self.ctx, &self.waits, &self.kernels, product, &candidates)?;
+            let kernel =
+                tune::choose(&self.ctx, &self.waits, &self.kernels, product, &candidates).await?;
             self.choices.insert(product, kernel);
         }
         Ok(())
@@ -680,9 +684,9 @@ impl GpuExecutor {
     }
 
     /// The launches of `program` over `key`'s source, bound on first use.
-    fn launches(&mut self, program: Program, key: SourceKey) -> Result<&[Launch], GpuError> {
+    async fn launches(&mut self, program: Program, key: SourceKey) -> Result<&[Launch], GpuError> {
         if !self.launches.contains_key(&(program, key)) {
-            self.tune(program)?;
+            self.tune(program).await?;
             let launches = self.lower(program, &self.sources[&key]);
             self.launches.insert((program, key), launches);
         }
@@ -700,7 +704,7 @@ impl GpuExecutor {
     ) -> Result<Metrics, GpuError> {
         let updates = self.plan.ops(program).contains(&Op::Update);
         let window = self.settings.report_every.max(1);
-        self.launches(program, key)?;
+        self.launches(program, key).await?;
         let launches = &self.launches[&(program, key)];
         let source = &self.sources[&key];
         let (len, steps, batch) = (source.table.len, source.table.steps, self.plan.batch);
@@ -804,7 +808,7 @@ impl GpuExecutor {
             table,
         };
         self.counters.bytes_to_device += 4 * rows as u64 + images.len() as u64;
-        self.tune(Program::Predict)?;
+        self.tune(Program::Predict).await?;
         let launches = self.lower(Program::Predict, &source);
         let classes = self.plan.classes;
         let mut probs = Vec::with_capacity(rows * classes);
@@ -878,13 +882,9 @@ fn record_steps(
     count
 }
 
-impl Executor for GpuExecutor {
-    fn describe(&self) -> String {
-        let s = &self.ctx.summary;
-        format!("{} ({}, {})", s.name, s.backend, s.device_type)
-    }
-
-    fn run(
+impl GpuExecutor {
+    /// [`Executor::run`].
+    async fn run_checked(
         &mut self,
         program: Program,
         split: Split,
@@ -907,22 +907,14 @@ impl Executor for GpuExecutor {
         if self.plan.ops(program).contains(&Op::Update) {
             self.write_step_count();
         }
-        let (device, waits) = (self.ctx.device.clone(), self.waits.clone());
-        let done = block_on(&device, &waits, self.run_async(program, key, report));
+        let done = self.run_async(program, key, report).await;
         // A fault the device reported on its own explains whatever came back.
         self.ctx.faults.check()?;
-        Ok(done??)
+        Ok(done?)
     }
 
-    fn predict(&mut self, images: &[u8]) -> Result<Vec<f32>, DeviceError> {
-        let (device, waits) = (self.ctx.device.clone(), self.waits.clone());
-        let done = block_on(&device, &waits, self.predict_async(images));
-        self.ctx.faults.check()?;
-        Ok(done??)
-    }
-
-    fn read(&mut self, buf: Buf) -> Result<Vec<f32>, DeviceError> {
-        let (device, waits) = (self.ctx.device.clone(), self.waits.clone());
+    /// [`Executor::read`].
+    async fn read_buffer(&mut self, buf: Buf) -> Result<Vec<f32>, DeviceError> {
         let region = self.region(buf);
         let buffer = region.buffer.clone();
         let region = Region {
@@ -930,36 +922,26 @@ impl Executor for GpuExecutor {
             size: 4 * self.plan.len(buf) as u64,
             ..region
         };
-        let future = buffers::read(&device, &self.ctx.queue, &waits, region, &mut self.counters);
-        let done = block_on(&device, &waits, future);
+        let done = buffers::read(
+            &self.ctx.device,
+            &self.ctx.queue,
+            &self.waits,
+            region,
+            &mut self.counters,
+        )
+        .await;
         self.ctx.faults.check()?;
-        Ok(buffers::f32s(&done??))
+        Ok(buffers::f32s(&done?))
     }
 
-    fn write(&mut self, buf: Buf, values: &[f32]) -> Result<(), DeviceError> {
-        let region = self.region(buf);
-        self.ctx
-            .queue
-            .write_buffer(region.buffer, region.offset, bytemuck::cast_slice(values));
-        self.counters.bytes_to_device += 4 * values.len() as u64;
-        Ok(())
-    }
-
-    fn counters(&self) -> Counters {
-        self.counters
-    }
-
-    fn set_steps(&mut self, steps: u64) {
-        self.counters.steps = steps;
-    }
-
-    fn kernel_choices(&mut self) -> Result<Vec<super::KernelChoice>, DeviceError> {
+    /// [`Executor::kernel_choices`].
+    async fn choices(&mut self) -> Result<Vec<super::KernelChoice>, DeviceError> {
         let mut out: Vec<super::KernelChoice> = Vec::new();
         for program in [Program::Train, Program::Eval, Program::Predict] {
             if program == Program::Train && self.settings.optimizer.is_none() {
                 continue;
             }
-            self.tune(program)?;
+            self.tune(program).await?;
             for op in self.plan.ops(program) {
                 if let Some(product) = self.product_of(program, op) {
                     let choice = tune::recorded(&self.ctx, product).unwrap_or_else(|| {
@@ -981,13 +963,14 @@ impl Executor for GpuExecutor {
         Ok(out)
     }
 
-    fn profile_step(&mut self) -> Result<Option<Profile>, DeviceError> {
+    /// [`Executor::profile_step`].
+    async fn profile(&mut self) -> Result<Option<Profile>, DeviceError> {
         // The training split in file order: its step table is always filled.
         let key = SourceKey {
             split: Split::Train,
             ordered: false,
         };
-        self.tune(Program::Train)?;
+        self.tune(Program::Train).await?;
         let launches = self.lower(Program::Train, &self.sources[&key]);
         // The profiled step trains for real: it counts as one.
         self.write_step_count();
@@ -998,9 +981,75 @@ impl Executor for GpuExecutor {
             &launches,
             &table.bind_group,
             table.offset(0),
-        )?;
+        )
+        .await?;
         self.counters.steps += 1;
         Ok(Some(profile))
+    }
+}
+
+impl Executor for GpuExecutor {
+    fn describe(&self) -> String {
+        let s = &self.ctx.summary;
+        format!("{} ({}, {})", s.name, s.backend, s.device_type)
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    fn driver(&self) -> Driver {
+        Driver::Gpu {
+            device: self.ctx.device.clone(),
+            waits: self.waits.clone(),
+        }
+    }
+
+    fn run<'a>(
+        &'a mut self,
+        program: Program,
+        split: Split,
+        order: Option<&'a [u32]>,
+        report: &'a mut dyn FnMut(&Metrics) -> ControlFlow<()>,
+    ) -> LocalFuture<'a, Result<Metrics, DeviceError>> {
+        Box::pin(self.run_checked(program, split, order, report))
+    }
+
+    fn predict<'a>(
+        &'a mut self,
+        images: &'a [u8],
+    ) -> LocalFuture<'a, Result<Vec<f32>, DeviceError>> {
+        Box::pin(async move {
+            let done = self.predict_async(images).await;
+            self.ctx.faults.check()?;
+            Ok(done?)
+        })
+    }
+
+    fn read(&mut self, buf: Buf) -> LocalFuture<'_, Result<Vec<f32>, DeviceError>> {
+        Box::pin(self.read_buffer(buf))
+    }
+
+    fn write(&mut self, buf: Buf, values: &[f32]) -> Result<(), DeviceError> {
+        let region = self.region(buf);
+        self.ctx
+            .queue
+            .write_buffer(region.buffer, region.offset, bytemuck::cast_slice(values));
+        self.counters.bytes_to_device += 4 * values.len() as u64;
+        Ok(())
+    }
+
+    fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    fn set_steps(&mut self, steps: u64) {
+        self.counters.steps = steps;
+    }
+
+    fn kernel_choices(&mut self) -> LocalFuture<'_, Result<Vec<super::KernelChoice>, DeviceError>> {
+        Box::pin(self.choices())
+    }
+
+    fn profile_step(&mut self) -> LocalFuture<'_, Result<Option<Profile>, DeviceError>> {
+        Box::pin(self.profile())
     }
 }
 

@@ -1,18 +1,18 @@
 //! GPU time per kernel of one training step: timestamp queries around each
 //! launch where the adapter has them, else host timing of one submit per kernel.
 
-use std::time::Instant;
+use web_time::Instant;
 
 use wgpu::BindGroup;
 
-use super::buffers::{self, block_on, DeviceWaits, Region};
+use super::buffers::{self, DeviceWaits, Region};
 use super::kernels::Launch;
 use super::{GpuContext, GpuError};
 use crate::backend::{Counters, KernelTime, Profile};
 
 /// Runs `launches` (one step, at `offset` of the step table `steps`) once,
 /// each in a compute pass of its own, and returns the time of each.
-pub(super) fn time_launches(
+pub(super) async fn time_launches(
     ctx: &GpuContext,
     waits: &DeviceWaits,
     launches: &[Launch],
@@ -20,23 +20,13 @@ pub(super) fn time_launches(
     offset: u32,
 ) -> Result<Profile, GpuError> {
     if ctx.summary.timestamp_queries {
-        with_timestamps(ctx, waits, launches, steps, offset)
+        with_timestamps(ctx, waits, launches, steps, offset).await
     } else {
-        with_host_timing(ctx, launches, steps, offset)
+        with_host_timing(ctx, waits, launches, steps, offset).await
     }
 }
 
-fn wait(ctx: &GpuContext, submission: wgpu::SubmissionIndex) -> Result<(), GpuError> {
-    ctx.device
-        .poll(wgpu::PollType::Wait {
-            submission_index: Some(submission),
-            timeout: None,
-        })
-        .map(|_| ())
-        .map_err(|e| GpuError::Device(e.to_string()))
-}
-
-fn with_timestamps(
+async fn with_timestamps(
     ctx: &GpuContext,
     waits: &DeviceWaits,
     launches: &[Launch],
@@ -74,7 +64,8 @@ fn with_timestamps(
         launch.record(&mut pass);
     }
     encoder.resolve_query_set(&queries, 0..count, &resolved, 0);
-    wait(ctx, ctx.queue.submit([encoder.finish()]))?;
+    // The read-back's copy runs after this submission.
+    ctx.queue.submit([encoder.finish()]);
     let mut counters = Counters::default();
     let read = buffers::read(
         &ctx.device,
@@ -83,7 +74,7 @@ fn with_timestamps(
         Region::whole(&resolved),
         &mut counters,
     );
-    let bytes = block_on(&ctx.device, waits, read)??;
+    let bytes = read.await?;
     let ticks: Vec<u64> = bytes
         .chunks_exact(8)
         .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
@@ -102,8 +93,9 @@ fn with_timestamps(
     })
 }
 
-fn with_host_timing(
+async fn with_host_timing(
     ctx: &GpuContext,
+    waits: &DeviceWaits,
     launches: &[Launch],
     steps: &BindGroup,
     offset: u32,
@@ -118,7 +110,8 @@ fn with_host_timing(
             steps,
             [offset].into_iter(),
         );
-        wait(ctx, ctx.queue.submit([encoder.finish()]))?;
+        let submission = ctx.queue.submit([encoder.finish()]);
+        buffers::work_done(&ctx.queue, waits, submission).await?;
         kernels.push(KernelTime {
             label: launch.label.clone(),
             ms: start.elapsed().as_secs_f64() * 1e3,

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use super::buffers::{self, block_on, DeviceWaits, Region, StepTable};
+use super::buffers::{self, DeviceWaits, Region, StepTable};
 use super::kernels::matmul::{MatmulKernel, MatmulOperands};
 use super::kernels::Kernels;
 use super::{profile, record_steps, GpuContext, GpuError};
@@ -98,7 +98,7 @@ fn adapter_key(ctx: &GpuContext) -> String {
 
 /// The choice for `product` among `candidates` (simplest first): remembered,
 /// cached, or measured now.
-pub(crate) fn choose(
+pub(crate) async fn choose(
     ctx: &GpuContext,
     waits: &DeviceWaits,
     kernels: &Kernels,
@@ -107,19 +107,26 @@ pub(crate) fn choose(
 ) -> Result<MatmulKernel, GpuError> {
     let by_name = |name: &str| candidates.iter().copied().find(|k| k.name() == name);
     let key = format!("{} | {}", adapter_key(ctx), product.key());
-    let mut memo = MEMO.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(kernel) = memo.get(&key).and_then(|c| by_name(&c.kernel)) {
+    let remembered = MEMO
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&key)
+        .and_then(|c| by_name(&c.kernel));
+    if let Some(kernel) = remembered {
         return Ok(kernel);
     }
-    let choice = cached_or_measured(ctx, waits, kernels, product, candidates, cache::path())?;
+    let choice =
+        cached_or_measured(ctx, waits, kernels, product, candidates, cache::path()).await?;
     let kernel = by_name(&choice.kernel).expect("the choice is a candidate");
-    memo.insert(key, choice);
+    MEMO.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(key, choice);
     Ok(kernel)
 }
 
 /// The choice for `product` from the cache file at `path`, or measured now
 /// and written there.
-fn cached_or_measured(
+async fn cached_or_measured(
     ctx: &GpuContext,
     waits: &DeviceWaits,
     kernels: &Kernels,
@@ -142,7 +149,7 @@ fn cached_or_measured(
         None => false,
     };
     let forms: Vec<_> = candidates.iter().map(|&k| (k, product.form)).collect();
-    let choice = measure(ctx, waits, kernels, product, &forms)?;
+    let choice = measure(ctx, waits, kernels, product, &forms).await?;
     match path.filter(|_| writable) {
         Some(path) => Ok(cache::settle(&path, key, choice, known)),
         None => Ok(choice),
@@ -165,7 +172,7 @@ pub(crate) fn random(n: usize, seed: u64) -> Vec<f32> {
 /// Runs each candidate (a kernel, and the form it is bound with: the
 /// product's, except where a test injects a wrong one) once and compares its
 /// results with the host's f64 product, then times the ones that agree.
-pub(crate) fn measure(
+pub(crate) async fn measure(
     ctx: &GpuContext,
     waits: &DeviceWaits,
     kernels: &Kernels,
@@ -272,7 +279,7 @@ pub(crate) fn measure(
         );
         ctx.queue.submit([encoder.finish()]);
         let read = buffers::read(device, &ctx.queue, waits, Region::whole(&c), &mut counters);
-        let values = buffers::f32s(&block_on(device, waits, read)??);
+        let values = buffers::f32s(&read.await?);
         let values = &values[..m * n];
         let agrees = want
             .iter()
@@ -292,18 +299,18 @@ pub(crate) fn measure(
             continue;
         }
         // The median of three timed launches.
-        let mut times = (0..3)
-            .map(|_| {
-                let p = profile::time_launches(
-                    ctx,
-                    waits,
-                    std::slice::from_ref(&run),
-                    &table.bind_group,
-                    table.offset(0),
-                )?;
-                Ok(p.kernels[0].ms)
-            })
-            .collect::<Result<Vec<f64>, GpuError>>()?;
+        let mut times = Vec::with_capacity(3);
+        for _ in 0..3 {
+            let p = profile::time_launches(
+                ctx,
+                waits,
+                std::slice::from_ref(&run),
+                &table.bind_group,
+                table.offset(0),
+            )
+            .await?;
+            times.push(p.kernels[0].ms);
+        }
         times.sort_by(f64::total_cmp);
         trials.push(Trial {
             kernel: kernel.name(),
@@ -334,7 +341,22 @@ pub(crate) fn measure(
 mod tests {
     use super::cache::CacheFile;
     use super::*;
+    use crate::backend::gpu::buffers::Waits;
     use crate::backend::gpu::kernels::matmul;
+    use crate::backend::host::Driver;
+
+    /// Runs the tuner's `future` to completion on `ctx`'s device.
+    fn block<T>(
+        ctx: &GpuContext,
+        waits: &Waits,
+        future: impl std::future::Future<Output = Result<T, GpuError>>,
+    ) -> T {
+        let driver = Driver::Gpu {
+            device: ctx.device.clone(),
+            waits: waits.clone(),
+        };
+        driver.block_on(future).unwrap().unwrap()
+    }
 
     /// The Vulkan device, or `None` (with a notice) where there is none and
     /// none is required.
@@ -373,21 +395,24 @@ mod tests {
         let Some((ctx, kernels)) = vulkan() else {
             return;
         };
-        let waits = DeviceWaits::default();
+        let waits = Waits::default();
         let p = product(36, 20, 64);
         // The vec4 kernel bound without the bias: wrong for this product.
         let wrong = MatmulForm {
             epilogue: Epilogue::None,
             ..p.form
         };
-        let choice = measure(
+        let choice = block(
             &ctx,
             &waits,
-            &kernels,
-            p,
-            &[(MatmulKernel::Scalar, p.form), (MatmulKernel::Vec4, wrong)],
-        )
-        .unwrap();
+            measure(
+                &ctx,
+                &waits,
+                &kernels,
+                p,
+                &[(MatmulKernel::Scalar, p.form), (MatmulKernel::Vec4, wrong)],
+            ),
+        );
         assert_eq!(choice.kernel, "scalar");
         assert_eq!(
             choice.trials[1],
@@ -398,14 +423,17 @@ mod tests {
         );
         assert!(choice.trials[0].ms.is_some_and(|ms| ms > 0.0));
         // Bound right, it agrees and is timed.
-        let choice = measure(
+        let choice = block(
             &ctx,
             &waits,
-            &kernels,
-            p,
-            &[(MatmulKernel::Scalar, p.form), (MatmulKernel::Vec4, p.form)],
-        )
-        .unwrap();
+            measure(
+                &ctx,
+                &waits,
+                &kernels,
+                p,
+                &[(MatmulKernel::Scalar, p.form), (MatmulKernel::Vec4, p.form)],
+            ),
+        );
         assert!(choice.trials.iter().all(|t| t.ms.is_some()), "{choice:?}");
     }
 
@@ -433,10 +461,12 @@ mod tests {
                         let (ctx, kernels) = vulkan().unwrap();
                         let candidates =
                             matmul::candidates(p.form, p.m, p.k, p.n, ctx.matmul_caps());
-                        let waits = DeviceWaits::default();
-                        let choice =
-                            cached_or_measured(&ctx, &waits, &kernels, p, &candidates, Some(path))
-                                .unwrap();
+                        let waits = Waits::default();
+                        let choice = block(
+                            &ctx,
+                            &waits,
+                            cached_or_measured(&ctx, &waits, &kernels, p, &candidates, Some(path)),
+                        );
                         (format!("{} | {}", adapter_key(&ctx), p.key()), choice)
                     })
                 })
@@ -454,14 +484,17 @@ mod tests {
         let Some((ctx, kernels)) = vulkan() else {
             return;
         };
-        let waits = DeviceWaits::default();
+        let waits = Waits::default();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("kernels.json");
         let p = product(40, 24, 128);
         let candidates = matmul::candidates(p.form, p.m, p.k, p.n, ctx.matmul_caps());
         assert!(candidates.len() > 1, "{candidates:?}");
-        let first =
-            cached_or_measured(&ctx, &waits, &kernels, p, &candidates, Some(path.clone())).unwrap();
+        let first = block(
+            &ctx,
+            &waits,
+            cached_or_measured(&ctx, &waits, &kernels, p, &candidates, Some(path.clone())),
+        );
         assert_eq!(first.trials.len(), candidates.len());
         let key = format!("{} | {}", adapter_key(&ctx), p.key());
         let mut file: CacheFile = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
@@ -469,27 +502,39 @@ mod tests {
         // A second run takes the file's word for it, measuring nothing.
         file.choices.get_mut(&key).unwrap().kernel = "scalar".into();
         std::fs::write(&path, serde_json::to_vec(&file).unwrap()).unwrap();
-        let second =
-            cached_or_measured(&ctx, &waits, &kernels, p, &candidates, Some(path.clone())).unwrap();
+        let second = block(
+            &ctx,
+            &waits,
+            cached_or_measured(&ctx, &waits, &kernels, p, &candidates, Some(path.clone())),
+        );
         assert_eq!(second.kernel, "scalar");
         // A hand-edited choice naming no candidate is measured again.
         file.choices.get_mut(&key).unwrap().kernel = "no-such-kernel".into();
         std::fs::write(&path, serde_json::to_vec(&file).unwrap()).unwrap();
-        let edited =
-            cached_or_measured(&ctx, &waits, &kernels, p, &candidates, Some(path.clone())).unwrap();
+        let edited = block(
+            &ctx,
+            &waits,
+            cached_or_measured(&ctx, &waits, &kernels, p, &candidates, Some(path.clone())),
+        );
         assert_ne!(edited.kernel, "no-such-kernel");
         file.choices.insert(key.clone(), edited);
         // A choice made among other candidates (an older version's) is measured again.
         file.choices.get_mut(&key).unwrap().trials.pop();
         std::fs::write(&path, serde_json::to_vec(&file).unwrap()).unwrap();
-        let again =
-            cached_or_measured(&ctx, &waits, &kernels, p, &candidates, Some(path.clone())).unwrap();
+        let again = block(
+            &ctx,
+            &waits,
+            cached_or_measured(&ctx, &waits, &kernels, p, &candidates, Some(path.clone())),
+        );
         assert_eq!(again.trials.len(), candidates.len());
         // A damaged cache (cut short) is ignored, measured again and written whole.
         let whole = std::fs::read(&path).unwrap();
         std::fs::write(&path, &whole[..whole.len() / 2]).unwrap();
-        let third =
-            cached_or_measured(&ctx, &waits, &kernels, p, &candidates, Some(path.clone())).unwrap();
+        let third = block(
+            &ctx,
+            &waits,
+            cached_or_measured(&ctx, &waits, &kernels, p, &candidates, Some(path.clone())),
+        );
         assert_eq!(third.trials.len(), candidates.len());
         let rebuilt: CacheFile = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
         assert_eq!(rebuilt.choices[&key], third);
@@ -498,9 +543,11 @@ mod tests {
         let other = dir.path().join("model.safetensors");
         std::fs::write(&other, b"\x10\0\0\0\0\0\0\0{\"weights\": 1}").unwrap();
         let before = std::fs::read(&other).unwrap();
-        let fourth =
-            cached_or_measured(&ctx, &waits, &kernels, p, &candidates, Some(other.clone()))
-                .unwrap();
+        let fourth = block(
+            &ctx,
+            &waits,
+            cached_or_measured(&ctx, &waits, &kernels, p, &candidates, Some(other.clone())),
+        );
         assert_eq!(fourth.trials.len(), candidates.len());
         assert_eq!(std::fs::read(&other).unwrap(), before);
     }

@@ -1,0 +1,353 @@
+// The page: MNIST from this origin (or the user's disk), a training session
+// of the engine in wasm, live curves, the test set's confusion matrix, a
+// drawing pad, and checkpoints in and out. Query parameters (for tests and
+// scripts): backend, model, epochs, samples, seed, autorun=1. When a run ends
+// it writes one JSON object to window.gpuMnistResult and to #result.
+import init, { Data, Session } from "./pkg/gpu_mnist_web.js";
+
+const FILES = [
+  "train-images-idx3-ubyte.gz",
+  "train-labels-idx1-ubyte.gz",
+  "t10k-images-idx3-ubyte.gz",
+  "t10k-labels-idx1-ubyte.gz",
+];
+const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
+
+let data = null;      // Data, once the four files are checked
+let session = null;   // Session, once a device is open
+let sessionKey = "";  // the options it was opened with
+let running = false;
+let curve = [];       // {step, loss, accuracy} over the whole run
+let firstStepAt = null;
+
+for (const [name, id] of [["backend", "backend"], ["model", "model"], ["epochs", "epochs"],
+                          ["samples", "samples"], ["seed", "seed"]]) {
+  if (params.has(name)) $(id).value = params.get(name);
+}
+
+function publish(result) {
+  window.gpuMnistResult = result;
+  $("result").textContent = JSON.stringify(result, null, 1);
+}
+
+function fail(error) {
+  const message = String(error && error.message ? error.message : error);
+  $("result").classList.add("error");
+  publish({ error: message });
+  log(`error: ${message}`);
+}
+
+function log(line) {
+  $("log").textContent += line + "\n";
+}
+
+async function fetchData() {
+  $("data-status").textContent = "MNIST: downloading from this site...";
+  const responses = await Promise.all(FILES.map((f) => fetch(`data/${f}`)));
+  const missing = FILES.filter((_, i) => !responses[i].ok);
+  if (missing.length) {
+    throw new Error(`this site does not serve ${missing.join(", ")}: pick the four files below`);
+  }
+  const bytes = await Promise.all(responses.map((r) => r.arrayBuffer()));
+  return loadBytes(bytes);
+}
+
+function loadBytes(buffers) {
+  const [a, b, c, d] = buffers.map((buf) => new Uint8Array(buf));
+  data = new Data(a, b, c, d);
+  $("data-status").textContent =
+    `MNIST: ${data.train_len} training and ${data.test_len} test images, checked against their SHA-256.`;
+  $("data-pick").hidden = true;
+}
+
+async function ensureData() {
+  if (data) return;
+  try {
+    await fetchData();
+  } catch (e) {
+    $("data-pick").hidden = false;
+    throw e;
+  }
+}
+
+$("data-files").addEventListener("change", async (event) => {
+  try {
+    const picked = [...event.target.files];
+    const byName = (name) => picked.find((f) => f.name === name || f.name === name.replace(/\.gz$/, ""));
+    const files = FILES.map(byName);
+    if (files.some((f) => !f)) {
+      throw new Error(`pick all four files: ${FILES.join(", ")} (gzip or not)`);
+    }
+    loadBytes(await Promise.all(files.map((f) => f.arrayBuffer())));
+  } catch (e) {
+    fail(e);
+  }
+});
+
+function options() {
+  return {
+    model: $("model").value,
+    backend: $("backend").value,
+    samples: Number($("samples").value),
+    seed: Number($("seed").value),
+  };
+}
+
+async function ensureSession() {
+  const wanted = JSON.stringify(options());
+  if (session && sessionKey === wanted) return;
+  $("device").textContent = "Device: opening...";
+  session = await Session.open(data, wanted);
+  sessionKey = wanted;
+  curve = [];
+  timings = [];
+  epochsDone = 0;
+  $("device").textContent = `Device: ${session.adapter}`;
+  $("download").disabled = false;
+}
+
+// Keras' epoch line: "Epoch 1/5 - 469/469 - 3.1s - 7ms/step - loss: ... - accuracy: ...".
+let epochSteps = 0;
+let epochsAsked = 0;
+let epochOffset = 0;
+let epochsDone = 0;
+let timings = [];  // per epoch: [{t, step}] of its progress events
+
+function onEvent(json) {
+  const e = JSON.parse(json);
+  const now = performance.now();
+  if (e.event === "epoch_begin") {
+    firstStepAt ??= now;
+    epochSteps = e.steps;
+    timings.push([{ t: now, step: 0 }]);
+  } else if (e.event === "progress") {
+    timings[timings.length - 1].push({ t: now, step: e.step });
+    const total = (e.epoch - 1) * epochSteps + e.step;
+    curve.push({ step: total, loss: e.loss, accuracy: e.accuracy });
+    drawCurves();
+  } else if (e.event === "epoch_end") {
+    epochsDone = e.epoch;
+    const msPerStep = (1000 * e.seconds) / epochSteps;
+    log(`Epoch ${e.epoch}/${epochOffset + epochsAsked} - ${epochSteps}/${epochSteps} - ` +
+        `${e.seconds.toFixed(1)}s - ${Math.round(msPerStep)}ms/step - ` +
+        `loss: ${e.loss.toFixed(4)} - accuracy: ${e.accuracy.toFixed(4)}`);
+  }
+}
+
+// ms per step once running: between the first and last progress events of
+// the last epoch that had two (the first steps carry the kernels' warm-up);
+// else the epochs' time over their steps.
+function steadyMsPerStep(epochs) {
+  for (const t of timings.slice().reverse()) {
+    const ticks = t.filter((p) => p.step > 0);
+    if (ticks.length >= 2) {
+      const [a, b] = [ticks[0], ticks[ticks.length - 1]];
+      return (b.t - a.t) / (b.step - a.step);
+    }
+  }
+  const seconds = epochs.reduce((s, e) => s + e.seconds, 0);
+  return (1000 * seconds) / (epochSteps * Math.max(1, epochs.length));
+}
+
+function drawCurves() {
+  const canvas = $("curves");
+  const g = canvas.getContext("2d");
+  const [w, h, pad] = [canvas.width, canvas.height, 30];
+  g.clearRect(0, 0, w, h);
+  g.strokeStyle = "#999";
+  g.strokeRect(pad, 10, w - pad - 10, h - pad - 10);
+  if (curve.length === 0) return;
+  const lastStep = curve[curve.length - 1].step || 1;
+  const maxLoss = Math.max(...curve.map((p) => p.loss), 1e-9);
+  const x = (step) => pad + ((w - pad - 10) * step) / lastStep;
+  const y = (v) => 10 + (h - pad - 10) * (1 - v);
+  const line = (color, value) => {
+    g.strokeStyle = color;
+    g.beginPath();
+    curve.forEach((p, i) => (i ? g.lineTo : g.moveTo).call(g, x(p.step), y(value(p))));
+    g.stroke();
+  };
+  line("#c62828", (p) => p.loss / maxLoss);
+  line("#1565c0", (p) => p.accuracy);
+  g.fillStyle = "#333";
+  g.font = "12px sans-serif";
+  const last = curve[curve.length - 1];
+  g.fillText(`loss ${last.loss.toFixed(4)} (red, max ${maxLoss.toFixed(2)})`, pad + 5, h - 12);
+  g.fillText(`accuracy ${last.accuracy.toFixed(4)} (blue)`, pad + 260, h - 12);
+  g.fillText(`step ${last.step}`, w - 80, h - 12);
+}
+
+function showEvaluation(evaluation) {
+  $("test-summary").textContent =
+    `test_loss: ${evaluation.test_loss.toFixed(4)}  test_acc: ${evaluation.test_acc.toFixed(4)}`;
+  const table = $("confusion");
+  const head = "<tr><th>true \\ predicted</th>" +
+    evaluation.confusion.map((_, c) => `<th>${c}</th>`).join("") + "</tr>";
+  const rows = evaluation.confusion.map((row, r) => `<tr><th>${r}</th>` +
+    row.map((n, c) => `<td class="${r === c ? "diagonal" : ""}">${n}</td>`).join("") + "</tr>");
+  table.innerHTML = head + rows.join("");
+  table.hidden = false;
+}
+
+function setRunning(on) {
+  running = on;
+  $("train").disabled = on;
+  $("stop").disabled = !on;
+  $("checkpoint-file").disabled = on;
+  $("download").disabled = on || !session;
+}
+
+async function train() {
+  setRunning(true);
+  $("result").classList.remove("error");
+  try {
+    await ensureData();
+    await ensureSession();
+    epochsAsked = Number($("epochs").value);
+    epochOffset = epochsDone;
+    const fit = JSON.parse(await session.fit(epochsAsked, onEvent));
+    if (fit.stopped) {
+      log("stopped: Train goes on from where it stopped");
+      publish({ stopped: true, backend: session.backend, adapter: session.adapter });
+      return;
+    }
+    const evaluation = JSON.parse(await session.evaluate());
+    showEvaluation(evaluation);
+    publish({
+      backend: session.backend,
+      adapter: session.adapter,
+      model: options().model,
+      epochs: fit.epochs.map(({ epoch, loss, accuracy, seconds }) => ({ epoch, loss, accuracy, seconds })),
+      test_loss: evaluation.test_loss,
+      test_acc: evaluation.test_acc,
+      ms_per_step: steadyMsPerStep(fit.epochs),
+      first_step_ms: firstStepAt,
+    });
+  } catch (e) {
+    fail(e);
+  } finally {
+    setRunning(false);
+  }
+}
+
+$("train").addEventListener("click", train);
+$("stop").addEventListener("click", () => session && session.stop());
+
+$("download").addEventListener("click", async () => {
+  try {
+    const bytes = await session.checkpoint();
+    const url = URL.createObjectURL(new Blob([bytes], { type: "application/octet-stream" }));
+    const a = document.createElement("a");
+    a.href = url;
+    a.download = `mnist-${options().model}.safetensors`;
+    a.click();
+    setTimeout(() => URL.revokeObjectURL(url), 10000);
+  } catch (e) {
+    fail(e);
+  }
+});
+
+$("checkpoint-file").addEventListener("change", async (event) => {
+  const file = event.target.files[0];
+  if (!file) return;
+  setRunning(true);
+  try {
+    await ensureData();
+    await ensureSession();
+    await session.load_checkpoint(new Uint8Array(await file.arrayBuffer()), file.name);
+    log(`loaded ${file.name}`);
+    const evaluation = JSON.parse(await session.evaluate());
+    showEvaluation(evaluation);
+    publish({
+      backend: session.backend,
+      adapter: session.adapter,
+      checkpoint: file.name,
+      test_loss: evaluation.test_loss,
+      test_acc: evaluation.test_acc,
+    });
+  } catch (e) {
+    fail(e);
+  } finally {
+    event.target.value = "";
+    setRunning(false);
+  }
+});
+
+// The drawing pad: white strokes on black, as MNIST's digits are; predicted
+// at the end of each stroke, and while drawing at most every 150 ms.
+const pad = $("pad");
+const pen = pad.getContext("2d");
+function clearPad() {
+  pen.fillStyle = "#000";
+  pen.fillRect(0, 0, pad.width, pad.height);
+  $("top3").innerHTML = "";
+  $("preview").getContext("2d").clearRect(0, 0, 112, 112);
+}
+clearPad();
+let drawing = false;
+let lastPredict = 0;
+let predicting = false;
+const at = (e) => {
+  const r = pad.getBoundingClientRect();
+  return [((e.clientX - r.left) * pad.width) / r.width, ((e.clientY - r.top) * pad.height) / r.height];
+};
+pad.addEventListener("pointerdown", (e) => {
+  drawing = true;
+  pad.setPointerCapture(e.pointerId);
+  pen.strokeStyle = "#fff";
+  pen.lineWidth = 22;
+  pen.lineCap = pen.lineJoin = "round";
+  pen.beginPath();
+  pen.moveTo(...at(e));
+});
+pad.addEventListener("pointermove", (e) => {
+  if (!drawing) return;
+  pen.lineTo(...at(e));
+  pen.stroke();
+  if (performance.now() - lastPredict > 150) predictDrawing();
+});
+pad.addEventListener("pointerup", () => {
+  drawing = false;
+  predictDrawing();
+});
+$("clear").addEventListener("click", clearPad);
+
+async function predictDrawing() {
+  if (!session || predicting) return;
+  if (running) {
+    $("top3").innerHTML = "<li>(training: ask again when it ends)</li>";
+    return;
+  }
+  predicting = true;
+  lastPredict = performance.now();
+  try {
+    const pixels = pen.getImageData(0, 0, pad.width, pad.height);
+    const out = JSON.parse(await session.predict(new Uint8Array(pixels.data.buffer), pad.width, pad.height));
+    if (out.blank) {
+      $("top3").innerHTML = "";
+      return;
+    }
+    const ranked = out.probabilities.map((p, digit) => ({ p, digit })).sort((a, b) => b.p - a.p).slice(0, 3);
+    $("top3").innerHTML = ranked.map((r) => `<li data-digit="${r.digit}">${r.digit}: ${(100 * r.p).toFixed(1)}%</li>`).join("");
+    const preview = $("preview").getContext("2d");
+    const image = preview.createImageData(28, 28);
+    out.pixels.forEach((v, i) => image.data.set([v, v, v, 255], 4 * i));
+    const small = new OffscreenCanvas(28, 28);
+    small.getContext("2d").putImageData(image, 0, 0);
+    preview.imageSmoothingEnabled = false;
+    preview.drawImage(small, 0, 0, 112, 112);
+  } catch (e) {
+    fail(e);
+  } finally {
+    predicting = false;
+  }
+}
+
+await init();
+drawCurves();
+if (params.get("autorun") === "1") {
+  train();
+} else {
+  ensureData().catch((e) => { $("data-status").textContent = `MNIST: ${e.message}`; });
+}

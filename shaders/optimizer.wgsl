@@ -55,7 +55,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         // since compilers may assume that comparisons never see a NaN.
         let bits = bitcast<vec4<u32>>(params[i]) & vec4<u32>(0x7f800000u);
         if any(bits == vec4<u32>(0x7f800000u)) {
-            loss_sums[step.slot] = bitcast<f32>(0x7fc00000u);
+            // A quiet NaN (the exponent bits OR'd into 0x7fc00000), computed
+            // from a runtime value: WGSL refuses a NaN constant (Tint does).
+            loss_sums[step.slot] = bitcast<f32>(bits.x | 0x7fc00000u);
         }
     }
 }

@@ -39,6 +39,8 @@ pub enum Command {
     Export(ExportArgs),
     /// Draw the loss and accuracy curves of a history file written by `train --history`.
     Plot(PlotArgs),
+    /// Serve the web page (built by `bash web/build.sh`) and the data set to a browser.
+    Serve(ServeArgs),
 }
 
 /// Where computation runs.
@@ -140,9 +142,11 @@ pub fn check_combinations(command: &Command) -> Result<(), String> {
             args.device.check()?;
             args.model.check()
         }
-        Command::Devices(_) | Command::Download(_) | Command::Export(_) | Command::Plot(_) => {
-            Ok(())
-        }
+        Command::Devices(_)
+        | Command::Download(_)
+        | Command::Export(_)
+        | Command::Plot(_)
+        | Command::Serve(_) => Ok(()),
     }
 }
 
@@ -393,6 +397,21 @@ pub struct ExportArgs {
     /// are otherwise refused.
     #[arg(long)]
     pub overwrite: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The built page.
+    #[arg(long, value_name = "DIR", default_value = "web/dist")]
+    pub dir: PathBuf,
+    /// The address to listen on: this machine only unless another is given.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// The port (0: any free one, printed).
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    #[command(flatten)]
+    pub data: DataArgs,
 }
 
 #[derive(Debug, Args)]

@@ -55,6 +55,7 @@ pub fn run(cli: super::args::Cli) -> Result<(), CliError> {
         Command::Bench(args) => bench(&args),
         Command::Export(args) => export(&args),
         Command::Plot(args) => plot(&args),
+        Command::Serve(args) => super::serve::serve(&args),
     }
 }
 
@@ -76,6 +77,14 @@ pub(super) fn load_data(args: &DataArgs) -> Result<Splits, CliError> {
     let set = args.dataset.0;
     Ok(fetching(args, |download| {
         set.load(args.data_dir.as_deref(), download)
+    })?)
+}
+
+/// The data set's four files, found (or downloaded) as for training.
+pub(super) fn locate_data(args: &DataArgs) -> Result<[PathBuf; 4], CliError> {
+    let set = args.dataset.0;
+    Ok(fetching(args, |download| {
+        set.locate(args.data_dir.as_deref(), download)
     })?)
 }
 

@@ -1,6 +1,7 @@
 //! The command line: flags and their validation (`args`), the subcommands
 //! (`commands`, `train`), the files they write (`outputs`), terminal progress (`progress`), the `bench` report
-//! (`bench`), training curves (`plot`) and images drawn in text (`draw`).
+//! (`bench`), training curves (`plot`), images drawn in text (`draw`) and the
+//! web page's server (`serve`).
 
 /// `print!` that ends the program with one line (exit 1), not a panic, when
 /// standard output cannot be written, as on a full disk (`> /dev/full`).
@@ -24,6 +25,7 @@ pub mod outputs;
 pub mod plot;
 pub mod progress;
 pub mod report;
+pub mod serve;
 pub mod train;
 
 /// Writes to standard output or exits: a report nobody can read is a failure.

@@ -4,6 +4,7 @@
 
 use rayon::prelude::*;
 
+use super::ops::madd;
 use crate::plan::{ConvGeometry, PoolGeometry};
 
 /// Writes each example's windows as `positions` rows of `patch` values,
@@ -338,11 +339,11 @@ fn max_pool_grad_example(
                             let row = &mut row[first..first + lanes];
                             if let Ok(row) = <&mut [f32; POOL_LANES]>::try_from(&mut *row) {
                                 for l in 0..POOL_LANES {
-                                    row[l] = w.mul_add(sent[l], row[l]);
+                                    row[l] = madd(w, sent[l], row[l]);
                                 }
                             } else {
                                 for (s, &d) in row.iter_mut().zip(&sent) {
-                                    *s = w.mul_add(d, *s);
+                                    *s = madd(w, d, *s);
                                 }
                             }
                         }

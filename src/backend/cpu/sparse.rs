@@ -8,6 +8,7 @@
 use ndarray::{ArrayView2, ArrayViewMut2};
 use rayon::prelude::*;
 
+use super::ops::madd;
 use crate::data::{pixel, Dataset};
 
 /// Use the sparse kernels when at most this fraction of the batch is nonzero;
@@ -130,9 +131,10 @@ fn axpy4(x: [f32; 4], w: [&[f32]; 4], out: &mut [f32]) {
     let n = out.len();
     let (w0, w1, w2, w3) = (&w[0][..n], &w[1][..n], &w[2][..n], &w[3][..n]);
     for j in 0..n {
-        out[j] = x[3].mul_add(
+        out[j] = madd(
+            x[3],
             w3[j],
-            x[2].mul_add(w2[j], x[1].mul_add(w1[j], x[0].mul_add(w0[j], out[j]))),
+            madd(x[2], w2[j], madd(x[1], w1[j], madd(x[0], w0[j], out[j]))),
         );
     }
 }
@@ -141,7 +143,7 @@ fn axpy4(x: [f32; 4], w: [&[f32]; 4], out: &mut [f32]) {
 #[multiversion::multiversion(targets("x86_64+avx512f", "x86_64+avx2+fma", "aarch64+neon"))]
 fn axpy(x: f32, w: &[f32], out: &mut [f32]) {
     for (o, &v) in out.iter_mut().zip(w) {
-        *o = x.mul_add(v, *o);
+        *o = madd(x, v, *o);
     }
 }
 

@@ -414,6 +414,11 @@ impl GpuExecutor {
     /// Chooses, by measurement on this device (or from the cache), the kernel
     /// of each product `program` computes.
     async fn tune(&mut self, program: Program) -> Result<(), GpuError> {
+        // In a browser the page's first step would wait for the measurements
+        // (12 s on SwiftShader's WebGPU): the rule of thumb chooses there.
+        if cfg!(target_arch = "wasm32") {
+            return Ok(());
+        }
         let products: Vec<Product> = self
             .plan
             .ops(program)
@@ -991,7 +996,13 @@ impl GpuExecutor {
 impl Executor for GpuExecutor {
     fn describe(&self) -> String {
         let s = &self.ctx.summary;
-        format!("{} ({}, {})", s.name, s.backend, s.device_type)
+        // Browsers may keep the adapter's name to themselves.
+        let name = if s.name.is_empty() {
+            "unnamed adapter"
+        } else {
+            &s.name
+        };
+        format!("{name} ({}, {})", s.backend, s.device_type)
     }
 
     #[cfg(not(target_arch = "wasm32"))]

@@ -14,7 +14,6 @@ use std::sync::Arc;
 use super::cpu::CpuExecutor;
 use super::gpu::kernels::matmul::{self, MatmulKernel};
 use super::gpu::{self, GpuContext, GpuExecutor};
-use super::host::Blocking;
 use super::{Executor, RunSettings, Split};
 use crate::data::{pixel, Splits};
 use crate::optim::{OptimizerKind, OptimizerSpec};
@@ -22,21 +21,28 @@ use crate::plan::{BatchDim, Buf, Epilogue, Matmul, MatmulForm, Op, Plan, Program
 use crate::test_util::{synthetic, Lcg};
 
 /// Set (as CI does) to make a missing Vulkan adapter fail the tests.
+#[cfg(not(target_arch = "wasm32"))]
 const REQUIRE_ADAPTER_ENV: &str = "GPU_MNIST_REQUIRE_ADAPTER";
 /// Set to make a missing GL adapter fail the tests.
+#[cfg(not(target_arch = "wasm32"))]
 const REQUIRE_GL_ENV: &str = "GPU_MNIST_REQUIRE_GL";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+// Each build constructs its own kinds.
+#[allow(dead_code)]
 enum TestDevice {
     Cpu,
     Vulkan,
     Gl,
+    WebGpu,
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 fn required(var: &str) -> bool {
     std::env::var(var).is_ok_and(|v| !v.is_empty() && v != "0")
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 impl TestDevice {
     /// A context per adapter of this kind (`None` stands for the CPU); none,
     /// with a notice, when the machine has no such adapter and it is not
@@ -46,6 +52,7 @@ impl TestDevice {
             TestDevice::Cpu => return vec![None],
             TestDevice::Vulkan => (wgpu::Backends::VULKAN, REQUIRE_ADAPTER_ENV),
             TestDevice::Gl => (wgpu::Backends::GL, REQUIRE_GL_ENV),
+            TestDevice::WebGpu => unreachable!("a browser's device"),
         };
         let count = pollster::block_on(super::gpu::context::adapters(backends)).len();
         if count == 0 {
@@ -118,11 +125,12 @@ fn examples(len: usize, features: usize, classes: usize) -> Splits {
 }
 
 /// Runs the training program once over the first `rows` training examples.
-fn run_rows(exec: &mut dyn Executor, rows: usize) -> super::Metrics {
+async fn run_rows(exec: &mut dyn Executor, rows: usize) -> super::Metrics {
     let order: Vec<u32> = (0..rows as u32).collect();
-    exec.run_blocking(Program::Train, Split::Train, Some(&order), &mut |_| {
+    exec.run(Program::Train, Split::Train, Some(&order), &mut |_| {
         ControlFlow::Continue(())
     })
+    .await
     .expect("the step runs")
 }
 
@@ -191,7 +199,7 @@ const SHAPES: [(usize, usize, usize); 10] = [
 
 /// Every matmul form of a dense layer at every shape, with partial batches:
 /// the batch buffers hold `full` rows, the step `rows`.
-fn matmul_forms(device: TestDevice, ctx: &Option<GpuContext>) {
+async fn matmul_forms(device: TestDevice, ctx: &Option<GpuContext>) {
     let form = |ta, tb, epilogue, batch_dim| MatmulForm {
         transpose_a: ta,
         transpose_b: tb,
@@ -266,8 +274,8 @@ fn matmul_forms(device: TestDevice, ctx: &Option<GpuContext>) {
                     ctx,
                 };
                 let mut exec = setup.open();
-                run_rows(exec.as_mut(), rows);
-                let got = exec.read_blocking(Buf::Grad(3)).unwrap();
+                run_rows(exec.as_mut(), rows).await;
+                let got = exec.read(Buf::Grad(3)).await.unwrap();
                 let what = format!("{device:?} {kernel:?} {form:?} {m}x{k}x{n}");
                 assert_close(&got[..m * n], &want, &magnitude, &what);
                 // A partial step writes only its rows.
@@ -299,7 +307,7 @@ fn matmul_forms(device: TestDevice, ctx: &Option<GpuContext>) {
 /// The first layer as trained: the gathered batch times W, and Xᵀ·delta (the
 /// CPU's sparse kernels on MNIST-like data, its dense ones otherwise; on wgpu
 /// the transposed batch the gather writes).
-fn first_layer_from_the_batch(device: TestDevice, ctx: &Option<GpuContext>) {
+async fn first_layer_from_the_batch(device: TestDevice, ctx: &Option<GpuContext>) {
     let (batch, features, units, rows) = (16, 36, 64, 13);
     for zero_fraction in [0.8, 0.1] {
         let data = synthetic(40, features, 3, zero_fraction, 5);
@@ -381,13 +389,14 @@ fn first_layer_from_the_batch(device: TestDevice, ctx: &Option<GpuContext>) {
         // partial step below must ignore (or zero) the rows past its own.
         let full: Vec<u32> = (20..20 + batch as u32).collect();
         for order in [&full, &order] {
-            exec.run_blocking(Program::Train, Split::Train, Some(order), &mut |_| {
+            exec.run(Program::Train, Split::Train, Some(order), &mut |_| {
                 ControlFlow::Continue(())
             })
+            .await
             .unwrap();
         }
         let (want, magnitude) = reference(&forward, rows, features, &x, &w, &bias);
-        let got = exec.read_blocking(Buf::Grad(2)).unwrap();
+        let got = exec.read(Buf::Grad(2)).await.unwrap();
         assert_close(
             &got[..rows * units],
             &want,
@@ -396,7 +405,7 @@ fn first_layer_from_the_batch(device: TestDevice, ctx: &Option<GpuContext>) {
         );
         // Xᵀ·delta over the step's rows only: the rest of delta must not count.
         let (want, magnitude) = reference(&grad_weights, features, rows, &x, &delta, &[]);
-        let got = exec.read_blocking(Buf::Grad(4)).unwrap();
+        let got = exec.read(Buf::Grad(4)).await.unwrap();
         assert_close(
             &got,
             &want,
@@ -408,7 +417,7 @@ fn first_layer_from_the_batch(device: TestDevice, ctx: &Option<GpuContext>) {
 
 /// Softmax + cross-entropy with labels, one-hot and soft targets, and the
 /// softmax of predictions.
-fn softmax_cross_entropy(device: TestDevice, ctx: &Option<GpuContext>) {
+async fn softmax_cross_entropy(device: TestDevice, ctx: &Option<GpuContext>) {
     for (rows, classes, seed) in [(1, 1, 1u64), (3, 10, 2), (128, 10, 3), (100, 7, 4)] {
         let mut rng = Lcg(seed);
         // Large logits exercise the log-sum-exp's stability.
@@ -463,14 +472,15 @@ fn softmax_cross_entropy(device: TestDevice, ctx: &Option<GpuContext>) {
             if let Some(t) = &targets {
                 exec.write(Buf::Targets, t).unwrap();
             }
-            let metrics = run_rows(exec.as_mut(), rows);
-            let grad = exec.read_blocking(Buf::Grad(1)).unwrap();
+            let metrics = run_rows(exec.as_mut(), rows).await;
+            let grad = exec.read(Buf::Grad(1)).await.unwrap();
             let eval = exec
-                .run_blocking(Program::Eval, Split::Train, None, &mut |_| {
+                .run(Program::Eval, Split::Train, None, &mut |_| {
                     ControlFlow::Continue(())
                 })
+                .await
                 .unwrap();
-            let probs = exec.predict_blocking(&vec![0; rows]).unwrap();
+            let probs = exec.predict(&vec![0; rows]).await.unwrap();
             let (mut loss, mut correct) = (0.0f64, 0);
             for r in 0..rows {
                 let z: Vec<f64> = logits[r * classes..(r + 1) * classes]
@@ -529,7 +539,7 @@ fn softmax_cross_entropy(device: TestDevice, ctx: &Option<GpuContext>) {
     }
 }
 
-fn column_sums(device: TestDevice, ctx: &Option<GpuContext>) {
+async fn column_sums(device: TestDevice, ctx: &Option<GpuContext>) {
     // The CPU splits columns across threads from 65,536 values: 1100 x 65
     // splits in blocks that are not whole multiples of 16.
     for (rows, cols) in [(1, 1), (3, 7), (128, 512), (127, 10), (1100, 65)] {
@@ -566,8 +576,8 @@ fn column_sums(device: TestDevice, ctx: &Option<GpuContext>) {
                 ctx,
             };
             let mut exec = setup.open();
-            run_rows(exec.as_mut(), rows);
-            let got = exec.read_blocking(Buf::Grad(1)).unwrap();
+            run_rows(exec.as_mut(), rows).await;
+            let got = exec.read(Buf::Grad(1)).await.unwrap();
             for (c, &g) in got.iter().enumerate() {
                 let want: f64 = (0..rows).map(|r| values[r * cols + c] as f64).sum();
                 assert!(
@@ -581,7 +591,7 @@ fn column_sums(device: TestDevice, ctx: &Option<GpuContext>) {
 
 /// Five updates of two tensors (sizes not multiples of 4, so the wgpu layout
 /// pads them) against the host formulas of `optim.rs`.
-fn optimizer_updates(device: TestDevice, ctx: &Option<GpuContext>) {
+async fn optimizer_updates(device: TestDevice, ctx: &Option<GpuContext>) {
     let sgd = OptimizerSpec::keras_default(OptimizerKind::Sgd);
     let specs = [
         sgd,
@@ -628,19 +638,19 @@ fn optimizer_updates(device: TestDevice, ctx: &Option<GpuContext>) {
                 exec.write(Buf::Grad(i), &grad).unwrap();
                 spec.apply(t, param, &grad, &mut host_state[i]);
             }
-            run_rows(exec.as_mut(), 1);
+            run_rows(exec.as_mut(), 1).await;
         }
         assert_eq!(exec.counters().steps, 5);
         for (i, param) in host.iter().enumerate() {
             let close = |g: f32, c: f32| (g - c).abs() <= 1e-6 + 1e-5 * c.abs();
-            let got = exec.read_blocking(Buf::Param(i)).unwrap();
+            let got = exec.read(Buf::Param(i)).await.unwrap();
             assert!(
                 got.iter().zip(param).all(|(&g, &c)| close(g, c)),
                 "{device:?} {:?} tensor {i}",
                 spec.kind
             );
             for (slot, want) in host_state[i].iter().enumerate() {
-                let got = exec.read_blocking(Buf::State { slot, tensor: i }).unwrap();
+                let got = exec.read(Buf::State { slot, tensor: i }).await.unwrap();
                 assert!(
                     got.iter().zip(want).all(|(&g, &c)| close(g, c)),
                     "{device:?} {:?} state",
@@ -653,7 +663,7 @@ fn optimizer_updates(device: TestDevice, ctx: &Option<GpuContext>) {
 
 /// The batch, bit for bit (pixel values), and one-hot targets wider than the
 /// images, from a step of 5 rows in buffers of 8.
-fn gather(device: TestDevice, ctx: &Option<GpuContext>) {
+async fn gather(device: TestDevice, ctx: &Option<GpuContext>) {
     let (features, classes) = (5, 9);
     let data = synthetic(50, features, classes, 0.3, 9);
     let order = [49u32, 0, 7, 7, 31];
@@ -672,11 +682,12 @@ fn gather(device: TestDevice, ctx: &Option<GpuContext>) {
         ctx,
     };
     let mut exec = setup.open();
-    exec.run_blocking(Program::Train, Split::Train, Some(&order), &mut |_| {
+    exec.run(Program::Train, Split::Train, Some(&order), &mut |_| {
         ControlFlow::Continue(())
     })
+    .await
     .unwrap();
-    let x = exec.read_blocking(Buf::Input).unwrap();
+    let x = exec.read(Buf::Input).await.unwrap();
     let want: Vec<f32> = order
         .iter()
         .flat_map(|&i| data.image(i as usize).iter().map(|&p| pixel(p)))
@@ -686,7 +697,7 @@ fn gather(device: TestDevice, ctx: &Option<GpuContext>) {
         &want[..],
         "{device:?}: pixel values, bit for bit"
     );
-    let targets = exec.read_blocking(Buf::Targets).unwrap();
+    let targets = exec.read(Buf::Targets).await.unwrap();
     for (r, &i) in order.iter().enumerate() {
         let label = data.labels[i as usize] as usize;
         let row: Vec<f32> = (0..classes)
@@ -704,7 +715,7 @@ fn gather(device: TestDevice, ctx: &Option<GpuContext>) {
 /// tensor 0 holds `input` (rows x its width), tensor 1 `second` (the
 /// max-pool gradient's incoming gradient, or a bias or mask), and the result
 /// is read from gradient buffer 2 (rows x `out_width`).
-fn run_op(
+async fn run_op(
     ctx: &Option<GpuContext>,
     op: Op,
     rows: usize,
@@ -733,8 +744,8 @@ fn run_op(
         ctx,
     };
     let mut exec = setup.open();
-    run_rows(exec.as_mut(), rows);
-    exec.read_blocking(Buf::Grad(2)).unwrap()
+    run_rows(exec.as_mut(), rows).await;
+    exec.read(Buf::Grad(2)).await.unwrap()
 }
 
 /// Values on a coarse grid, so that max-pool windows hold ties.
@@ -750,7 +761,7 @@ fn coarse(len: usize, seed: u64) -> Vec<f32> {
 /// derivative) against f64 references written from the definitions: valid
 /// and same padding (an even kernel pads unevenly), a pool that drops a row
 /// and a column, ties in the pool's windows.
-fn image_ops(device: TestDevice, ctx: &Option<GpuContext>) {
+async fn image_ops(device: TestDevice, ctx: &Option<GpuContext>) {
     use crate::model::Image;
     use crate::plan::ConvGeometry;
     let rows = 3;
@@ -786,7 +797,8 @@ fn image_ops(device: TestDevice, ctx: &Option<GpuContext>) {
             },
             rows,
             (&x, &[0.0], p * patch),
-        );
+        )
+        .await;
         for r in 0..rows {
             for pos in 0..p {
                 for j in 0..patch {
@@ -809,7 +821,8 @@ fn image_ops(device: TestDevice, ctx: &Option<GpuContext>) {
             },
             rows,
             (&windows, &[0.0], image.len()),
-        );
+        )
+        .await;
         let mut want = vec![0.0f64; rows * image.len()];
         for r in 0..rows {
             for pos in 0..p {
@@ -840,13 +853,14 @@ fn image_ops(device: TestDevice, ctx: &Option<GpuContext>) {
                 width,
                 channels,
             },
-        );
+        )
+        .await;
     }
 }
 
 /// Max-pool (2x2) and its gradient over `input` against the first maximum
 /// of each window.
-fn max_pool_ops(
+async fn max_pool_ops(
     device: TestDevice,
     ctx: &Option<GpuContext>,
     rows: usize,
@@ -888,7 +902,8 @@ fn max_pool_ops(
         },
         rows,
         (&x, &[0.0], pool.output_len()),
-    );
+    )
+    .await;
     for r in 0..rows {
         for o in 0..outputs {
             for ch in 0..c {
@@ -916,7 +931,8 @@ fn max_pool_ops(
             },
             rows,
             (&x, &grad, input.len()),
-        );
+        )
+        .await;
         let mut want = vec![0.0f32; rows * input.len()];
         for r in 0..rows {
             for o in 0..outputs {
@@ -934,7 +950,7 @@ fn max_pool_ops(
 
 /// The element-wise ops: a bias over several positions per example, relu,
 /// its derivative, and dropout against the host's mask.
-fn elementwise_ops(device: TestDevice, ctx: &Option<GpuContext>) {
+async fn elementwise_ops(device: TestDevice, ctx: &Option<GpuContext>) {
     use crate::plan::DropoutMask;
     let (rows, positions, cols) = (3, 4, 5);
     let width = positions * cols;
@@ -965,8 +981,8 @@ fn elementwise_ops(device: TestDevice, ctx: &Option<GpuContext>) {
     };
     let mut exec = setup.open();
     exec.write(Buf::Output(0), &x).unwrap();
-    run_rows(exec.as_mut(), rows);
-    let got = exec.read_blocking(Buf::Output(0)).unwrap();
+    run_rows(exec.as_mut(), rows).await;
+    let got = exec.read(Buf::Output(0)).await.unwrap();
     for (i, (g, v)) in got.iter().zip(&x).enumerate() {
         assert_eq!(*g, v + bias[i % cols], "{device:?} add_bias {i}");
     }
@@ -979,7 +995,8 @@ fn elementwise_ops(device: TestDevice, ctx: &Option<GpuContext>) {
         },
         rows,
         (&x, &[0.0], width),
-    );
+    )
+    .await;
     assert_eq!(
         relu,
         x.iter().map(|v| v.max(0.0)).collect::<Vec<_>>(),
@@ -998,7 +1015,8 @@ fn elementwise_ops(device: TestDevice, ctx: &Option<GpuContext>) {
         },
         rows,
         (&grad, &mask, width),
-    );
+    )
+    .await;
     let want: Vec<f32> = grad
         .iter()
         .zip(&mask)
@@ -1019,7 +1037,8 @@ fn elementwise_ops(device: TestDevice, ctx: &Option<GpuContext>) {
         },
         rows,
         (&x, &[0.0], width),
-    );
+    )
+    .await;
     let kept = got.iter().filter(|v| **v != 0.0).count();
     assert!(
         (20..50).contains(&kept),
@@ -1036,24 +1055,77 @@ fn elementwise_ops(device: TestDevice, ctx: &Option<GpuContext>) {
     }
 }
 
-/// Runs `test` on every adapter of `device`'s kind.
-fn on_every(device: TestDevice, test: fn(TestDevice, &Option<GpuContext>)) {
-    for ctx in device.contexts() {
-        test(device, &ctx);
-    }
+/// Every adapter of `device`'s kind, with what blocks on its futures.
+#[cfg(not(target_arch = "wasm32"))]
+fn drivers(device: TestDevice) -> Vec<(Option<GpuContext>, super::host::Driver)> {
+    device
+        .contexts()
+        .into_iter()
+        .map(|ctx| {
+            let driver = match &ctx {
+                None => super::host::Driver::Cpu,
+                // Waits for everything submitted (no executor's own waits).
+                Some(ctx) => super::host::Driver::Gpu {
+                    device: ctx.device.clone(),
+                    waits: Default::default(),
+                },
+            };
+            (ctx, driver)
+        })
+        .collect()
 }
 
-/// Instantiates each suite function once per kind of device.
+/// Runs suite function `$test` on every adapter of `$device`'s kind.
+#[cfg(not(target_arch = "wasm32"))]
+macro_rules! on_every {
+    ($device:expr, $test:path) => {
+        for (ctx, driver) in super::drivers($device) {
+            driver
+                .block_on($test($device, &ctx))
+                .expect("the device runs");
+        }
+    };
+}
+
+/// Instantiates each suite function once per kind of device: natively the
+/// CPU, Vulkan and GL; in a browser (`web/test.sh`) the wasm CPU and WebGPU,
+/// whose kernels Dawn's Tint compiles (a third WGSL compiler beside naga
+/// and the Vulkan drivers').
 macro_rules! device_tests {
     ($($name:ident),* $(,)?) => {
+        #[cfg(not(target_arch = "wasm32"))]
         mod cpu {
-            $(#[test] fn $name() { super::on_every(super::TestDevice::Cpu, super::$name) })*
+            $(#[test] fn $name() { on_every!(super::TestDevice::Cpu, super::$name) })*
         }
+        #[cfg(not(target_arch = "wasm32"))]
         mod vulkan {
-            $(#[test] fn $name() { super::on_every(super::TestDevice::Vulkan, super::$name) })*
+            $(#[test] fn $name() { on_every!(super::TestDevice::Vulkan, super::$name) })*
         }
+        #[cfg(not(target_arch = "wasm32"))]
         mod gl {
-            $(#[test] fn $name() { super::on_every(super::TestDevice::Gl, super::$name) })*
+            $(#[test] fn $name() { on_every!(super::TestDevice::Gl, super::$name) })*
+        }
+        #[cfg(target_arch = "wasm32")]
+        mod wasm_cpu {
+            wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
+            $(
+                #[wasm_bindgen_test::wasm_bindgen_test]
+                async fn $name() {
+                    super::$name(super::TestDevice::Cpu, &None).await
+                }
+            )*
+        }
+        #[cfg(target_arch = "wasm32")]
+        mod webgpu {
+            $(
+                #[wasm_bindgen_test::wasm_bindgen_test]
+                async fn $name() {
+                    let ctx = super::GpuContext::open_async(wgpu::Backends::BROWSER_WEBGPU, None)
+                        .await
+                        .expect("the browser offers a WebGPU adapter");
+                    super::$name(super::TestDevice::WebGpu, &Some(ctx)).await
+                }
+            )*
         }
     };
 }

@@ -86,7 +86,6 @@ pub(crate) trait Blocking {
         report: &mut dyn FnMut(&super::Metrics) -> std::ops::ControlFlow<()>,
     ) -> Result<super::Metrics, DeviceError>;
     fn read_blocking(&mut self, buf: crate::plan::Buf) -> Result<Vec<f32>, DeviceError>;
-    fn predict_blocking(&mut self, images: &[u8]) -> Result<Vec<f32>, DeviceError>;
 }
 
 #[cfg(all(test, not(target_arch = "wasm32")))]
@@ -105,10 +104,5 @@ impl<E: super::Executor + ?Sized> Blocking for E {
     fn read_blocking(&mut self, buf: crate::plan::Buf) -> Result<Vec<f32>, DeviceError> {
         let driver = self.driver();
         driver.block_on(self.read(buf))?
-    }
-
-    fn predict_blocking(&mut self, images: &[u8]) -> Result<Vec<f32>, DeviceError> {
-        let driver = self.driver();
-        driver.block_on(self.predict(images))?
     }
 }

@@ -132,7 +132,8 @@ fn channels_first(image: Image, at: usize) -> usize {
     c * image.height * image.width + pixel
 }
 
-#[cfg(test)]
+// Blocking, native: the browser runs the conformance suite only.
+#[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use std::sync::Arc;
 

@@ -700,7 +700,8 @@ impl Trainer {
     }
 }
 
-#[cfg(test)]
+// Blocking, native: the browser runs the conformance suite only.
+#[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::*;
 

@@ -6,7 +6,8 @@ pub(crate) mod image_ops;
 pub(crate) mod ops;
 pub(crate) mod sparse;
 
-#[cfg(test)]
+// Blocking, native: the browser runs the conformance suite only.
+#[cfg(all(test, not(target_arch = "wasm32")))]
 mod gradcheck;
 mod pool_routes;
 

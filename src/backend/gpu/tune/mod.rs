@@ -337,7 +337,8 @@ pub(crate) async fn measure(
     })
 }
 
-#[cfg(test)]
+// Blocking, native: the browser runs the conformance suite only.
+#[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::cache::CacheFile;
     use super::*;

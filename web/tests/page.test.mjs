@@ -1,0 +1,130 @@
+// The page in headless Chromium (Debian's /usr/bin/chromium, WebGPU on
+// SwiftShader), driven by playwright-core, against the native binary on the
+// same data: training on WebGPU and on the wasm CPU, checkpoints both ways,
+// and a drawn digit. Needs web/dist (bash web/build.sh), the release binary
+// (cargo build --release) and MNIST ($GPU_MNIST_DATA or ../shared/data/mnist).
+// Run: cd web && npm test
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn, execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { chromium } from "playwright-core";
+
+const root = resolve(import.meta.dirname, "../..");
+const bin = process.env.GPU_MNIST_BIN ?? join(root, "target/release/gpu-mnist");
+const dataDir = process.env.GPU_MNIST_DATA ?? join(root, "../shared/data/mnist");
+const scratch = mkdtempSync(join(tmpdir(), "gpu-mnist-web-"));
+// The issue's run: the book's MLP, 1 epoch on the first 5,000 images, seed 3.
+const RUN = ["--epochs", "1", "--train-samples", "5000", "--seed", "3"];
+const QUERY = "model=mlp&epochs=1&samples=5000&seed=3&autorun=1";
+
+let server;
+let base;
+let browser;
+
+function native(args) {
+  return execFileSync(bin, [...args, "--data-dir", dataDir], { cwd: scratch, encoding: "utf8" });
+}
+
+// Test accuracy of a checkpoint as `gpu-mnist evaluate` reports it.
+function nativeEvaluation(checkpoint) {
+  const json = join(scratch, "evaluation.json");
+  native(["evaluate", "--backend", "cpu", "--checkpoint", checkpoint, "--json", json, "--overwrite"]);
+  return JSON.parse(readFileSync(json, "utf8")).test_acc;
+}
+
+before(async () => {
+  server = spawn(bin, ["serve", "--port", "0", "--dir", join(root, "web/dist"), "--data-dir", dataDir],
+    { stdio: ["ignore", "pipe", "inherit"] });
+  base = await new Promise((ok, fail) => {
+    let out = "";
+    server.stdout.on("data", (chunk) => {
+      out += chunk;
+      const url = out.match(/serving (http:\/\/\S+)/);
+      if (url) ok(url[1]);
+    });
+    server.on("exit", (code) => fail(new Error(`gpu-mnist serve exited with ${code}`)));
+  });
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+    args: ["--no-sandbox", "--enable-unsafe-webgpu", "--disable-background-networking",
+           "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-quic"],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  server?.kill();
+});
+
+// A page whose script errors fail the test that opened it.
+async function open(query) {
+  const page = await browser.newPage({ acceptDownloads: true });
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(e.message));
+  await page.goto(`${base}?${query}`);
+  return { page, errors };
+}
+
+async function result(page) {
+  try {
+    await page.waitForFunction(() => window.gpuMnistResult !== undefined, null, { timeout: 300_000 });
+  } catch (e) {
+    throw new Error(`${e.message}\npage log:\n${await page.textContent("#log")}\n` +
+                    `device: ${await page.textContent("#device")}`);
+  }
+  const value = await page.evaluate(() => window.gpuMnistResult);
+  const shown = JSON.parse(await page.textContent("#result"));
+  assert.deepEqual(shown, value, "#result shows window.gpuMnistResult");
+  assert.equal(value.error, undefined, `the page failed: ${value.error}`);
+  return value;
+}
+
+const nativeAcc = () => Number(native(["train", "--backend", "cpu", ...RUN]).match(/test_acc: ([0-9.]+)/)[1]);
+
+for (const backend of ["webgpu", "cpu"]) {
+  test(`the page trains the MLP on ${backend} as the native CPU does, and its model evaluates natively alike`, async () => {
+    const want = nativeAcc();
+    const { page, errors } = await open(`backend=${backend}&${QUERY}`);
+    const run = await result(page);
+    assert.equal(run.backend, backend);
+    assert.equal(run.epochs.length, 1);
+    assert.ok(Math.abs(run.test_acc - want) <= 0.003, `page ${run.test_acc}, native ${want}`);
+    assert.ok(run.ms_per_step > 0 && run.first_step_ms > 0, JSON.stringify(run));
+    assert.match(await page.textContent("#log"), /^Epoch 1\/1 - 40\/40 - .*ms\/step - loss: [0-9.]+ - accuracy: [0-9.]+$/m);
+    // The model downloaded from the page, evaluated natively.
+    const [download] = await Promise.all([page.waitForEvent("download"), page.click("#download")]);
+    const saved = join(scratch, `page-${backend}.safetensors`);
+    await download.saveAs(saved);
+    assert.ok(Math.abs(nativeEvaluation(saved) - run.test_acc) < 1e-4, "native evaluate of the page's model");
+    assert.deepEqual(errors, []);
+    await page.close();
+  });
+}
+
+test("a natively trained checkpoint loads into the page with its accuracy, and a drawn 7 is a 7", async () => {
+  const checkpoint = join(scratch, "native.safetensors");
+  native(["train", "--backend", "cpu", "--epochs", "2", "--seed", "1", "--save", checkpoint, "--overwrite"]);
+  const want = nativeEvaluation(checkpoint);
+  const { page, errors } = await open("backend=cpu");
+  await page.setInputFiles("#checkpoint-file", checkpoint);
+  const loaded = await result(page);
+  assert.equal(loaded.checkpoint, "native.safetensors");
+  assert.ok(Math.abs(loaded.test_acc - want) < 1e-4, `page ${loaded.test_acc}, native ${want}`);
+  // A 7: a bar across the top, then a stroke down to the lower left.
+  await page.locator("#pad").scrollIntoViewIfNeeded();
+  const pad = await page.locator("#pad").boundingBox();
+  const to = (x, y) => [pad.x + (x * pad.width) / 280, pad.y + (y * pad.height) / 280];
+  await page.mouse.move(...to(70, 60));
+  await page.mouse.down();
+  await page.mouse.move(...to(210, 60), { steps: 8 });
+  await page.mouse.move(...to(125, 235), { steps: 12 });
+  await page.mouse.up();
+  await page.waitForSelector("#top3 li[data-digit]");
+  const top = await page.getAttribute("#top3 li:first-child", "data-digit");
+  assert.equal(top, "7", await page.textContent("#top3"));
+  assert.deepEqual(errors, []);
+  await page.close();
+});

@@ -68,12 +68,13 @@ async function open(query) {
   return { page, errors };
 }
 
-async function result(page) {
+async function result(page, timeout = 300_000) {
   try {
-    await page.waitForFunction(() => window.gpuMnistResult !== undefined, null, { timeout: 300_000 });
+    await page.waitForFunction(() => window.gpuMnistResult !== undefined, null, { timeout });
   } catch (e) {
     throw new Error(`${e.message}\npage log:\n${await page.textContent("#log")}\n` +
-                    `device: ${await page.textContent("#device")}`);
+                    `device: ${await page.textContent("#device")}\n` +
+                    `data: ${await page.textContent("#data-status")}`);
   }
   const value = await page.evaluate(() => window.gpuMnistResult);
   const shown = JSON.parse(await page.textContent("#result"));
@@ -87,8 +88,19 @@ const nativeAcc = () => Number(native(["train", "--backend", "cpu", ...RUN]).mat
 for (const backend of ["webgpu", "cpu"]) {
   test(`the page trains the MLP on ${backend} as the native CPU does, and its model evaluates natively alike`, async () => {
     const want = nativeAcc();
-    const { page, errors } = await open(`backend=${backend}&${QUERY}`);
-    const run = await result(page);
+    let { page, errors } = await open(`backend=${backend}&${QUERY}`);
+    let run;
+    try {
+      // The run takes 15 s on SwiftShader's WebGPU.
+      run = await result(page, 120_000);
+    } catch (e) {
+      // Seen twice in many runs, never reproduced on purpose: a first page
+      // in a fresh browser that never finishes. Said, and tried once more.
+      console.error(`warning: the page did not finish; trying once more:\n${e.message}`);
+      await page.close();
+      ({ page, errors } = await open(`backend=${backend}&${QUERY}`));
+      run = await result(page, 120_000);
+    }
     assert.equal(run.backend, backend);
     assert.equal(run.epochs.length, 1);
     assert.ok(Math.abs(run.test_acc - want) <= 0.003, `page ${run.test_acc}, native ${want}`);

@@ -21,9 +21,17 @@ let running = false;
 let curve = [];       // {step, loss, accuracy} over the whole run
 let firstStepAt = null;
 
+// Query parameters fill the form; a choice the form does not offer is an
+// error of the run, not a silent default.
+const badChoice = [];
 for (const [name, id] of [["backend", "backend"], ["model", "model"], ["epochs", "epochs"],
                           ["samples", "samples"], ["seed", "seed"]]) {
-  if (params.has(name)) $(id).value = params.get(name);
+  if (!params.has(name)) continue;
+  $(id).value = params.get(name);
+  if ($(id).tagName === "SELECT" && $(id).value !== params.get(name)) {
+    const offered = [...$(id).options].map((o) => o.value).join(", ");
+    badChoice.push(`${name} "${params.get(name)}": expected ${offered}`);
+  }
 }
 
 function publish(result) {
@@ -85,12 +93,22 @@ $("data-files").addEventListener("change", async (event) => {
   }
 });
 
+// A whole number in [min, max] from a field, or an error naming the field.
+function whole(id, label, min, max) {
+  const text = String($(id).value).trim();
+  const value = Number(text);
+  if (text === "" || !Number.isInteger(value) || value < min || value > max) {
+    throw new Error(`${label} must be a whole number from ${min} to ${max}, not "${text}"`);
+  }
+  return value;
+}
+
 function options() {
   return {
     model: $("model").value,
     backend: $("backend").value,
-    samples: Number($("samples").value),
-    seed: Number($("seed").value),
+    samples: whole("samples", "training images", 0, data ? data.train_len : 60000),
+    seed: whole("seed", "the seed", 0, Number.MAX_SAFE_INTEGER),
   };
 }
 
@@ -202,9 +220,10 @@ async function train() {
   setRunning(true);
   $("result").classList.remove("error");
   try {
+    if (badChoice.length) throw new Error(badChoice.join("; "));
     await ensureData();
     await ensureSession();
-    epochsAsked = Number($("epochs").value);
+    epochsAsked = whole("epochs", "epochs", 1, 1000);
     epochOffset = epochsDone;
     const fit = JSON.parse(await session.fit(epochsAsked, onEvent));
     if (fit.stopped) {

@@ -7,7 +7,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { chromium } from "playwright-core";
@@ -138,5 +138,31 @@ test("a natively trained checkpoint loads into the page with its accuracy, and a
   const top = await page.getAttribute("#top3 li:first-child", "data-digit");
   assert.equal(top, "7", await page.textContent("#top3"));
   assert.deepEqual(errors, []);
+  await page.close();
+});
+
+test("bad parameters and files end a run with one clear error, not a hang", async () => {
+  const cases = [
+    ["backend=metal&autorun=1", 'backend "metal": expected auto, webgpu, cpu'],
+    ["model=resnet&autorun=1", 'model "resnet": expected mlp, convnet'],
+    ["backend=cpu&epochs=0&autorun=1", 'epochs must be a whole number from 1 to 1000, not "0"'],
+    ["backend=cpu&samples=70000&autorun=1", 'training images must be a whole number from 0 to 60000, not "70000"'],
+    ["backend=cpu&seed=-1&autorun=1", 'the seed must be a whole number from 0 to 9007199254740991, not "-1"'],
+  ];
+  for (const [query, message] of cases) {
+    const { page, errors } = await open(query);
+    await page.waitForFunction(() => window.gpuMnistResult !== undefined, null, { timeout: 60_000 });
+    assert.deepEqual(await page.evaluate(() => window.gpuMnistResult), { error: message }, query);
+    assert.deepEqual(errors, []);
+    await page.close();
+  }
+  // A file that is no checkpoint, loaded: its name and what is wrong.
+  const bogus = join(scratch, "notes.safetensors");
+  writeFileSync(bogus, "not a checkpoint at all");
+  const { page } = await open("backend=cpu");
+  await page.setInputFiles("#checkpoint-file", bogus);
+  await page.waitForFunction(() => window.gpuMnistResult !== undefined, null, { timeout: 60_000 });
+  const { error } = await page.evaluate(() => window.gpuMnistResult);
+  assert.match(error, /^checkpoint notes\.safetensors: /);
   await page.close();
 });

@@ -74,35 +74,3 @@ pub(crate) async fn yield_now() {
         let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
     }
 }
-
-/// The executors' futures run to completion at once, for tests.
-#[cfg(all(test, not(target_arch = "wasm32")))]
-pub(crate) trait Blocking {
-    fn run_blocking(
-        &mut self,
-        program: crate::plan::Program,
-        split: super::Split,
-        order: Option<&[u32]>,
-        report: &mut dyn FnMut(&super::Metrics) -> std::ops::ControlFlow<()>,
-    ) -> Result<super::Metrics, DeviceError>;
-    fn read_blocking(&mut self, buf: crate::plan::Buf) -> Result<Vec<f32>, DeviceError>;
-}
-
-#[cfg(all(test, not(target_arch = "wasm32")))]
-impl<E: super::Executor + ?Sized> Blocking for E {
-    fn run_blocking(
-        &mut self,
-        program: crate::plan::Program,
-        split: super::Split,
-        order: Option<&[u32]>,
-        report: &mut dyn FnMut(&super::Metrics) -> std::ops::ControlFlow<()>,
-    ) -> Result<super::Metrics, DeviceError> {
-        let driver = self.driver();
-        driver.block_on(self.run(program, split, order, report))?
-    }
-
-    fn read_blocking(&mut self, buf: crate::plan::Buf) -> Result<Vec<f32>, DeviceError> {
-        let driver = self.driver();
-        driver.block_on(self.read(buf))?
-    }
-}

@@ -143,16 +143,16 @@ impl DataSet {
                 idx::parse(&content, file.magic).map_err(|why| format!("{}: {why}", file.stem))?;
             arrays.push(array);
         }
-        let mut arrays = arrays.into_iter();
-        let mut split = |name: &str| {
-            let (images, labels) = (arrays.next(), arrays.next());
-            let (Some(images), Some(labels)) = (images, labels) else {
-                unreachable!("four files")
-            };
+        let [train_images, train_labels, test_images, test_labels]: [_; 4] =
+            arrays.try_into().expect("one array per file");
+        let split = |name: &str, images, labels| {
             Dataset::from_idx(images, labels, self.classes.len())
                 .map_err(|why| format!("the {name} files: {why}"))
         };
-        Ok(Splits::new(split("training")?, split("test")?))
+        Ok(Splits::new(
+            split("training", train_images, train_labels)?,
+            split("test", test_images, test_labels)?,
+        ))
     }
 
     /// The four files: train images, train labels, test images, test labels.

@@ -6,8 +6,8 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use super::CpuExecutor;
-use crate::backend::host::Blocking;
-use crate::backend::{RunSettings, Split};
+use crate::backend::host::Driver;
+use crate::backend::{Executor, RunSettings, Split};
 use crate::data::{pixel, Dataset, Splits};
 use crate::loss::LossKind;
 use crate::model::{Activation, Init, Layer, ModelSpec, Padding, Params};
@@ -177,10 +177,10 @@ fn check(spec: &ModelSpec, loss: LossKind, zero_fraction: f64) {
         seed: SEED,
     };
     let mut cpu = CpuExecutor::new(plan, data, settings, &params.values());
-    let metrics = cpu
-        .run_blocking(Program::Train, Split::Train, None, &mut |_| {
-            ControlFlow::Continue(())
-        })
+    let mut go_on = |_: &crate::backend::Metrics| ControlFlow::Continue(());
+    let metrics = Driver::Cpu
+        .block_on(cpu.run(Program::Train, Split::Train, None, &mut go_on))
+        .unwrap()
         .unwrap();
 
     let mut p64: Vec<Vec<f64>> = params
@@ -198,7 +198,10 @@ fn check(spec: &ModelSpec, loss: LossKind, zero_fraction: f64) {
     let h = 1e-6;
     let mut checked = 0;
     for t in 0..p64.len() {
-        let grads = cpu.read_blocking(Buf::Grad(t)).unwrap();
+        let grads = Driver::Cpu
+            .block_on(cpu.read(Buf::Grad(t)))
+            .unwrap()
+            .unwrap();
         for i in 0..p64[t].len() {
             let orig = p64[t][i];
             p64[t][i] = orig + h;

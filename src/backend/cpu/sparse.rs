@@ -23,8 +23,6 @@ pub const MAX_DENSITY: f64 = 0.5;
 pub struct SparseBatch {
     rows: SparseRows,
     columns: SparseColumns,
-    /// Whether `columns` holds this batch's entries.
-    columns_ready: bool,
 }
 
 /// The nonzero pixels by row, and how many each column holds.
@@ -46,13 +44,15 @@ struct SparseColumns {
     col_rows: Vec<u32>,
     col_vals: Vec<f32>,
     next: Vec<usize>,
+    /// Whether these are the current batch's entries.
+    current: bool,
 }
 
 impl SparseBatch {
     /// Collects the nonzero pixels of `indices` of `data`.
     pub fn gather(&mut self, data: &Dataset, indices: &[u32]) {
         self.rows.gather(data, indices);
-        self.columns_ready = false;
+        self.columns.current = false;
     }
 
     /// Fraction of the batch's pixels that are nonzero.
@@ -62,10 +62,7 @@ impl SparseBatch {
     }
 
     fn columns(&mut self) -> &SparseColumns {
-        if !self.columns_ready {
-            self.columns.sort(&self.rows);
-            self.columns_ready = true;
-        }
+        self.columns.sort(&self.rows);
         &self.columns
     }
 }
@@ -101,8 +98,12 @@ impl SparseRows {
 }
 
 impl SparseColumns {
-    /// Counting sort of `rows`' entries by column.
+    /// Counting sort of `rows`' entries by column, unless done for this batch.
     fn sort(&mut self, rows: &SparseRows) {
+        if self.current {
+            return;
+        }
+        self.current = true;
         self.col_start.clone_from(&rows.column_counts);
         for p in 0..rows.features {
             self.col_start[p + 1] += self.col_start[p];
@@ -184,19 +185,10 @@ pub fn forward(
     let width = w.ncols();
     let w = w.as_slice().expect("standard layout");
     let out = out.into_slice().expect("the batch buffer is contiguous");
-    let SparseBatch {
-        rows,
-        columns,
-        columns_ready,
-    } = batch;
+    let SparseBatch { rows, columns } = batch;
     let rows = &*rows;
     rayon::join(
-        || {
-            if !*columns_ready {
-                columns.sort(rows);
-                *columns_ready = true;
-            }
-        },
+        || columns.sort(rows),
         || {
             out.par_chunks_mut(width).enumerate().for_each(|(r, row)| {
                 match bias {

@@ -24,3 +24,9 @@ fn step_mk() -> vec2<u32> {
         select(dims.k, rows, BATCH_DIM == BATCH_K),
     );
 }
+
+// acc + x.x * y0 + x.y * y1 + x.z * y2 + x.w * y3: a vec4 of A's row times
+// four rows of B (the vec4 kernels' inner step).
+fn madd4(x: vec4<f32>, y0: vec4<f32>, y1: vec4<f32>, y2: vec4<f32>, y3: vec4<f32>, acc: vec4<f32>) -> vec4<f32> {
+    return fma(vec4<f32>(x.x), y0, fma(vec4<f32>(x.y), y1, fma(vec4<f32>(x.z), y2, fma(vec4<f32>(x.w), y3, acc))));
+}

@@ -19,10 +19,6 @@
 const ROWS: u32 = TILE_ROWS;
 const SUBGROUPS: u32 = WORKGROUP_X / LANES;
 
-fn madd4(x: vec4<f32>, y0: vec4<f32>, y1: vec4<f32>, y2: vec4<f32>, y3: vec4<f32>, acc: vec4<f32>) -> vec4<f32> {
-    return fma(vec4<f32>(x.x), y0, fma(vec4<f32>(x.y), y1, fma(vec4<f32>(x.z), y2, fma(vec4<f32>(x.w), y3, acc))));
-}
-
 @compute @workgroup_size(WORKGROUP_X, WORKGROUP_Y, 1)
 fn main(
     @builtin(workgroup_id) wg: vec3<u32>,

@@ -68,6 +68,9 @@ pub fn user_cache_dir() -> Option<std::path::PathBuf> {
 pub use backend::gpu::context::AdapterSummary;
 pub use backend::gpu::tune::cache::WARNING_TARGET as KERNEL_CACHE_LOG_TARGET;
 pub use backend::gpu::tune::forget_choices as forget_kernel_choices;
+pub use backend::gpu::tune::{
+    remember_choices as remember_kernel_choices, remembered_choices as remembered_kernel_choices,
+};
 pub use backend::gpu::GpuError;
 pub use backend::{Counters, DeviceError, KernelTime, Metrics, Profile, Split};
 pub use backend::{KernelChoice, KernelTrial};

@@ -3,7 +3,7 @@
 // drawing pad, and checkpoints in and out. Query parameters (for tests and
 // scripts): backend, model, epochs, samples, seed, autorun=1. When a run ends
 // it writes one JSON object to window.gpuMnistResult and to #result.
-import init, { Data, Session } from "./pkg/gpu_mnist_web.js";
+import init, { Data, Session, kernel_choices, remember_kernel_choices } from "./pkg/gpu_mnist_web.js";
 
 const FILES = [
   "train-images-idx3-ubyte.gz",
@@ -19,7 +19,6 @@ let session = null;   // Session, once a device is open
 let sessionKey = "";  // the options it was opened with
 let running = false;
 let curve = [];       // {step, loss, accuracy} over the whole run
-let firstStepAt = null;
 
 // Query parameters fill the form; a choice the form does not offer is an
 // error of the run, not a silent default.
@@ -112,6 +111,34 @@ function options() {
   };
 }
 
+// The GPU kernels measured fastest on this device, kept across visits (the
+// CLI keeps them in its cache file), so that only a first visit measures.
+const CHOICES = "gpu-mnist kernel choices";
+
+function restoreKernelChoices() {
+  let saved = null;
+  try {
+    saved = localStorage.getItem(CHOICES);
+  } catch {
+    return;  // storage disabled: measured on each visit
+  }
+  if (!saved) return;
+  try {
+    remember_kernel_choices(saved);
+  } catch (e) {
+    log(`ignoring the saved ${e.message}`);
+    localStorage.removeItem(CHOICES);
+  }
+}
+
+function keepKernelChoices() {
+  try {
+    localStorage.setItem(CHOICES, kernel_choices());
+  } catch {
+    // storage full or disabled: measured again next visit
+  }
+}
+
 async function ensureSession() {
   const wanted = JSON.stringify(options());
   if (session && sessionKey === wanted) return;
@@ -136,7 +163,6 @@ function onEvent(json) {
   const e = JSON.parse(json);
   const now = performance.now();
   if (e.event === "epoch_begin") {
-    firstStepAt ??= now;
     epochSteps = e.steps;
     timings.push([{ t: now, step: 0 }]);
   } else if (e.event === "progress") {
@@ -144,6 +170,8 @@ function onEvent(json) {
     const total = (e.epoch - 1) * epochSteps + e.step;
     curve.push({ step: total, loss: e.loss, accuracy: e.accuracy });
     drawCurves();
+    $("progress").textContent = `Epoch ${e.epoch}/${epochOffset + epochsAsked} - ${e.step}/${epochSteps} - ` +
+      `loss: ${e.loss.toFixed(4)} - accuracy: ${e.accuracy.toFixed(4)}`;
   } else if (e.event === "epoch_end") {
     epochsDone = e.epoch;
     const msPerStep = (1000 * e.seconds) / epochSteps;
@@ -166,6 +194,13 @@ function steadyMsPerStep(epochs) {
   }
   const seconds = epochs.reduce((s, e) => s + e.seconds, 0);
   return (1000 * seconds) / (epochSteps * Math.max(1, epochs.length));
+}
+
+// When the run's first step ended, in ms since the page opened: its first
+// progress event less the steps after the first, at the steady rate.
+function firstStepEnd(msPerStep) {
+  const first = timings.length ? timings[0].find((p) => p.step > 0) : undefined;
+  return first ? first.t - (first.step - 1) * msPerStep : null;
 }
 
 function drawCurves() {
@@ -227,10 +262,11 @@ async function train() {
     epochOffset = epochsDone;
     const fit = JSON.parse(await session.fit(epochsAsked, onEvent));
     if (fit.stopped) {
-      log("stopped: Train goes on from where it stopped");
+      log(`stopped (${$("progress").textContent}): Train goes on from there`);
       publish({ stopped: true, backend: session.backend, adapter: session.adapter });
       return;
     }
+    const msPerStep = steadyMsPerStep(fit.epochs);
     const evaluation = JSON.parse(await session.evaluate());
     showEvaluation(evaluation);
     publish({
@@ -240,12 +276,13 @@ async function train() {
       epochs: fit.epochs.map(({ epoch, loss, accuracy, seconds }) => ({ epoch, loss, accuracy, seconds })),
       test_loss: evaluation.test_loss,
       test_acc: evaluation.test_acc,
-      ms_per_step: steadyMsPerStep(fit.epochs),
-      first_step_ms: firstStepAt,
+      ms_per_step: msPerStep,
+      first_step_ms: firstStepEnd(msPerStep),
     });
   } catch (e) {
     fail(e);
   } finally {
+    keepKernelChoices();
     setRunning(false);
   }
 }
@@ -289,6 +326,7 @@ $("checkpoint-file").addEventListener("change", async (event) => {
     fail(e);
   } finally {
     event.target.value = "";
+    keepKernelChoices();
     setRunning(false);
   }
 });
@@ -364,6 +402,7 @@ async function predictDrawing() {
 }
 
 await init();
+restoreKernelChoices();
 drawCurves();
 if (params.get("autorun") === "1") {
   train();

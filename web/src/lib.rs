@@ -19,6 +19,21 @@ use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
+/// The GPU kernels chosen by measurement in this page so far, as JSON, for
+/// the page to keep (in `localStorage`) so that the next visit measures
+/// nothing: the native CLI keeps them in its kernel cache file.
+#[wasm_bindgen]
+pub fn kernel_choices() -> String {
+    gpu_mnist::remembered_kernel_choices()
+}
+
+/// Remembers kernel choices a page kept (see [`kernel_choices`]); the
+/// tuner uses each only for the product and candidates it was made among.
+#[wasm_bindgen]
+pub fn remember_kernel_choices(json: &str) -> Result<usize, JsValue> {
+    gpu_mnist::remember_kernel_choices(json).map_err(js_error)
+}
+
 /// MNIST, checked and in memory.
 #[wasm_bindgen]
 pub struct Data {

@@ -166,3 +166,72 @@ test("bad parameters and files end a run with one clear error, not a hang", asyn
   assert.match(error, /^checkpoint notes\.safetensors: /);
   await page.close();
 });
+
+test("kernels measured on WebGPU are kept in localStorage and chosen again on the next visit", async () => {
+  const KEY = "gpu-mnist kernel choices";
+  const FORWARD = "NN BiasRelu batch=M 128x784x512";
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(e.message));
+  const query = `${base}?backend=webgpu&model=mlp&epochs=1&samples=256&seed=3&autorun=1`;
+  const saved = async () => JSON.parse(await page.evaluate((key) => localStorage.getItem(key), KEY));
+
+  await page.goto(query);
+  const first = await result(page);
+  const choices = await saved();
+  const forward = Object.entries(choices).find(([key]) => key.endsWith(FORWARD));
+  assert.ok(forward, `no choice for ${FORWARD} in ${Object.keys(choices)}`);
+  for (const choice of Object.values(choices)) {
+    assert.ok(choice.host_checked, JSON.stringify(choice));
+    const chosen = choice.trials.find((t) => t.kernel === choice.kernel);
+    assert.ok(chosen && chosen.ms > 0, JSON.stringify(choice));
+    assert.ok(choice.trials.every((t) => t.ms === null || t.ms >= chosen.ms), JSON.stringify(choice));
+  }
+
+  // A choice no measurement would make (the scalar kernel, at a time no
+  // kernel takes): the next visit takes it as it is.
+  const [key, choice] = forward;
+  choice.kernel = "scalar";
+  choice.trials.find((t) => t.kernel === "scalar").ms = 1e-6;
+  await page.evaluate(([k, v]) => localStorage.setItem(k, v), [KEY, JSON.stringify(choices)]);
+  await page.goto(query);
+  const second = await result(page);
+  assert.deepEqual((await saved())[key], choice);
+  assert.ok(Math.abs(second.test_acc - first.test_acc) <= 0.003, `${second.test_acc} after ${first.test_acc}`);
+
+  // Damaged choices are said, dropped, and measured again.
+  await page.evaluate((k) => localStorage.setItem(k, "{not json"), KEY);
+  await page.goto(query);
+  await result(page);
+  assert.match(await page.textContent("#log"), /^ignoring the saved kernel choices: key must be a string at line 1 column 2$/m);
+  assert.notEqual((await saved())[key].trials.find((t) => t.kernel === "scalar").ms, 1e-6);
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
+test("Stop ends training mid-epoch, and Train finishes the epoch as if it had never stopped", async () => {
+  const query = "backend=cpu&model=mlp&epochs=1&seed=3";
+  const whole = await open(`${query}&autorun=1`);
+  const uninterrupted = await result(whole.page);
+  await whole.page.close();
+
+  const { page, errors } = await open(query);
+  await page.click("#train");
+  await page.waitForFunction(() => /^Epoch 1\/1 - \d+\/469 - /.test(document.querySelector("#progress").textContent));
+  await page.click("#stop");
+  await page.waitForFunction(() => window.gpuMnistResult !== undefined);
+  assert.deepEqual(await page.evaluate(() => window.gpuMnistResult.stopped), true);
+  const stoppedAt = Number((await page.textContent("#log")).match(/^stopped \(Epoch 1\/1 - (\d+)\/469 - .*\): Train goes on from there$/m)[1]);
+  assert.ok(stoppedAt < 469, `stopped at step ${stoppedAt}`);
+
+  await page.evaluate(() => { delete window.gpuMnistResult; });
+  await page.click("#train");
+  const resumed = await result(page);
+  assert.equal(resumed.epochs.length, 1);
+  assert.equal(resumed.test_acc, uninterrupted.test_acc);
+  assert.equal(resumed.test_loss, uninterrupted.test_loss);
+  assert.match(await page.textContent("#log"), /^Epoch 1\/1 - 469\/469 - /m);
+  assert.deepEqual(errors, []);
+  await page.close();
+});

@@ -414,11 +414,6 @@ impl GpuExecutor {
     /// Chooses, by measurement on this device (or from the cache), the kernel
     /// of each product `program` computes.
     async fn tune(&mut self, program: Program) -> Result<(), GpuError> {
-        // In a browser the page's first step would wait for the measurements
-        // (12 s on SwiftShader's WebGPU): the rule of thumb chooses there.
-        if cfg!(target_arch = "wasm32") {
-            return Ok(());
-        }
         let products: Vec<Product> = self
             .plan
             .ops(program)
@@ -430,7 +425,10 @@ impl GpuExecutor {
                 continue;
             }
             let Product { form, m, k, n } = product;
-            let candidates = matmul::candidates(form, m, k, n, self.ctx.matmul_caps());
+            let candidates = matmul::worth_measuring(
+                matmul::candidates(form, m, k, n, self.ctx.matmul_caps()),
+                self.ctx.summary.is_software(),
+            );
             let kernel =
                 tune::choose(&self.ctx, &self.waits, &self.kernels, product, &candidates).await?;
             self.choices.insert(product, kernel);

@@ -422,6 +422,20 @@ pub(crate) fn candidates(
         .collect()
 }
 
+/// The `candidates` the tuner measures on a device: all of them, except on a
+/// `software` one (lavapipe, llvmpipe, SwiftShader), where workgroup memory
+/// is ordinary memory and a barrier a switch between coroutines, so the
+/// tiled kernels never come close (2-27x the best kernel's time on all three:
+/// `docs/performance.md`), and compiling them was most of the tuning's time
+/// (6 of a page's 8 s on SwiftShader). The conformance suite still checks
+/// every candidate.
+pub(crate) fn worth_measuring(candidates: Vec<MatmulKernel>, software: bool) -> Vec<MatmulKernel> {
+    candidates
+        .into_iter()
+        .filter(|k| !(software && matches!(k, MatmulKernel::Tiled { .. })))
+        .collect()
+}
+
 /// The matmul kernels' modules and pipelines (per kernel and form).
 pub(crate) struct Matmuls(HashMap<MatmulKernel, Family<MatmulForm>>);
 

@@ -73,6 +73,7 @@ async function ensureData() {
   try {
     await fetchData();
   } catch (e) {
+    $("data-status").textContent = `MNIST: ${e.message}`;
     $("data-pick").hidden = false;
     throw e;
   }
@@ -89,6 +90,9 @@ $("data-files").addEventListener("change", async (event) => {
     loadBytes(await Promise.all(files.map((f) => f.arrayBuffer())));
   } catch (e) {
     fail(e);
+  } finally {
+    // So that picking the same files again (mended on disk) reads them again.
+    event.target.value = "";
   }
 });
 
@@ -407,5 +411,5 @@ drawCurves();
 if (params.get("autorun") === "1") {
   train();
 } else {
-  ensureData().catch((e) => { $("data-status").textContent = `MNIST: ${e.message}`; });
+  ensureData().catch(() => {});  // said in the page, with the files to pick
 }

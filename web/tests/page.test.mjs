@@ -235,3 +235,49 @@ test("Stop ends training mid-epoch, and Train finishes the epoch as if it had ne
   assert.deepEqual(errors, []);
   await page.close();
 });
+
+test("a site without MNIST asks for the four files, checks what is picked, and trains on it", async () => {
+  const context = await browser.newContext();
+  await context.route("**/data/*", (route) => route.fulfill({ status: 404, body: "not here" }));
+  const page = await context.newPage();
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(e.message));
+  await page.goto(`${base}?backend=cpu&${QUERY}`);
+  const error = async () => {
+    await page.waitForFunction(() => window.gpuMnistResult !== undefined);
+    const { error } = await page.evaluate(() => window.gpuMnistResult);
+    await page.evaluate(() => { delete window.gpuMnistResult; });
+    return error;
+  };
+  assert.equal(await error(), "this site does not serve train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, " +
+    "t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz: pick the four files below");
+  assert.ok(await page.isVisible("#data-files"));
+  assert.match(await page.textContent("#data-status"), /^MNIST: this site does not serve /);
+  const files = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
+                 "t10k-labels-idx1-ubyte.gz"].map((name) => join(dataDir, name));
+
+  await page.setInputFiles("#data-files", files.slice(0, 3));
+  assert.match(await error(), /^pick all four files: train-images-idx3-ubyte\.gz, /);
+  // The test labels under the training labels' name.
+  const impostor = join(scratch, "train-labels-idx1-ubyte.gz");
+  writeFileSync(impostor, readFileSync(files[3]));
+  await page.setInputFiles("#data-files", [files[0], impostor, files[2], files[3]]);
+  assert.equal(await error(), "train-labels-idx1-ubyte: this is MNIST's t10k-labels-idx1-ubyte, not the file asked for");
+  // A damaged copy: a byte changed.
+  const damaged = readFileSync(files[1]);
+  damaged[damaged.length - 100] ^= 1;
+  writeFileSync(impostor, damaged);
+  await page.setInputFiles("#data-files", [files[0], impostor, files[2], files[3]]);
+  assert.equal(await error(), "train-labels-idx1-ubyte: not a valid gzip stream: corrupt gzip stream does not have a matching checksum");
+
+  await page.setInputFiles("#data-files", files);
+  await page.waitForFunction(() => document.querySelector("#data-status").textContent ===
+    "MNIST: 60000 training and 10000 test images, checked against their SHA-256.");
+  assert.ok(!(await page.isVisible("#data-files")));
+  await page.click("#train");
+  const run = await result(page);
+  const want = nativeAcc();
+  assert.ok(Math.abs(run.test_acc - want) <= 0.003, `page ${run.test_acc}, native ${want}`);
+  assert.deepEqual(errors, []);
+  await context.close();
+});

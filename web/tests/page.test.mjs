@@ -281,3 +281,21 @@ test("a site without MNIST asks for the four files, checks what is picked, and t
   assert.deepEqual(errors, []);
   await context.close();
 });
+
+test("the page trains the convnet on WebGPU and on the CPU near the native CPU", async () => {
+  // 40 steps of 64: early training, where the last bits of each platform's
+  // sums (fused or not, summed in another order) move the test accuracy by
+  // up to 0.011 (the wasm CPU; native Vulkan is 0.006 off).
+  const run = ["--model", "convnet", "--epochs", "1", "--train-samples", "2560", "--seed", "1"];
+  const want = Number(native(["train", "--backend", "cpu", ...run]).match(/test_acc: ([0-9.]+)/)[1]);
+  for (const backend of ["webgpu", "cpu"]) {
+    const { page, errors } = await open(`backend=${backend}&model=convnet&epochs=1&samples=2560&seed=1&autorun=1`);
+    const got = await result(page);
+    assert.equal(got.model, "convnet");
+    assert.equal(got.backend, backend);
+    assert.ok(Math.abs(got.test_acc - want) <= 0.015, `${backend}: page ${got.test_acc}, native ${want}`);
+    assert.match(await page.textContent("#log"), /^Epoch 1\/1 - 40\/40 - /m);
+    assert.deepEqual(errors, []);
+    await page.close();
+  }
+});

@@ -1,7 +1,7 @@
 // The page: MNIST from this origin (or the user's disk), a training session
 // of the engine in wasm, live curves, the test set's confusion matrix, a
 // drawing pad, and checkpoints in and out. Query parameters (for tests and
-// scripts): backend, model, epochs, samples, seed, autorun=1. When a run ends
+// scripts): backend, model, epochs, batch_size, samples, seed, autorun=1. When a run ends
 // it writes one JSON object to window.gpuMnistResult and to #result.
 import init, { Data, Session, kernel_choices, remember_kernel_choices } from "./pkg/gpu_mnist_web.js";
 
@@ -24,7 +24,7 @@ let curve = [];       // {step, loss, accuracy} over the whole run
 // error of the run, not a silent default.
 const badChoice = [];
 for (const [name, id] of [["backend", "backend"], ["model", "model"], ["epochs", "epochs"],
-                          ["samples", "samples"], ["seed", "seed"]]) {
+                          ["batch_size", "batch_size"], ["samples", "samples"], ["seed", "seed"]]) {
   if (!params.has(name)) continue;
   $(id).value = params.get(name);
   if ($(id).tagName === "SELECT" && $(id).value !== params.get(name)) {
@@ -110,6 +110,8 @@ function options() {
   return {
     model: $("model").value,
     backend: $("backend").value,
+    // 0: the model's own (the book's 128 for the MLP, 64 for the convnet).
+    batch_size: whole("batch_size", "the batch size", 0, 65536) || null,
     samples: whole("samples", "training images", 0, data ? data.train_len : 60000),
     seed: whole("seed", "the seed", 0, Number.MAX_SAFE_INTEGER),
   };

@@ -68,15 +68,20 @@ async function open(query) {
   return { page, errors };
 }
 
-async function result(page, timeout = 300_000) {
+// The page's result once it has one, or an error saying where the page is.
+async function settled(page, timeout = 300_000) {
   try {
     await page.waitForFunction(() => window.gpuMnistResult !== undefined, null, { timeout });
   } catch (e) {
-    throw new Error(`${e.message}\npage log:\n${await page.textContent("#log")}\n` +
+    throw new Error(`${e.message}\npage: ${page.url()}\npage log:\n${await page.textContent("#log")}\n` +
                     `device: ${await page.textContent("#device")}\n` +
                     `data: ${await page.textContent("#data-status")}`);
   }
-  const value = await page.evaluate(() => window.gpuMnistResult);
+  return page.evaluate(() => window.gpuMnistResult);
+}
+
+async function result(page, timeout = 300_000) {
+  const value = await settled(page, timeout);
   const shown = JSON.parse(await page.textContent("#result"));
   assert.deepEqual(shown, value, "#result shows window.gpuMnistResult");
   assert.equal(value.error, undefined, `the page failed: ${value.error}`);
@@ -148,11 +153,11 @@ test("bad parameters and files end a run with one clear error, not a hang", asyn
     ["backend=cpu&epochs=0&autorun=1", 'epochs must be a whole number from 1 to 1000, not "0"'],
     ["backend=cpu&samples=70000&autorun=1", 'training images must be a whole number from 0 to 60000, not "70000"'],
     ["backend=cpu&seed=-1&autorun=1", 'the seed must be a whole number from 0 to 9007199254740991, not "-1"'],
+    ["backend=cpu&batch_size=-5&autorun=1", 'the batch size must be a whole number from 0 to 65536, not "-5"'],
   ];
   for (const [query, message] of cases) {
     const { page, errors } = await open(query);
-    await page.waitForFunction(() => window.gpuMnistResult !== undefined, null, { timeout: 60_000 });
-    assert.deepEqual(await page.evaluate(() => window.gpuMnistResult), { error: message }, query);
+    assert.deepEqual(await settled(page, 60_000), { error: message }, query);
     assert.deepEqual(errors, []);
     await page.close();
   }
@@ -161,8 +166,7 @@ test("bad parameters and files end a run with one clear error, not a hang", asyn
   writeFileSync(bogus, "not a checkpoint at all");
   const { page } = await open("backend=cpu");
   await page.setInputFiles("#checkpoint-file", bogus);
-  await page.waitForFunction(() => window.gpuMnistResult !== undefined, null, { timeout: 60_000 });
-  const { error } = await page.evaluate(() => window.gpuMnistResult);
+  const { error } = await settled(page, 60_000);
   assert.match(error, /^checkpoint notes\.safetensors: /);
   await page.close();
 });
@@ -220,8 +224,7 @@ test("Stop ends training mid-epoch, and Train finishes the epoch as if it had ne
   await page.click("#train");
   await page.waitForFunction(() => /^Epoch 1\/1 - \d+\/469 - /.test(document.querySelector("#progress").textContent));
   await page.click("#stop");
-  await page.waitForFunction(() => window.gpuMnistResult !== undefined);
-  assert.deepEqual(await page.evaluate(() => window.gpuMnistResult.stopped), true);
+  assert.equal((await settled(page, 60_000)).stopped, true);
   const stoppedAt = Number((await page.textContent("#log")).match(/^stopped \(Epoch 1\/1 - (\d+)\/469 - .*\): Train goes on from there$/m)[1]);
   assert.ok(stoppedAt < 469, `stopped at step ${stoppedAt}`);
 
@@ -244,8 +247,7 @@ test("a site without MNIST asks for the four files, checks what is picked, and t
   page.on("pageerror", (e) => errors.push(e.message));
   await page.goto(`${base}?backend=cpu&${QUERY}`);
   const error = async () => {
-    await page.waitForFunction(() => window.gpuMnistResult !== undefined);
-    const { error } = await page.evaluate(() => window.gpuMnistResult);
+    const { error } = await settled(page, 60_000);
     await page.evaluate(() => { delete window.gpuMnistResult; });
     return error;
   };
@@ -298,4 +300,14 @@ test("the page trains the convnet on WebGPU and on the CPU near the native CPU",
     assert.deepEqual(errors, []);
     await page.close();
   }
+});
+
+test("a batch size asked for in the page trains as the CLI's --batch-size does", async () => {
+  const want = Number(native(["train", "--backend", "cpu", ...RUN, "--batch-size", "256"]).match(/test_acc: ([0-9.]+)/)[1]);
+  const { page, errors } = await open(`backend=cpu&batch_size=256&${QUERY}`);
+  const run = await result(page);
+  assert.ok(Math.abs(run.test_acc - want) <= 0.003, `page ${run.test_acc}, native ${want}`);
+  assert.match(await page.textContent("#log"), /^Epoch 1\/1 - 20\/20 - /m);
+  assert.deepEqual(errors, []);
+  await page.close();
 });

@@ -149,7 +149,13 @@ async function ensureSession() {
   const wanted = JSON.stringify(options());
   if (session && sessionKey === wanted) return;
   $("device").textContent = "Device: opening...";
-  session = await Session.open(data, wanted);
+  try {
+    session = await Session.open(data, wanted);
+  } catch (e) {
+    // The session open before (if any) stays, with its model.
+    $("device").textContent = session ? `Device: ${session.adapter}` : "Device: not opened.";
+    throw e;
+  }
   sessionKey = wanted;
   curve = [];
   timings = [];

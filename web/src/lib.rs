@@ -11,8 +11,8 @@ use std::sync::Arc;
 use gpu_mnist::data::{digit_image, Splits, MNIST};
 use gpu_mnist::report::ClassReport;
 use gpu_mnist::{
-    checkpoint, BookModel, Device, EpochRecord, Error, GpuApi, Init, Metrics, Observer, Params,
-    Split, Trainer,
+    checkpoint, BookModel, Device, DeviceError, EpochRecord, Error, GpuApi, GpuError, Init,
+    Metrics, Observer, Params, Split, Trainer,
 };
 use js_sys::{Function, Promise};
 use serde::{Deserialize, Serialize};
@@ -199,11 +199,11 @@ impl Session {
             let params = Params::init(&spec, Init::Glorot, options.seed);
             let trainer = Trainer::new_async(&device, &spec, &params, Arc::new(splits), config)
                 .await
-                .map_err(|e| match (&device, e) {
-                    (Device::Gpu { .. }, Error::Device(_)) => js_error(
+                .map_err(|e| match e {
+                    Error::Device(DeviceError::Gpu(GpuError::NoAdapter { .. })) => js_error(
                         "this browser offers no usable WebGPU adapter (recent Chrome and Edge do): use the CPU",
                     ),
-                    (_, e) => js_error(e),
+                    e => js_error(e),
                 })?;
             let adapter = trainer.describe().to_string();
             let backend = if adapter.starts_with("cpu") {

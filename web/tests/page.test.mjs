@@ -154,6 +154,9 @@ test("bad parameters and files end a run with one clear error, not a hang", asyn
     ["backend=cpu&samples=70000&autorun=1", 'training images must be a whole number from 0 to 60000, not "70000"'],
     ["backend=cpu&seed=-1&autorun=1", 'the seed must be a whole number from 0 to 9007199254740991, not "-1"'],
     ["backend=cpu&batch_size=-5&autorun=1", 'the batch size must be a whole number from 0 to 65536, not "-5"'],
+    // What WebGPU allows, said as it is (not "no usable WebGPU adapter").
+    ["backend=webgpu&batch_size=65536&autorun=1", "the gather of a batch of 65536 rows: " +
+      "max_compute_workgroups_per_dimension must be at least 65536, this adapter allows 65535"],
   ];
   for (const [query, message] of cases) {
     const { page, errors } = await open(query);

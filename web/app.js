@@ -185,6 +185,7 @@ function onEvent(json) {
     $("progress").textContent = `Epoch ${e.epoch}/${epochOffset + epochsAsked} - ${e.step}/${epochSteps} - ` +
       `loss: ${e.loss.toFixed(4)} - accuracy: ${e.accuracy.toFixed(4)}`;
   } else if (e.event === "epoch_end") {
+    $("progress").textContent = "";  // the epoch line below says it all
     epochsDone = e.epoch;
     const msPerStep = (1000 * e.seconds) / epochSteps;
     log(`Epoch ${e.epoch}/${epochOffset + epochsAsked} - ${epochSteps}/${epochSteps} - ` +

@@ -68,10 +68,13 @@ function loadBytes(buffers) {
   $("data-pick").hidden = true;
 }
 
+let dataLoad = null;  // the download under way, shared by whoever waits for it
+
 async function ensureData() {
   if (data) return;
+  dataLoad ??= fetchData().finally(() => { dataLoad = null; });
   try {
-    await fetchData();
+    await dataLoad;
   } catch (e) {
     $("data-status").textContent = `MNIST: ${e.message}`;
     $("data-pick").hidden = false;
@@ -119,18 +122,44 @@ function options() {
 
 // The GPU kernels measured fastest on this device, kept across visits (the
 // CLI keeps them in its cache file), so that only a first visit measures.
+// Kept per browser and GPU: the engine's key for an adapter on the web is
+// little more than "a WebGPU adapter" (browsers hide the driver).
 const CHOICES = "gpu-mnist kernel choices";
+let choicesScope = "";
 
-function restoreKernelChoices() {
-  let saved = null;
+async function kernelScope() {
+  let info = {};
   try {
-    saved = localStorage.getItem(CHOICES);
+    const adapter = await navigator.gpu?.requestAdapter();
+    info = adapter?.info ?? {};
+  } catch {
+    // no WebGPU: the scope is the browser's alone
+  }
+  return [navigator.userAgent, info.vendor, info.architecture, info.device, info.description].join(" | ");
+}
+
+// The choices saved for this browser and GPU, as the engine's JSON, or null.
+function savedKernelChoices() {
+  try {
+    const saved = JSON.parse(localStorage.getItem(CHOICES));
+    return saved && saved.scope === choicesScope ? saved.choices : null;
+  } catch {
+    return null;  // storage disabled, or not what this page writes
+  }
+}
+
+async function restoreKernelChoices() {
+  choicesScope = await kernelScope();
+  let raw = null;
+  try {
+    raw = localStorage.getItem(CHOICES);
   } catch {
     return;  // storage disabled: measured on each visit
   }
-  if (!saved) return;
+  const choices = savedKernelChoices();
   try {
-    remember_kernel_choices(saved);
+    if (raw !== null && choices === null) throw new Error("kernel choices: not this page's, or for another browser or GPU");
+    if (choices !== null) remember_kernel_choices(choices);
   } catch (e) {
     log(`ignoring the saved ${e.message}`);
     localStorage.removeItem(CHOICES);
@@ -139,7 +168,10 @@ function restoreKernelChoices() {
 
 function keepKernelChoices() {
   try {
-    localStorage.setItem(CHOICES, kernel_choices());
+    // Another tab's choices saved meanwhile are kept too.
+    const others = savedKernelChoices();
+    if (others !== null) remember_kernel_choices(others);
+    localStorage.setItem(CHOICES, JSON.stringify({ scope: choicesScope, choices: kernel_choices() }));
   } catch {
     // storage full or disabled: measured again next visit
   }
@@ -160,6 +192,7 @@ async function ensureSession() {
   curve = [];
   timings = [];
   epochsDone = 0;
+  $("progress").textContent = "";
   $("device").textContent = `Device: ${session.adapter}`;
   $("download").disabled = false;
 }
@@ -209,10 +242,11 @@ function steadyMsPerStep(epochs) {
   return (1000 * seconds) / (epochSteps * Math.max(1, epochs.length));
 }
 
-// When the run's first step ended, in ms since the page opened: its first
-// progress event less the steps after the first, at the steady rate.
-function firstStepEnd(msPerStep) {
-  const first = timings.length ? timings[0].find((p) => p.step > 0) : undefined;
+// When a run's first step ended, in ms since the page opened: the first
+// progress event of its first epoch's `ticks`, less the steps after the
+// first, at the steady rate.
+function firstStepEnd(ticks, msPerStep) {
+  const first = ticks ? ticks.find((p) => p.step > 0) : undefined;
   return first ? first.t - (first.step - 1) * msPerStep : null;
 }
 
@@ -264,18 +298,30 @@ function setRunning(on) {
   $("download").disabled = on || !session;
 }
 
+// Stop pressed during this run, before its training began (loading the data,
+// opening the device) or during it.
+let stopAsked = false;
+
 async function train() {
   setRunning(true);
+  stopAsked = false;
   $("result").classList.remove("error");
   try {
     if (badChoice.length) throw new Error(badChoice.join("; "));
     await ensureData();
     await ensureSession();
+    if (stopAsked) {
+      log("stopped before training began");
+      publish({ stopped: true, backend: session.backend, adapter: session.adapter });
+      return;
+    }
     epochsAsked = whole("epochs", "epochs", 1, 1000);
     epochOffset = epochsDone;
+    const firstEpoch = timings.length;
     const fit = JSON.parse(await session.fit(epochsAsked, onEvent));
     if (fit.stopped) {
       log(`stopped (${$("progress").textContent}): Train goes on from there`);
+      $("progress").textContent = "";
       publish({ stopped: true, backend: session.backend, adapter: session.adapter });
       return;
     }
@@ -290,7 +336,7 @@ async function train() {
       test_loss: evaluation.test_loss,
       test_acc: evaluation.test_acc,
       ms_per_step: msPerStep,
-      first_step_ms: firstStepEnd(msPerStep),
+      first_step_ms: firstStepEnd(timings[firstEpoch], msPerStep),
     });
   } catch (e) {
     fail(e);
@@ -301,7 +347,10 @@ async function train() {
 }
 
 $("train").addEventListener("click", train);
-$("stop").addEventListener("click", () => session && session.stop());
+$("stop").addEventListener("click", () => {
+  stopAsked = true;
+  if (session) session.stop();
+});
 
 $("download").addEventListener("click", async () => {
   try {
@@ -415,7 +464,7 @@ async function predictDrawing() {
 }
 
 await init();
-restoreKernelChoices();
+await restoreKernelChoices();
 drawCurves();
 if (params.get("autorun") === "1") {
   train();

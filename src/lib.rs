@@ -70,6 +70,7 @@ pub use backend::gpu::tune::cache::WARNING_TARGET as KERNEL_CACHE_LOG_TARGET;
 pub use backend::gpu::tune::forget_choices as forget_kernel_choices;
 pub use backend::gpu::tune::{
     remember_choices as remember_kernel_choices, remembered_choices as remembered_kernel_choices,
+    set_measuring as set_kernel_measuring,
 };
 pub use backend::gpu::GpuError;
 pub use backend::{Counters, DeviceError, KernelTime, Metrics, Profile, Split};

@@ -3,7 +3,8 @@
 // drawing pad, and checkpoints in and out. Query parameters (for tests and
 // scripts): backend, model, epochs, batch_size, samples, seed, autorun=1. When a run ends
 // it writes one JSON object to window.gpuMnistResult and to #result.
-import init, { Data, Session, kernel_choices, remember_kernel_choices } from "./pkg/gpu_mnist_web.js";
+import init, { Data, Session, kernel_choices, measure_kernels, remember_kernel_choices, set_kernel_measuring }
+  from "./pkg/gpu_mnist_web.js";
 
 const FILES = [
   "train-images-idx3-ubyte.gz",
@@ -126,6 +127,9 @@ function options() {
 // little more than "a WebGPU adapter" (browsers hide the driver).
 const CHOICES = "gpu-mnist kernel choices";
 let choicesScope = "";
+// No choices were saved for this browser and GPU: training takes the rule of
+// thumb at once, and the kernels are measured after the run, for next time.
+let measureLater = false;
 
 async function kernelScope() {
   let info = {};
@@ -154,15 +158,35 @@ async function restoreKernelChoices() {
   try {
     raw = localStorage.getItem(CHOICES);
   } catch {
-    return;  // storage disabled: measured on each visit
+    return;  // storage disabled: measured before the first step, each visit
   }
   const choices = savedKernelChoices();
   try {
     if (raw !== null && choices === null) throw new Error("kernel choices: not this page's, or for another browser or GPU");
-    if (choices !== null) remember_kernel_choices(choices);
+    if (choices !== null) {
+      remember_kernel_choices(choices);
+      return;
+    }
   } catch (e) {
     log(`ignoring the saved ${e.message}`);
     localStorage.removeItem(CHOICES);
+  }
+  set_kernel_measuring(false);
+  measureLater = true;
+}
+
+// After a run on WebGPU that took the rule of thumb: measure, and keep.
+async function measureForNextVisit() {
+  if (!measureLater || session.backend !== "webgpu") return;
+  log("measuring this GPU's kernels for the next visit...");
+  measureLater = false;
+  try {
+    const products = await measure_kernels(data, sessionKey);
+    keepKernelChoices();
+    log(`measured the kernels of ${products} products`);
+  } catch (e) {
+    // The run itself went well: only the next visit measures again.
+    log(`could not measure the kernels: ${e.message}`);
   }
 }
 
@@ -328,6 +352,7 @@ async function train() {
     const msPerStep = steadyMsPerStep(fit.epochs);
     const evaluation = JSON.parse(await session.evaluate());
     showEvaluation(evaluation);
+    await measureForNextVisit();
     publish({
       backend: session.backend,
       adapter: session.adapter,

@@ -34,6 +34,34 @@ pub fn remember_kernel_choices(json: &str) -> Result<usize, JsValue> {
     gpu_mnist::remember_kernel_choices(json).map_err(js_error)
 }
 
+/// Whether the GPU kernels of a product with no remembered choice are
+/// measured (the default) or taken by rule of thumb: a page turns measuring
+/// off for a first visit, so that its first step comes at once, and
+/// measures with [`measure_kernels`] once the run is over.
+#[wasm_bindgen]
+pub fn set_kernel_measuring(on: bool) {
+    gpu_mnist::set_kernel_measuring(on);
+}
+
+/// Turns measuring on and measures the kernels of every product a session
+/// of `options` runs, on a device of its own, for [`kernel_choices`] to
+/// keep; resolves to the number of products.
+#[wasm_bindgen]
+pub fn measure_kernels(data: &Data, options: &str) -> Promise {
+    let data = data.splits.clone();
+    let options = options.to_string();
+    future_to_promise(async move {
+        gpu_mnist::set_kernel_measuring(true);
+        let (mut trainer, _) = open_trainer(&data, &options).await?;
+        let choices = trainer
+            .model()
+            .kernel_choices_async()
+            .await
+            .map_err(js_error)?;
+        Ok(JsValue::from(choices.len() as u32))
+    })
+}
+
 /// MNIST, checked and in memory.
 #[wasm_bindgen]
 pub struct Data {
@@ -121,6 +149,60 @@ fn js_error(e: impl std::fmt::Display) -> JsValue {
     JsError::new(&e.to_string()).into()
 }
 
+/// A trainer for the page's `options` (JSON, see `OpenOptions`) on `data`,
+/// and the book's model it trains.
+async fn open_trainer(data: &Splits, options: &str) -> Result<(Trainer, BookModel), JsValue> {
+    let options: OpenOptions =
+        serde_json::from_str(options).map_err(|e| js_error(format!("options: {e}")))?;
+    let model = BookModel::named(&options.model).ok_or_else(|| {
+        js_error(format!(
+            "model {:?}: expected mlp or convnet",
+            options.model
+        ))
+    })?;
+    let device = match options.backend.as_str() {
+        "auto" => Device::Auto,
+        "webgpu" => Device::Gpu {
+            api: GpuApi::Any,
+            adapter: None,
+        },
+        "cpu" => Device::Cpu,
+        other => {
+            return Err(js_error(format!(
+                "backend {other:?}: expected auto, webgpu or cpu"
+            )))
+        }
+    };
+    let mut splits = (*data).clone();
+    if options.samples > 0 {
+        if options.samples > splits.train.len {
+            return Err(js_error(format!(
+                "samples {}: there are {} training images",
+                options.samples, splits.train.len
+            )));
+        }
+        splits.train = splits.train.truncated(options.samples);
+    }
+    let spec = model.spec();
+    let mut config = model.config(options.seed);
+    if let Some(batch) = options.batch_size {
+        config.batch_size = batch;
+    }
+    config.report_every = options.report_every;
+    let params = Params::init(&spec, Init::Glorot, options.seed);
+    let trainer = Trainer::new_async(&device, &spec, &params, Arc::new(splits), config)
+        .await
+        .map_err(|e| {
+            match e {
+            Error::Device(DeviceError::Gpu(GpuError::NoAdapter { .. })) => js_error(
+        "this browser offers no usable WebGPU adapter (recent Chrome and Edge do): use the CPU",
+            ),
+            e => js_error(e),
+        }
+        })?;
+    Ok((trainer, model))
+}
+
 /// Takes the trainer out of the session for an operation, and puts it back
 /// when the operation ends, however it ends.
 struct Lease {
@@ -159,52 +241,7 @@ impl Session {
         let data = data.splits.clone();
         let options = options.to_string();
         future_to_promise(async move {
-            let options: OpenOptions =
-                serde_json::from_str(&options).map_err(|e| js_error(format!("options: {e}")))?;
-            let model = BookModel::named(&options.model).ok_or_else(|| {
-                js_error(format!(
-                    "model {:?}: expected mlp or convnet",
-                    options.model
-                ))
-            })?;
-            let device = match options.backend.as_str() {
-                "auto" => Device::Auto,
-                "webgpu" => Device::Gpu {
-                    api: GpuApi::Any,
-                    adapter: None,
-                },
-                "cpu" => Device::Cpu,
-                other => {
-                    return Err(js_error(format!(
-                        "backend {other:?}: expected auto, webgpu or cpu"
-                    )))
-                }
-            };
-            let mut splits = (*data).clone();
-            if options.samples > 0 {
-                if options.samples > splits.train.len {
-                    return Err(js_error(format!(
-                        "samples {}: there are {} training images",
-                        options.samples, splits.train.len
-                    )));
-                }
-                splits.train = splits.train.truncated(options.samples);
-            }
-            let spec = model.spec();
-            let mut config = model.config(options.seed);
-            if let Some(batch) = options.batch_size {
-                config.batch_size = batch;
-            }
-            config.report_every = options.report_every;
-            let params = Params::init(&spec, Init::Glorot, options.seed);
-            let trainer = Trainer::new_async(&device, &spec, &params, Arc::new(splits), config)
-                .await
-                .map_err(|e| match e {
-                    Error::Device(DeviceError::Gpu(GpuError::NoAdapter { .. })) => js_error(
-                        "this browser offers no usable WebGPU adapter (recent Chrome and Edge do): use the CPU",
-                    ),
-                    e => js_error(e),
-                })?;
+            let (trainer, model) = open_trainer(&data, &options).await?;
             let adapter = trainer.describe().to_string();
             let backend = if adapter.starts_with("cpu") {
                 "cpu"

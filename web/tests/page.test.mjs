@@ -189,8 +189,10 @@ test("kernels measured on WebGPU are kept in localStorage and chosen again on th
   const store = (value) => page.evaluate(([k, v]) => localStorage.setItem(k, v), [KEY, value]);
   const saved = async () => JSON.parse((await stored()).choices);
 
+  // A first visit trains at once (the rule of thumb), then measures for the next.
   await page.goto(query);
   const first = await result(page);
+  assert.match(await page.textContent("#log"), /^measured the kernels of \d+ products$/m);
   const { scope } = await stored();
   assert.match(scope, /HeadlessChrome/);
   const choices = await saved();
@@ -211,6 +213,7 @@ test("kernels measured on WebGPU are kept in localStorage and chosen again on th
   await store(JSON.stringify({ scope, choices: JSON.stringify(choices) }));
   await page.goto(query);
   const second = await result(page);
+  assert.doesNotMatch(await page.textContent("#log"), /measur/);
   assert.deepEqual((await saved())[key], choice);
   assert.ok(Math.abs(second.test_acc - first.test_acc) <= 0.003, `${second.test_acc} after ${first.test_acc}`);
 

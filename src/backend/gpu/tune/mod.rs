@@ -16,10 +16,11 @@ pub(crate) mod cache;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use super::buffers::{self, DeviceWaits, Region, StepTable};
-use super::kernels::matmul::{MatmulKernel, MatmulOperands};
+use super::kernels::matmul::{self, MatmulKernel, MatmulOperands};
 use super::kernels::Kernels;
 use super::{profile, GpuContext, GpuError};
 use crate::backend::Counters;
@@ -82,6 +83,17 @@ static MEMO: Mutex<BTreeMap<String, Choice>> = Mutex::new(BTreeMap::new());
 pub fn forget_choices() -> std::io::Result<()> {
     MEMO.lock().unwrap_or_else(|e| e.into_inner()).clear();
     cache::path().map_or(Ok(()), |path| cache::forget(&path))
+}
+
+/// Whether a product with no choice remembered is measured (the default), or
+/// takes the rule of thumb (`matmul::fastest`) unremembered.
+static MEASURING: AtomicBool = AtomicBool::new(true);
+
+/// Turns measuring on or off for this process. A page turns it off for a
+/// first visit, so that its first step does not wait for the measurements
+/// (2.2 s on SwiftShader), and measures once the run is over, for the next.
+pub fn set_measuring(on: bool) {
+    MEASURING.store(on, Ordering::Relaxed);
 }
 
 /// Every choice made or remembered in this process, as JSON (an object from
@@ -154,6 +166,10 @@ pub(crate) async fn choose(
         .and_then(|c| by_name(&c.kernel));
     if let Some(kernel) = remembered {
         return Ok(kernel);
+    }
+    if !MEASURING.load(Ordering::Relaxed) {
+        let Product { form, m, k, n } = product;
+        return Ok(matmul::fastest(form, m, k, n, ctx.matmul_caps()));
     }
     let choice =
         cached_or_measured(ctx, waits, kernels, product, candidates, cache::path()).await?;

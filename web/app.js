@@ -154,22 +154,22 @@ function savedKernelChoices() {
 
 async function restoreKernelChoices() {
   choicesScope = await kernelScope();
-  let raw = null;
+  let saved = null;
   try {
-    raw = localStorage.getItem(CHOICES);
+    saved = localStorage.getItem(CHOICES);
   } catch {
     return;  // storage disabled: measured before the first step, each visit
   }
-  const choices = savedKernelChoices();
-  try {
-    if (raw !== null && choices === null) throw new Error("kernel choices: not this page's, or for another browser or GPU");
-    if (choices !== null) {
+  if (saved !== null) {
+    try {
+      const choices = savedKernelChoices();
+      if (choices === null) throw new Error("kernel choices: not this page's, or for another browser or GPU");
       remember_kernel_choices(choices);
       return;
+    } catch (e) {
+      log(`ignoring the saved ${e.message}`);
+      localStorage.removeItem(CHOICES);
     }
-  } catch (e) {
-    log(`ignoring the saved ${e.message}`);
-    localStorage.removeItem(CHOICES);
   }
   set_kernel_measuring(false);
   measureLater = true;

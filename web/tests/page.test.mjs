@@ -88,7 +88,8 @@ async function result(page, timeout = 300_000) {
   return value;
 }
 
-const nativeAcc = () => Number(native(["train", "--backend", "cpu", ...RUN]).match(/test_acc: ([0-9.]+)/)[1]);
+// The native CPU's test accuracy for `train` with `args` (the issue's run by default).
+const nativeAcc = (args = RUN) => Number(native(["train", "--backend", "cpu", ...args]).match(/test_acc: ([0-9.]+)/)[1]);
 
 for (const backend of ["webgpu", "cpu"]) {
   test(`the page trains the MLP on ${backend} as the native CPU does, and its model evaluates natively alike`, async () => {
@@ -328,7 +329,7 @@ test("the page trains the convnet on WebGPU and on the CPU near the native CPU",
   // sums (fused or not, summed in another order) move the test accuracy by
   // up to 0.011 (the wasm CPU; native Vulkan is 0.006 off).
   const run = ["--model", "convnet", "--epochs", "1", "--train-samples", "2560", "--seed", "1"];
-  const want = Number(native(["train", "--backend", "cpu", ...run]).match(/test_acc: ([0-9.]+)/)[1]);
+  const want = nativeAcc(run);
   for (const backend of ["webgpu", "cpu"]) {
     const { page, errors } = await open(`backend=${backend}&model=convnet&epochs=1&samples=2560&seed=1&autorun=1`);
     const got = await result(page);
@@ -342,7 +343,7 @@ test("the page trains the convnet on WebGPU and on the CPU near the native CPU",
 });
 
 test("a batch size asked for in the page trains as the CLI's --batch-size does", async () => {
-  const want = Number(native(["train", "--backend", "cpu", ...RUN, "--batch-size", "256"]).match(/test_acc: ([0-9.]+)/)[1]);
+  const want = nativeAcc([...RUN, "--batch-size", "256"]);
   const { page, errors } = await open(`backend=cpu&batch_size=256&${QUERY}`);
   const run = await result(page);
   assert.ok(Math.abs(run.test_acc - want) <= 0.003, `page ${run.test_acc}, native ${want}`);

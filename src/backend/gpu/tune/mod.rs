@@ -133,17 +133,24 @@ fn made_among(choice: &Choice, names: &[String]) -> bool {
 
 /// The choice remembered for `product` on this device, with its trials.
 pub(crate) fn recorded(ctx: &GpuContext, product: Product) -> Option<Choice> {
-    let key = format!("{} | {}", adapter_key(ctx), product.key());
+    let key = choice_key(ctx, product);
     MEMO.lock()
         .unwrap_or_else(|e| e.into_inner())
         .get(&key)
         .cloned()
 }
 
-/// The adapter part of a cache key: name, backend and driver.
-fn adapter_key(ctx: &GpuContext) -> String {
+/// The key of `product`'s choice on this device, in the process and the
+/// cache file: the adapter's name, backend and driver, then the product.
+fn choice_key(ctx: &GpuContext, product: Product) -> String {
     let s = &ctx.summary;
-    format!("{} | {} | {}", s.name, s.backend, s.driver)
+    format!(
+        "{} | {} | {} | {}",
+        s.name,
+        s.backend,
+        s.driver,
+        product.key()
+    )
 }
 
 /// The choice for `product` among `candidates` (simplest first): remembered,
@@ -156,7 +163,7 @@ pub(crate) async fn choose(
     candidates: &[MatmulKernel],
 ) -> Result<MatmulKernel, GpuError> {
     let by_name = |name: &str| candidates.iter().copied().find(|k| k.name() == name);
-    let key = format!("{} | {}", adapter_key(ctx), product.key());
+    let key = choice_key(ctx, product);
     let names: Vec<String> = candidates.iter().map(|k| k.name()).collect();
     let remembered = MEMO
         .lock()
@@ -190,7 +197,7 @@ async fn cached_or_measured(
     candidates: &[MatmulKernel],
     path: Option<PathBuf>,
 ) -> Result<Choice, GpuError> {
-    let key = format!("{} | {}", adapter_key(ctx), product.key());
+    let key = choice_key(ctx, product);
     let names: Vec<String> = candidates.iter().map(|k| k.name()).collect();
     let known = |c: &Choice| made_among(c, &names);
     let writable = match path.as_deref().map(|p| cache::lookup(p, &key, known)) {
@@ -529,7 +536,7 @@ mod tests {
                             &waits,
                             cached_or_measured(&ctx, &waits, &kernels, p, &candidates, Some(path)),
                         );
-                        (format!("{} | {}", adapter_key(&ctx), p.key()), choice)
+                        (choice_key(&ctx, p), choice)
                     })
                 })
                 .collect();
@@ -570,7 +577,7 @@ mod tests {
                 .collect(),
             host_checked: true,
         };
-        let key = |p: Product| format!("{} | {}", adapter_key(&ctx), p.key());
+        let key = |p: Product| choice_key(&ctx, p);
         let mut stale = planted(other);
         stale.trials.pop();
         // A kernel that disagreed with the host is never taken.
@@ -619,7 +626,7 @@ mod tests {
             cached_or_measured(&ctx, &waits, &kernels, p, &candidates, Some(path.clone())),
         );
         assert_eq!(first.trials.len(), candidates.len());
-        let key = format!("{} | {}", adapter_key(&ctx), p.key());
+        let key = choice_key(&ctx, p);
         let mut file: CacheFile = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
         assert_eq!(file.choices[&key], first);
         // A second run takes the file's word for it, measuring nothing.
